@@ -1,0 +1,125 @@
+"""Decision + guideline_data text → CDS Hooks 2.0 card JSON."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from cds_service.content import Content, Region
+from hooks import fhir
+from hooks.decisions import Decision
+
+SUMMARY_LIMIT = 139  # the spec: "<140 characters"
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    content: Content
+    base_url: str  # absolute, without trailing slash: where this service's pages are served
+    patient_id: str
+    region: Region | None
+
+
+def render_cards(decisions: list[Decision], ctx: RenderContext) -> list[dict[str, Any]]:
+    return [render_card(decision, ctx) for decision in decisions]
+
+
+def render_card(decision: Decision, ctx: RenderContext) -> dict[str, Any]:
+    cards = ctx.content.cards
+    template = cards["cards"][decision.topic]
+    text = {**template, **(template.get("when_suspended") or {})} if decision.suspension else template
+    values = placeholder_values(decision, ctx)
+    card: dict[str, Any] = {
+        "uuid": str(uuid.uuid4()),
+        "summary": shorten(text["summary"].format_map(values)),
+        "indicator": text["indicator"],
+        "detail": text["detail"].format_map(values).strip(),
+        "source": {
+            "label": cards["source"]["label"],
+            "url": cards["source"]["url"],
+            "topic": {"system": cards["topic_system"], "code": decision.topic, "display": template["topic_display"]},
+        },
+    }
+    suggestions = [s for s in (render_suggestion(s, decision, ctx) for s in template.get("suggestions", ())) if s]
+    if suggestions:
+        card["suggestions"] = suggestions
+        card["selectionBehavior"] = "any"
+    card["overrideReasons"] = [dict(cards["override_reasons"][name]) for name in template["override_reasons"]]
+    card["links"] = [render_link(name, values, ctx) for name in template["links"]]
+    return card
+
+
+def placeholder_values(decision: Decision, ctx: RenderContext) -> dict[str, str]:
+    suspension = decision.suspension
+    values = {
+        "region": ctx.region.name if ctx.region else "all regions",
+        "notice": suspension.notice if suspension else "",
+        "suspended_since": suspension.start.isoformat() if suspension else "",
+        "suspended_until": suspension.end.isoformat() if suspension and suspension.end else "further notice",
+    }
+    basis = ctx.content.cards["bases"].get(decision.basis or "", "")
+    values["basis"] = basis.format_map({**values, "basis": ""})
+    return values
+
+
+def shorten(summary: str) -> str:
+    """Placeholders can lengthen a summary; the spec caps it, so cut at a word."""
+    if len(summary) <= SUMMARY_LIMIT:
+        return summary
+    return summary[: SUMMARY_LIMIT - 1].rsplit(" ", 1)[0] + "…"
+
+
+def render_suggestion(template: Mapping[str, Any], decision: Decision, ctx: RenderContext) -> dict[str, Any] | None:
+    actions = [a for a in (render_action(a, decision, ctx) for a in template["actions"]) if a]
+    if len(actions) < len(template["actions"]) and not any(a["type"] == "create" for a in actions):
+        return None
+    suggestion: dict[str, Any] = {"label": template["label"], "uuid": str(uuid.uuid4())}
+    if template.get("recommended"):
+        suggestion["isRecommended"] = True
+    suggestion["actions"] = actions
+    return suggestion
+
+
+def render_action(template: Mapping[str, Any], decision: Decision, ctx: RenderContext) -> dict[str, Any] | None:
+    """A create action carries a new order; a delete names the draft order the card is about."""
+    action: dict[str, Any] = {"type": template["type"], "description": template["description"]}
+    if template["type"] == "delete":
+        key = fhir.resource_key(decision.order or {})
+        if key is None:
+            return None  # nothing to remove: no draft order, or one without an id
+        action["resourceId"] = key
+        return action
+    action["resource"] = new_order(template["resource"], decision, ctx)
+    return action
+
+
+def new_order(name: str, decision: Decision, ctx: RenderContext) -> dict[str, Any]:
+    resource = thaw(ctx.content.orders[name])
+    resource["subject"] = {"reference": f"Patient/{ctx.patient_id}"}
+    if decision.reason_codes:
+        resource["reasonCode"] = [thaw(code) for code in decision.reason_codes]
+    if decision.reason_references:
+        resource["reasonReference"] = [{"reference": ref} for ref in decision.reason_references]
+    return resource
+
+
+def render_link(name: str, values: Mapping[str, str], ctx: RenderContext) -> dict[str, str]:
+    link = ctx.content.cards["links"][name]
+    if "url" in link:
+        url = link["url"]
+    else:
+        query = f"?{urlencode({'region': ctx.region.id})}" if link.get("region_filter") and ctx.region else ""
+        url = f"{ctx.base_url}{link['path']}{query}"
+    return {"label": link["label"].format_map(values), "url": url, "type": "absolute"}
+
+
+def thaw(value: Any) -> Any:
+    """Plain, JSON-serialisable copies of read-only content."""
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [thaw(v) for v in value]
+    return value

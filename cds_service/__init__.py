@@ -1,0 +1,54 @@
+"""lbp-cds: a CDS Hooks 2.0 service for the low back pain Medical Spine Center pathway."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from cds_service.api import api
+from cds_service.config import Settings
+from cds_service.content import Content, load_content
+from cds_service.errors import register_error_handlers
+from cds_service.pages import pages
+from cds_service.registry import Registry
+from hooks import SERVICES
+
+log = logging.getLogger("lbp_cds")
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+}
+
+
+def create_app(settings: Settings | None = None, content: Content | None = None) -> Flask:
+    """The application factory: settings from the environment unless given."""
+    settings = settings or Settings.from_env()
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = Flask(__name__)
+    app.config["LBP_SETTINGS"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # keep cards in the order a clinician should read them
+    app.extensions["lbp_content"] = content or load_content(settings.content_dir)
+    app.extensions["lbp_registry"] = Registry(SERVICES)
+    register_error_handlers(app)
+    app.register_blueprint(api)
+    app.register_blueprint(pages)
+    app.after_request(add_security_headers)
+    if settings.trusted_proxy_hops:
+        hops = settings.trusted_proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops)  # type: ignore[method-assign]
+    if not settings.require_jwt:
+        log.warning("CDS_REQUIRE_JWT=false: service calls are accepted without a JWT. Use only for development.")
+    return app
+
+
+def add_security_headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response

@@ -1,0 +1,161 @@
+"""Navigation of FHIR R4 JSON: codings, statuses, dates and references.
+
+Every rule reads FHIR through these helpers, so the quirks of real EHR data
+(partial dates, missing statuses, contained resources) are handled once.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Iterable, Iterator
+from datetime import date
+from typing import Any
+
+Resource = dict[str, Any]
+Coding = tuple[str, str]  # (system, code)
+
+ACTIVE_CLINICAL_STATUSES = frozenset({"active", "recurrence", "relapse"})
+DISCARDED_VERIFICATION_STATUSES = frozenset({"entered-in-error", "refuted"})
+
+
+def codings(concept: Any) -> Iterator[Coding]:
+    """Yield (system, code) of a CodeableConcept, a list of them, or a Coding."""
+    if isinstance(concept, list):
+        for item in concept:
+            yield from codings(item)
+        return
+    if not isinstance(concept, dict):
+        return
+    if "code" in concept and "coding" not in concept:
+        if isinstance(concept.get("system"), str) and isinstance(concept.get("code"), str):
+            yield concept["system"], concept["code"]
+        return
+    for coding in concept.get("coding") or []:
+        if isinstance(coding, dict):
+            system, code = coding.get("system"), coding.get("code")
+            if isinstance(system, str) and isinstance(code, str):
+                yield system, code.strip()
+
+
+def concept_text(concept: Any) -> str:
+    """All human text of a CodeableConcept (or list of them): text and displays."""
+    if isinstance(concept, list):
+        return " ".join(concept_text(item) for item in concept)
+    if not isinstance(concept, dict):
+        return ""
+    parts = [concept.get("text")]
+    parts += [c.get("display") for c in concept.get("coding") or [] if isinstance(c, dict)]
+    return " ".join(p for p in parts if isinstance(p, str))
+
+
+def is_coded(concept: Any) -> bool:
+    return next(codings(concept), None) is not None
+
+
+def status_code(concept: Any) -> str | None:
+    """The code of a status CodeableConcept such as Condition.clinicalStatus."""
+    return next((code for _system, code in codings(concept)), None)
+
+
+def parse_date(value: Any, *, latest: bool = False) -> date | None:
+    """Parse a FHIR date or dateTime, which may be partial (YYYY or YYYY-MM).
+
+    A partial date is a range; `latest` picks its last day instead of its first,
+    so callers can decide conservatively (e.g. "certainly 18 or older").
+    """
+    if not isinstance(value, str) or len(value) < 4:
+        return None
+    try:
+        year = int(value[0:4])
+        month = int(value[5:7]) if len(value) >= 7 else (12 if latest else 1)
+        if len(value) >= 10:
+            day = int(value[8:10])
+        else:
+            day = calendar.monthrange(year, month)[1] if latest else 1
+        return date(year, month, day)
+    except ValueError:
+        return None
+
+
+def add_years(day: date, years: int) -> date:
+    """The same calendar day `years` later; 29 February becomes 1 March."""
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:
+        return date(day.year + years, 3, 1)
+
+
+def reference_key(reference: Any) -> str | None:
+    """'Condition/123' from a Reference (absolute URLs and _history stripped)."""
+    if not isinstance(reference, dict) or not isinstance(reference.get("reference"), str):
+        return None
+    parts = reference["reference"].split("/_history/")[0].rstrip("/").split("/")
+    if len(parts) < 2:
+        return parts[0] or None
+    return f"{parts[-2]}/{parts[-1]}"
+
+
+def resource_key(resource: Resource) -> str | None:
+    if isinstance(resource.get("resourceType"), str) and isinstance(resource.get("id"), str):
+        return f"{resource['resourceType']}/{resource['id']}"
+    return None
+
+
+def bundle_resources(bundle: Any) -> list[Resource]:
+    """The resources of a Bundle, or the resource itself when it is not a Bundle."""
+    if not isinstance(bundle, dict):
+        return []
+    if bundle.get("resourceType") != "Bundle":
+        return [bundle]
+    entries = bundle.get("entry") or []
+    return [e["resource"] for e in entries if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
+
+
+def is_active_condition(condition: Resource) -> bool:
+    """Active, recurrent or relapsed, and not refuted or entered in error.
+
+    A Condition without clinicalStatus counts as active unless it has abated,
+    as FHIR R4 allows clinicalStatus to be absent only when unknown.
+    """
+    if status_code(condition.get("verificationStatus")) in DISCARDED_VERIFICATION_STATUSES:
+        return False
+    clinical = status_code(condition.get("clinicalStatus"))
+    if clinical is None:
+        return not any(key.startswith("abatement") for key in condition)
+    return clinical in ACTIVE_CLINICAL_STATUSES
+
+
+def condition_date(condition: Resource) -> date | None:
+    """When the condition was noted: onset, else recorded date (latest reading)."""
+    onset = condition.get("onsetDateTime") or (condition.get("onsetPeriod") or {}).get("start")
+    return parse_date(onset, latest=True) or parse_date(condition.get("recordedDate"), latest=True)
+
+
+def period_date(resource: Resource, *fields: str) -> date | None:
+    """The first date found among the named fields (Period end/start or dateTime)."""
+    for field in fields:
+        value = resource.get(field)
+        if isinstance(value, dict):
+            found = parse_date(value.get("end"), latest=True) or parse_date(value.get("start"), latest=True)
+        else:
+            found = parse_date(value, latest=True)
+        if found:
+            return found
+    return None
+
+
+def medication_concepts(request: Resource) -> list[Any]:
+    """The medication CodeableConcept of a MedicationRequest, incl. a contained Medication."""
+    concepts: list[Any] = []
+    if "medicationCodeableConcept" in request:
+        concepts.append(request["medicationCodeableConcept"])
+    ref = (request.get("medicationReference") or {}).get("reference")
+    if isinstance(ref, str) and ref.startswith("#"):
+        for contained in request.get("contained") or []:
+            if isinstance(contained, dict) and contained.get("id") == ref[1:]:
+                concepts.append(contained.get("code"))
+    return concepts
+
+
+def all_codings(concepts: Iterable[Any]) -> list[Coding]:
+    return [coding for concept in concepts for coding in codings(concept)]

@@ -1,0 +1,36 @@
+"""patient-view: first-line physical therapy and opioid-sparing care for an adult with active LBP."""
+
+from __future__ import annotations
+
+from hooks.decisions import Decision
+from hooks.facts import Knowledge, PatientFacts
+from hooks.rules import in_scope, opioid_decisions, physical_therapy_decisions
+from hooks.service import (
+    CONDITIONS,
+    ENCOUNTERS,
+    MEDICATION_REQUESTS,
+    PATIENT,
+    SERVICE_REQUESTS,
+    HookInput,
+    ServiceDefinition,
+    prefetch,
+)
+
+
+def decide(hook_input: HookInput, facts: PatientFacts, knowledge: Knowledge) -> list[Decision]:
+    if not in_scope(facts):
+        return []
+    return physical_therapy_decisions(facts) + opioid_decisions(facts.active_medication_requests, facts, knowledge)
+
+
+SERVICE = ServiceDefinition(
+    id="lbp-patient-view",
+    hook="patient-view",
+    title="Low back pain: first-line physical therapy and opioid-sparing care",
+    description=(
+        "When the chart of an adult with active low back pain opens: suggests physical therapy as first-line care "
+        "when none happened in the last 90 days, and opioid-sparing alternatives when an opioid analgesic is active."
+    ),
+    prefetch=prefetch(PATIENT, CONDITIONS, ENCOUNTERS, SERVICE_REQUESTS, MEDICATION_REQUESTS),
+    decide=decide,
+)

@@ -1,0 +1,39 @@
+"""order-select: a spine-surgical referral or an opioid is selected for an adult with LBP."""
+
+from __future__ import annotations
+
+from hooks.decisions import Decision
+from hooks.facts import Knowledge, PatientFacts
+from hooks.rules import concerns_program, in_scope, opioid_decisions, referral_decisions
+from hooks.service import (
+    CONDITIONS,
+    COVERAGES,
+    ENCOUNTERS,
+    PATIENT,
+    SERVICE_REQUESTS,
+    HookInput,
+    ServiceDefinition,
+    prefetch,
+)
+
+
+def decide(hook_input: HookInput, facts: PatientFacts, knowledge: Knowledge) -> list[Decision]:
+    if not in_scope(facts):
+        return []
+    selected = hook_input.selected_orders()
+    return referral_decisions(selected, facts, knowledge) + opioid_decisions(selected, facts, knowledge)
+
+
+SERVICE = ServiceDefinition(
+    id="lbp-referral-select",
+    hook="order-select",
+    title="Low back pain: Medical Spine Center before spine surgery",
+    description=(
+        "When a referral to orthopaedic spine surgery or neurosurgery is selected for an adult with low back pain, "
+        "suggests a Medical Spine Center evaluation first (or reminds of Prior Notification when the referral may "
+        "proceed), and offers physical therapy and other opioid-sparing care when an opioid analgesic is selected."
+    ),
+    prefetch=prefetch(PATIENT, CONDITIONS, COVERAGES, ENCOUNTERS, SERVICE_REQUESTS),
+    decide=decide,
+    relevant=lambda hook_input, knowledge: concerns_program(hook_input.selected_orders(), knowledge),
+)

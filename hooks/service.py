@@ -1,0 +1,68 @@
+"""How a CDS service is declared: its discovery metadata beside its decide function."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hooks import fhir
+from hooks.decisions import Decision
+from hooks.facts import Knowledge, PatientFacts
+from hooks.fhir import Resource
+
+# Prefetch templates use CDS Hooks 2.0 tokens only. Keys name PatientRecord fields.
+PATIENT = ("patient", "Patient/{{context.patientId}}")
+CONDITIONS = ("conditions", "Condition?patient={{context.patientId}}")
+COVERAGES = ("coverages", "Coverage?patient={{context.patientId}}&status=active")
+ENCOUNTERS = ("encounters", "Encounter?patient={{context.patientId}}&status=finished")
+SERVICE_REQUESTS = ("serviceRequests", "ServiceRequest?patient={{context.patientId}}")
+MEDICATION_REQUESTS = ("medicationRequests", "MedicationRequest?patient={{context.patientId}}&status=active")
+
+
+@dataclass(frozen=True)
+class HookInput:
+    """The validated CDS Hooks context of one call."""
+
+    context: Mapping[str, Any]
+
+    def draft_orders(self) -> list[Resource]:
+        return fhir.bundle_resources(self.context.get("draftOrders"))
+
+    def selected_orders(self) -> list[Resource]:
+        selected = set(self.context.get("selections") or ())
+        return [r for r in self.draft_orders() if fhir.resource_key(r) in selected]
+
+
+Decide = Callable[[HookInput, PatientFacts, Knowledge], list[Decision]]
+Relevant = Callable[[HookInput, Knowledge], bool]
+
+
+def always(_hook_input: HookInput, _knowledge: Knowledge) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    id: str
+    hook: str
+    title: str
+    description: str
+    prefetch: Mapping[str, str]
+    decide: Decide
+    # Whether the call could produce a card at all, judged from the context alone; when it
+    # cannot (an order-select for a lab test), no patient data is needed.
+    relevant: Relevant = always
+
+    def discovery(self) -> dict[str, Any]:
+        return {
+            "hook": self.hook,
+            "id": self.id,
+            "title": self.title,
+            "description": self.description,
+            "prefetch": dict(self.prefetch),
+        }
+
+
+def prefetch(*templates: tuple[str, str]) -> dict[str, str]:
+    return dict(templates)
