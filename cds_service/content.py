@@ -200,8 +200,9 @@ def check_cards(cards: Mapping[str, Any], orders: Mapping[str, Any], problems: l
         for suggestion in card.get("suggestions", []):
             for action in suggestion["actions"]:
                 if "resource" in action and action["resource"] not in orders:
+                    name, label = action["resource"], suggestion["label"]
                     problems.append(
-                        f"{where}: suggestion '{suggestion['label']}' creates '{action['resource']}', which orders.yaml does not define"
+                        f"{where}: suggestion '{label}' creates '{name}', which orders.yaml does not define"
                     )
         texts = [card["summary"], card["detail"], *(card.get("when_suspended") or {}).values()]
         check_placeholders(where, texts, problems)

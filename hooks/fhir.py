@@ -68,10 +68,7 @@ def parse_date(value: Any, *, latest: bool = False) -> date | None:
     try:
         year = int(value[0:4])
         month = int(value[5:7]) if len(value) >= 7 else (12 if latest else 1)
-        if len(value) >= 10:
-            day = int(value[8:10])
-        else:
-            day = calendar.monthrange(year, month)[1] if latest else 1
+        day = int(value[8:10]) if len(value) >= 10 else calendar.monthrange(year, month)[1] if latest else 1
         return date(year, month, day)
     except ValueError:
         return None

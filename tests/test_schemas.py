@@ -831,8 +831,8 @@ def test_null_anywhere_in_strict_response():
     def collect(node, prefix):
         items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
         for key, value in items:
-            paths.append(prefix + (key,))
-            collect(value, prefix + (key,))
+            paths.append((*prefix, key))
+            collect(value, (*prefix, key))
 
     collect(original, ())
     assert len(paths) > 50
