@@ -7,11 +7,10 @@ import logging
 from flask import Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from cds_service.api import api
+from cds_service import api, pages
 from cds_service.config import Settings
 from cds_service.content import Content, load_content
 from cds_service.errors import register_error_handlers
-from cds_service.pages import pages
 from cds_service.registry import Registry
 from hooks import SERVICES
 
@@ -40,8 +39,8 @@ def create_app(settings: Settings | None = None, content: Content | None = None)
     app.extensions["lbp_content"] = content or load_content(settings.content_dir)
     app.extensions["lbp_registry"] = Registry(SERVICES)
     register_error_handlers(app)
-    app.register_blueprint(api)
-    app.register_blueprint(pages)
+    app.register_blueprint(api.blueprint)
+    app.register_blueprint(pages.blueprint)
     app.after_request(add_security_headers)
     if settings.trusted_proxy_hops:
         hops = settings.trusted_proxy_hops

@@ -18,7 +18,7 @@ from cds_service.validation import validate_request
 from hooks.facts import build_facts
 from hooks.service import HookInput
 
-api = Blueprint("cds_hooks", __name__)
+blueprint = Blueprint("cds_hooks", __name__)
 
 
 def registry() -> Registry:
@@ -29,12 +29,12 @@ def content() -> Content:
     return current_app.extensions["lbp_content"]
 
 
-@api.get("/cds-services")
+@blueprint.get("/cds-services")
 def discovery() -> Response:
     return jsonify(registry().discovery())
 
 
-@api.post("/cds-services/<service_id>")
+@blueprint.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
     started = time.perf_counter()
     service = registry().get(service_id)

@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 import string
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -120,8 +121,9 @@ def read_validated(path: Path, root: Path, problems: list[str]) -> Any:
     """Parse a YAML/JSON file and check it against schemas/<kind>.schema.json."""
     relative = path.relative_to(root)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as error:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as error:
         problems.append(f"{relative}: cannot be read: {error}")
         return None
     kind = "valueset" if path.parent.name == "valuesets" else path.stem
@@ -143,7 +145,10 @@ def load_valuesets(root: Path, problems: list[str]) -> dict[str, list[tuple[str,
         if isinstance(data, dict) and isinstance(data.get("codes"), list):
             if data.get("id") != path.stem:
                 problems.append(f"valuesets/{path.name}: id '{data.get('id')}' differs from the file name")
-            sets[path.stem] = [(c["system"], c["code"]) for c in data["codes"]]
+            codes = [(c["system"], c["code"]) for c in data["codes"]]
+            duplicates = sorted(code for code, count in Counter(codes).items() if count > 1)
+            problems += [f"valuesets/{path.name}: {code} ({system}) is listed twice" for system, code in duplicates]
+            sets[path.stem] = codes
     return sets
 
 

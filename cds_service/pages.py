@@ -7,7 +7,7 @@ from markdown_it import MarkdownIt
 
 from cds_service.content import Content
 
-pages = Blueprint("pages", __name__)
+blueprint = Blueprint("pages", __name__)
 # Handout Markdown is written by staff, but still rendered without raw HTML.
 markdown = MarkdownIt("commonmark", {"html": False})
 
@@ -16,12 +16,12 @@ def content() -> Content:
     return current_app.extensions["lbp_content"]
 
 
-@pages.get("/msc/handout")
+@blueprint.get("/msc/handout")
 def handout() -> str:
     return render_template("handout.html", body=markdown.render(content().handout_markdown))
 
 
-@pages.get("/msc/directory")
+@blueprint.get("/msc/directory")
 def directory() -> str:
     current = content().directory
     region = current.region(request.args.get("region"))
