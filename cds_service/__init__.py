@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import date
 
 from flask import Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -27,8 +29,13 @@ SECURITY_HEADERS = {
 }
 
 
-def create_app(settings: Settings | None = None, content: Content | None = None) -> Flask:
-    """The application factory: settings from the environment unless given."""
+def create_app(
+    settings: Settings | None = None, content: Content | None = None, today: Callable[[], date] = date.today
+) -> Flask:
+    """The application factory: settings from the environment unless given.
+
+    `today` is the clinical "today" (ages, look-back windows); tests and dated examples fix it.
+    """
     settings = settings or Settings.from_env()
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -38,6 +45,7 @@ def create_app(settings: Settings | None = None, content: Content | None = None)
     app.json.sort_keys = False  # keep cards in the order a clinician should read them
     app.extensions["lbp_content"] = content or load_content(settings.content_dir)
     app.extensions["lbp_registry"] = Registry(SERVICES)
+    app.extensions["lbp_today"] = today
     register_error_handlers(app)
     app.register_blueprint(api.blueprint)
     app.register_blueprint(pages.blueprint)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import date
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -45,7 +44,7 @@ def call_service(service_id: str) -> Response:
     cards: list[dict[str, Any]] = []
     if service.relevant(hook_input, current.knowledge):
         record = gather_record(service, body)
-        facts = build_facts(record, current.knowledge, date.today())
+        facts = build_facts(record, current.knowledge, current_app.extensions["lbp_today"]())
         decisions = service.decide(hook_input, facts, current.knowledge)
         region = current.directory.region_for(facts.postal_code)
         ctx = RenderContext(current, public_base_url(), body["context"]["patientId"], region)

@@ -1,0 +1,27 @@
+# The two commands of the README quick start:
+#   make run   set up and run the service at http://127.0.0.1:8080 (development defaults)
+#   make test  set up and run the checks and the whole test suite
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: run test lint format
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+run: $(BIN)/.installed
+	CDS_REQUIRE_JWT=$${CDS_REQUIRE_JWT:-false} $(BIN)/gunicorn --bind 127.0.0.1:8080 wsgi:app
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/python -m pytest
+
+format: $(BIN)/.installed
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
