@@ -13,6 +13,7 @@ from cds_service import api, pages
 from cds_service.config import Settings
 from cds_service.content import Content, load_content
 from cds_service.errors import register_error_handlers
+from cds_service.fhir_client import FhirFetcher
 from cds_service.registry import Registry
 from hooks import SERVICES
 
@@ -46,6 +47,13 @@ def create_app(
     app.extensions["lbp_content"] = content or load_content(settings.content_dir)
     app.extensions["lbp_registry"] = Registry(SERVICES)
     app.extensions["lbp_today"] = today
+    app.extensions["lbp_fetcher"] = FhirFetcher(
+        allowlist=settings.fhir_allowlist,
+        budget_ms=settings.fhir_budget_ms,
+        page_limit=settings.fhir_page_limit,
+        cache_seconds=settings.fhir_cache_seconds,
+        cache_size=settings.fhir_cache_size,
+    )
     register_error_handlers(app)
     app.register_blueprint(api.blueprint)
     app.register_blueprint(pages.blueprint)

@@ -10,12 +10,13 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from cards.render import RenderContext, render_cards
 from cds_service.content import Content
-from cds_service.errors import BadRequest, UnsupportedMediaType, log
-from cds_service.prefetch import gather_record
+from cds_service.errors import BadRequest, PrefetchUnavailable, UnsupportedMediaType, log
+from cds_service.prefetch import Gathered, gather
 from cds_service.registry import Registry
 from cds_service.validation import validate_request
+from hooks.decisions import Decision, keys_that_matter
 from hooks.facts import build_facts
-from hooks.service import HookInput
+from hooks.service import HookInput, ServiceDefinition
 
 blueprint = Blueprint("cds_hooks", __name__)
 
@@ -42,21 +43,36 @@ def call_service(service_id: str) -> Response:
     hook_input = HookInput(body["context"])
     current = content()
     cards: list[dict[str, Any]] = []
+    gathered = Gathered()
     if service.relevant(hook_input, current.knowledge):
-        record = gather_record(service, body)
-        facts = build_facts(record, current.knowledge, current_app.extensions["lbp_today"]())
+        gathered = gather(service, body, current_app.extensions["lbp_fetcher"])
+        facts = build_facts(gathered.record, current.knowledge, current_app.extensions["lbp_today"]())
         decisions = service.decide(hook_input, facts, current.knowledge)
+        refuse_if_unsafe(service, decisions, gathered)
         region = current.directory.region_for(facts.postal_code)
         ctx = RenderContext(current, public_base_url(), body["context"]["patientId"], region)
         cards = render_cards(decisions, ctx)
     log.info(
-        "hook call service=%s hookInstance=%s cards=%s ms=%.1f",
+        "hook call service=%s hookInstance=%s cards=%s fetched=%s missing=%s ms=%.1f",
         service.id,
         body["hookInstance"],
         [c["source"]["topic"]["code"] for c in cards],
+        {k: round(ms, 1) for k, ms in gathered.fetched.items()},
+        sorted(gathered.missing),
         (time.perf_counter() - started) * 1000,
     )
     return jsonify({"cards": cards})
+
+
+def refuse_if_unsafe(service: ServiceDefinition, decisions: list[Decision], gathered: Gathered) -> None:
+    """412 when data that could not be had could make a card wrong, or leaves nothing to decide on."""
+    matter = keys_that_matter(decisions, set(gathered.missing))
+    if matter:
+        reasons = "; ".join(f"{key} ({service.prefetch[key]}): {gathered.missing[key]}" for key in sorted(matter))
+        raise PrefetchUnavailable(
+            f"Data this service needs could not be obtained: {reasons}. "
+            "Prefetch these keys, or send a fhirServer this service may call with fhirAuthorization."
+        )
 
 
 def read_json_body() -> Any:

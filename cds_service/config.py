@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cds_service.content import DEFAULT_CONTENT_DIR
+from cds_service.fhir_client import AllowListError, parse_allowlist
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
@@ -25,6 +26,11 @@ class Settings:
     max_body_bytes: int = 5 * 1024 * 1024
     trusted_proxy_hops: int = 0  # X-Forwarded-* headers trusted from this many proxies
     content_dir: Path = DEFAULT_CONTENT_DIR
+    fhir_allowlist: tuple[str, ...] = ()  # FHIR base URLs the service may call; empty: none
+    fhir_budget_ms: int = 350  # one budget for all fetching in a hook call
+    fhir_page_limit: int = 5
+    fhir_cache_seconds: int = 30  # 0 turns the FHIR response cache off
+    fhir_cache_size: int = 1024
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -36,6 +42,11 @@ class Settings:
             max_body_bytes=as_int(env, "CDS_MAX_BODY_BYTES", defaults.max_body_bytes),
             trusted_proxy_hops=as_int(env, "CDS_TRUSTED_PROXY_HOPS", defaults.trusted_proxy_hops),
             content_dir=Path(env.get("CDS_CONTENT_DIR") or defaults.content_dir),
+            fhir_allowlist=as_allowlist(env, "CDS_FHIR_ALLOWLIST"),
+            fhir_budget_ms=as_int(env, "CDS_FHIR_BUDGET_MS", defaults.fhir_budget_ms),
+            fhir_page_limit=as_int(env, "CDS_FHIR_PAGE_LIMIT", defaults.fhir_page_limit),
+            fhir_cache_seconds=as_int(env, "CDS_FHIR_CACHE_SECONDS", defaults.fhir_cache_seconds),
+            fhir_cache_size=as_int(env, "CDS_FHIR_CACHE_SIZE", defaults.fhir_cache_size),
         )
 
 
@@ -61,3 +72,11 @@ def as_int(env: Mapping[str, str], name: str, default: int) -> int:
     if value < 0:
         raise SettingsError(f"{name}={raw!r}: must not be negative")
     return value
+
+
+def as_allowlist(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    entries = [e for e in (env.get(name) or "").split(",") if e.strip()]
+    try:
+        return parse_allowlist(entries)
+    except AllowListError as error:
+        raise SettingsError(f"{name}: {error}") from None

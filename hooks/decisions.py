@@ -24,3 +24,25 @@ class Decision:
     basis: str | None = None  # why a referral may proceed: msc-done, medicare-advantage or suspended
     reason_codes: tuple[Any, ...] = ()  # CodeableConcepts to carry into suggested orders
     reason_references: tuple[str, ...] = ()  # 'Condition/id' to carry into suggested orders
+
+
+# Which patient data (prefetch keys) can turn each card into a wrong one when missing:
+# red flags and exclusions silence cards, MSC visits and coverage change the MSC card into
+# Prior Notification, recent PT silences the PT card. A card whose keys were all had is safe
+# to show even when other keys could not be fetched.
+CARD_DEPENDS_ON: dict[str, frozenset[str]] = {
+    MSC_EVALUATION_FIRST: frozenset({"patient", "conditions", "coverages", "encounters", "serviceRequests"}),
+    PRIOR_NOTIFICATION_REQUIRED: frozenset({"patient", "conditions"}),
+    PHYSICAL_THERAPY_FIRST_LINE: frozenset({"patient", "conditions", "encounters", "serviceRequests"}),
+    OPIOID_SPARING_ALTERNATIVES: frozenset({"patient", "conditions", "encounters", "serviceRequests"}),
+}
+# Without these nothing can be decided (age, diagnoses): silence would be a guess.
+ESSENTIAL_KEYS = frozenset({"patient", "conditions"})
+
+
+def keys_that_matter(decisions: list[Decision], missing: set[str]) -> set[str]:
+    """The missing keys that could make one of these cards wrong, or leave nothing decidable."""
+    matter = missing & ESSENTIAL_KEYS
+    for decision in decisions:
+        matter |= missing & CARD_DEPENDS_ON[decision.topic]
+    return matter

@@ -1,0 +1,204 @@
+"""Fetching FHIR data the EHR did not prefetch: allow-listed servers, in parallel, within a time budget.
+
+CDS Hooks 2.0.1 ("FHIR Resource Access"): GET {fhirServer}/{rendered template} with the
+access token the EHR passed. The token is used for the call only: never logged, never a
+cache key (its hash is), never kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from cachetools import TTLCache
+from requests.adapters import HTTPAdapter
+
+from hooks.fhir import Resource, bundle_resources
+
+log = logging.getLogger("lbp_cds.fhir")
+LOOPBACK_NAMES = frozenset({"localhost"})
+
+
+class AllowListError(ValueError):
+    """An allow-list entry the service refuses (e.g. plain http to a remote host)."""
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_allowlist(entries: list[str]) -> tuple[str, ...]:
+    """Base URLs the service may call; https, or http for loopback development servers only."""
+    allowed = []
+    for entry in entries:
+        parts = urlsplit(entry.strip())
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise AllowListError(f"'{entry}' is not an absolute http(s) URL")
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
+            raise AllowListError(f"'{entry}' uses http to a remote host; only https, or http to loopback")
+        allowed.append(entry.strip().rstrip("/"))
+    return tuple(allowed)
+
+
+def is_allowed(url: str, allowlist: tuple[str, ...]) -> bool:
+    """The URL lies under an allowed base (at a path boundary, same scheme, host and port)."""
+    url = url.rstrip("/")
+    return any(url == base or url.startswith(base + "/") or url.startswith(base + "?") for base in allowlist)
+
+
+@dataclass(frozen=True)
+class FetchOutcome:
+    key: str
+    resources: list[Resource] | None  # None: could not be had
+    problem: str | None = None
+    status: int | None = None
+    ms: float = 0.0
+    pages: int = 0
+    cached: bool = False
+
+
+@dataclass
+class FhirFetcher:
+    allowlist: tuple[str, ...]
+    budget_ms: int = 350
+    page_limit: int = 5
+    cache_seconds: int = 30
+    cache_size: int = 1024
+    max_workers: int = 8
+    _session: requests.Session = field(init=False, repr=False)
+    _executor: ThreadPoolExecutor = field(init=False, repr=False)
+    _cache: TTLCache[tuple[str, str, str], list[Resource]] | None = field(init=False, repr=False)
+    _lock: threading.Lock = field(init=False, repr=False, default_factory=threading.Lock)
+    fallbacks: Counter[str] = field(init=False, default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self._session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=16, pool_maxsize=self.max_workers * 2, max_retries=0)
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
+        self._executor = ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="fhir-fetch")
+        self._cache = TTLCache(self.cache_size, self.cache_seconds) if self.cache_seconds > 0 else None
+
+    def allows(self, fhir_server: str) -> bool:
+        return is_allowed(fhir_server, self.allowlist)
+
+    def fetch_all(
+        self, fhir_server: str, token: str | None, queries: Mapping[str, tuple[str, str]]
+    ) -> list[FetchOutcome]:
+        """Fetch every key (key → (template, rendered query)) in parallel; stop waiting at the budget."""
+        deadline = time.monotonic() + self.budget_ms / 1000
+        futures: dict[str, Future[FetchOutcome]] = {
+            key: self._executor.submit(self._fetch, key, fhir_server, token, query, deadline)
+            for key, (_template, query) in queries.items()
+        }
+        wait(futures.values(), timeout=max(0.0, deadline - time.monotonic()))
+        outcomes = []
+        for key, future in futures.items():
+            if future.done():
+                outcome = future.result()
+            else:
+                future.cancel()
+                outcome = FetchOutcome(key, None, "no answer within the time budget", ms=self.budget_ms)
+            self._record(outcome, queries[key][0])
+            outcomes.append(outcome)
+        return outcomes
+
+    def _record(self, outcome: FetchOutcome, template: str) -> None:
+        with self._lock:
+            self.fallbacks[outcome.key] += 1
+            count = self.fallbacks[outcome.key]
+        # The template, not the rendered query: no patient identifiers in the log.
+        log.info(
+            "fhir fetch key=%s query=%s status=%s ms=%.1f pages=%d cached=%s problem=%s prefetch_fallbacks=%d",
+            outcome.key,
+            template,
+            outcome.status,
+            outcome.ms,
+            outcome.pages,
+            outcome.cached,
+            outcome.problem,
+            count,
+        )
+
+    def _fetch(self, key: str, server: str, token: str | None, query: str, deadline: float) -> FetchOutcome:
+        started = time.monotonic()
+        cache_key = (server, query, hashlib.sha256((token or "").encode()).hexdigest())
+        cached = self._cached(cache_key)
+        if cached is not None:
+            return FetchOutcome(key, cached, ms=(time.monotonic() - started) * 1000, cached=True)
+        url: str | None = f"{server.rstrip('/')}/{query.lstrip('/')}"
+        resources: list[Resource] = []
+        pages = status = 0
+        try:
+            while url and pages < self.page_limit:
+                status, body = self._get(url, token, deadline)
+                if status != 200:
+                    return self._failed(key, f"FHIR server answered HTTP {status}", status, started, pages)
+                if not is_resource(body) or body.get("resourceType") == "OperationOutcome":
+                    problem = "FHIR server answered something that is not a FHIR resource"
+                    return self._failed(key, problem, status, started, pages)
+                resources += bundle_resources(body)
+                pages += 1
+                url = next_link(body, server)
+        except requests.Timeout:
+            return self._failed(key, "FHIR server did not answer within the time budget", None, started, pages)
+        except requests.RequestException as error:
+            return self._failed(key, f"FHIR server unreachable ({type(error).__name__})", None, started, pages)
+        if url:  # pages left beyond the limit: the data is incomplete
+            return self._failed(key, f"more than {self.page_limit} pages of results", status, started, pages)
+        self._store(cache_key, resources)
+        return FetchOutcome(key, resources, status=status, ms=(time.monotonic() - started) * 1000, pages=pages)
+
+    def _get(self, url: str, token: str | None, deadline: float) -> tuple[int, Any]:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise requests.Timeout("budget spent")
+        headers = {"Accept": "application/fhir+json, application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        response = self._session.get(url, headers=headers, timeout=(remaining, remaining), allow_redirects=False)
+        try:
+            return response.status_code, response.json()
+        except ValueError:
+            return response.status_code, None
+
+    def _failed(self, key: str, problem: str, status: int | None, started: float, pages: int) -> FetchOutcome:
+        return FetchOutcome(key, None, problem, status, (time.monotonic() - started) * 1000, pages)
+
+    def _cached(self, cache_key: tuple[str, str, str]) -> list[Resource] | None:
+        if self._cache is None:
+            return None
+        with self._lock:
+            return self._cache.get(cache_key)
+
+    def _store(self, cache_key: tuple[str, str, str], resources: list[Resource]) -> None:
+        if self._cache is not None:
+            with self._lock:
+                self._cache[cache_key] = resources
+
+
+def is_resource(value: Any) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("resourceType"), str)
+
+
+def next_link(bundle: Mapping[str, Any], server: str) -> str | None:
+    """The Bundle's next page, only on the same server (never follow a link elsewhere)."""
+    for link in bundle.get("link") or []:
+        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+            return link["url"] if is_allowed(link["url"], (server.rstrip("/"),)) else None
+    return None
