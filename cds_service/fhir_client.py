@@ -154,7 +154,9 @@ class FhirFetcher:
                     return self._failed(key, problem, status, started, pages)
                 resources += bundle_resources(body)
                 pages += 1
-                url = next_link(body, server)
+                url = next_link(body)
+                if url and not is_allowed(url, (server.rstrip("/"),)):
+                    return self._failed(key, "next page is on another server", status, started, pages)
         except requests.Timeout:
             return self._failed(key, "FHIR server did not answer within the time budget", None, started, pages)
         except requests.RequestException as error:
@@ -196,9 +198,8 @@ def is_resource(value: Any) -> bool:
     return isinstance(value, dict) and isinstance(value.get("resourceType"), str)
 
 
-def next_link(bundle: Mapping[str, Any], server: str) -> str | None:
-    """The Bundle's next page, only on the same server (never follow a link elsewhere)."""
+def next_link(bundle: Mapping[str, Any]) -> str | None:
     for link in bundle.get("link") or []:
         if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
-            return link["url"] if is_allowed(link["url"], (server.rstrip("/"),)) else None
+            return link["url"]
     return None

@@ -116,7 +116,7 @@ def medication_request(
 
 
 @dataclass
-class TestPatient:
+class PatientRecordBuilder:
     """A patient record, built step by step, rendered as prefetch."""
 
     birth_date: str | None
@@ -137,7 +137,7 @@ class TestPatient:
         onset: str | None = None,
         abated: str | None = None,
         cid: str | None = None,
-    ) -> TestPatient:
+    ) -> PatientRecordBuilder:
         condition: dict[str, Any] = {
             "resourceType": "Condition",
             "id": cid or next_id("cond"),
@@ -155,10 +155,10 @@ class TestPatient:
         self.conditions.append(condition)
         return self
 
-    def with_lbp(self) -> TestPatient:
+    def with_lbp(self) -> PatientRecordBuilder:
         return self.with_condition(LBP, cid="lbp")
 
-    def with_coverage(self, sopt: str, *, status: str = "active", plan: str | None = None) -> TestPatient:
+    def with_coverage(self, sopt: str, *, status: str = "active", plan: str | None = None) -> PatientRecordBuilder:
         coverage: dict[str, Any] = {
             "resourceType": "Coverage",
             "id": next_id("cov"),
@@ -186,7 +186,7 @@ class TestPatient:
         status: str = "finished",
         reason: str | None = None,
         reason_reference: str | None = None,
-    ) -> TestPatient:
+    ) -> PatientRecordBuilder:
         encounter: dict[str, Any] = {
             "resourceType": "Encounter",
             "id": next_id("enc"),
@@ -206,11 +206,11 @@ class TestPatient:
         self.encounters.append(encounter)
         return self
 
-    def with_service_request(self, request: dict[str, Any]) -> TestPatient:
+    def with_service_request(self, request: dict[str, Any]) -> PatientRecordBuilder:
         self.service_requests.append(request)
         return self
 
-    def with_medication(self, request: dict[str, Any]) -> TestPatient:
+    def with_medication(self, request: dict[str, Any]) -> PatientRecordBuilder:
         self.medication_requests.append(request)
         return self
 
@@ -258,7 +258,9 @@ class TestPatient:
         return self.request("patient-view", {}, keys)
 
 
-def patient(age: int | None = 45, *, birth_date: str | None = None, postal_code: str | None = "55101") -> TestPatient:
+def patient(
+    age: int | None = 45, *, birth_date: str | None = None, postal_code: str | None = "55101"
+) -> PatientRecordBuilder:
     if birth_date is None and age is not None:
         birth_date = birth_date_for_age(age)
-    return TestPatient(birth_date=birth_date, postal_code=postal_code)
+    return PatientRecordBuilder(birth_date=birth_date, postal_code=postal_code)

@@ -76,7 +76,6 @@ def test_wrong_hook_for_the_service_is_400(client):
         (lambda b: b["context"].update(selections=[]), "context/selections"),
         (lambda b: b["context"].update(draftOrders={"resourceType": "Patient"}), "context/draftOrders"),
         (lambda b: b["context"].update(selections=["ServiceRequest/ghost"]), "ServiceRequest/ghost not found"),
-        (lambda b: b["prefetch"].update(patient="Patient/1"), "prefetch/patient"),
         (lambda b: b.update(fhirAuthorization={"access_token": "x"}), "fhirAuthorization"),
     ],
 )
