@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hooks.decisions import Decision
 from hooks.facts import Knowledge, PatientFacts
-from hooks.rules import concerns_program, in_scope, opioid_decisions, referral_decisions
+from hooks.rules import concerns_program, order_decisions
 from hooks.service import (
     CONDITIONS,
     COVERAGES,
@@ -18,10 +18,12 @@ from hooks.service import (
 
 
 def decide(hook_input: HookInput, facts: PatientFacts, knowledge: Knowledge) -> list[Decision]:
-    if not in_scope(facts):
-        return []
-    selected = hook_input.selected_orders()
-    return referral_decisions(selected, facts, knowledge) + opioid_decisions(selected, facts, knowledge)
+    """Only the newly selected orders are judged; the other drafts are context."""
+    return order_decisions(hook_input.selected_orders(), facts, knowledge)
+
+
+def relevant(hook_input: HookInput, knowledge: Knowledge) -> bool:
+    return concerns_program(hook_input.selected_orders(), knowledge)
 
 
 SERVICE = ServiceDefinition(
@@ -35,5 +37,5 @@ SERVICE = ServiceDefinition(
     ),
     prefetch=prefetch(PATIENT, CONDITIONS, COVERAGES, ENCOUNTERS, SERVICE_REQUESTS),
     decide=decide,
-    relevant=lambda hook_input, knowledge: concerns_program(hook_input.selected_orders(), knowledge),
+    relevant=relevant,
 )

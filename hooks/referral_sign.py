@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
+from hooks import referral_select
 from hooks.decisions import Decision
 from hooks.facts import Knowledge, PatientFacts
-from hooks.rules import concerns_program, in_scope, opioid_decisions, referral_decisions
-from hooks.service import (
-    CONDITIONS,
-    COVERAGES,
-    ENCOUNTERS,
-    PATIENT,
-    SERVICE_REQUESTS,
-    HookInput,
-    ServiceDefinition,
-    prefetch,
-)
+from hooks.rules import concerns_program, order_decisions
+from hooks.service import HookInput, ServiceDefinition
 
 
 def decide(hook_input: HookInput, facts: PatientFacts, knowledge: Knowledge) -> list[Decision]:
-    if not in_scope(facts):
-        return []
-    drafts = hook_input.draft_orders()
-    return referral_decisions(drafts, facts, knowledge) + opioid_decisions(drafts, facts, knowledge)
+    return order_decisions(hook_input.draft_orders(), facts, knowledge)
+
+
+def relevant(hook_input: HookInput, knowledge: Knowledge) -> bool:
+    return concerns_program(hook_input.draft_orders(), knowledge)
 
 
 SERVICE = ServiceDefinition(
@@ -32,7 +25,7 @@ SERVICE = ServiceDefinition(
         "At signing, checks every draft order: a spine-surgical referral for an adult with low back pain gets the "
         "Medical Spine Center or Prior Notification card; an opioid analgesic gets opioid-sparing alternatives."
     ),
-    prefetch=prefetch(PATIENT, CONDITIONS, COVERAGES, ENCOUNTERS, SERVICE_REQUESTS),
+    prefetch=referral_select.SERVICE.prefetch,  # the same patient data as at order-select
     decide=decide,
-    relevant=lambda hook_input, knowledge: concerns_program(hook_input.draft_orders(), knowledge),
+    relevant=relevant,
 )

@@ -21,6 +21,13 @@ def in_scope(facts: PatientFacts) -> bool:
     return facts.is_adult and not facts.red_flags
 
 
+def order_decisions(orders: list[Resource], facts: PatientFacts, knowledge: Knowledge) -> list[Decision]:
+    """The order hooks' cards: spine-surgical referrals and opioid analgesics among these orders."""
+    if not in_scope(facts):
+        return []
+    return referral_decisions(orders, facts, knowledge) + opioid_decisions(orders, facts, knowledge)
+
+
 def concerns_program(orders: Iterable[Resource], knowledge: Knowledge) -> bool:
     """Any spine-surgical referral or opioid analgesic among these orders."""
     return any(is_spine_surgical_referral(o, knowledge) or is_opioid_analgesic(o, knowledge) for o in orders)
