@@ -15,6 +15,8 @@ from cds_service import create_app
 from cds_service.config import Settings
 from cds_service.content import load_content
 
+pytest_plugins = ["tests.fhir_server_fixture"]
+
 SCHEMAS = Path(__file__).resolve().parent.parent / "cds_service" / "schemas"
 RESPONSE_SCHEMA = Draft202012Validator(json.loads((SCHEMAS / "response.schema.json").read_text()))
 BASE_URL = "https://cds.example.org"
