@@ -33,8 +33,8 @@ class Decision:
 CARD_DEPENDS_ON: dict[str, frozenset[str]] = {
     MSC_EVALUATION_FIRST: frozenset({"patient", "conditions", "coverages", "encounters", "serviceRequests"}),
     PRIOR_NOTIFICATION_REQUIRED: frozenset({"patient", "conditions"}),
-    PHYSICAL_THERAPY_FIRST_LINE: frozenset({"patient", "conditions", "encounters", "serviceRequests"}),
-    OPIOID_SPARING_ALTERNATIVES: frozenset({"patient", "conditions", "encounters", "serviceRequests"}),
+    PHYSICAL_THERAPY_FIRST_LINE: frozenset({"patient", "conditions", "encounters", "serviceRequests", "procedures"}),
+    OPIOID_SPARING_ALTERNATIVES: frozenset({"patient", "conditions", "encounters", "serviceRequests", "procedures"}),
 }
 # Without these nothing can be decided (age, diagnoses): silence would be a guess.
 ESSENTIAL_KEYS = frozenset({"patient", "conditions"})

@@ -23,6 +23,7 @@ LIVE_COVERAGE_STATUSES = frozenset({"active"})
 DONE_STATUSES = frozenset({"completed"})
 LIVE_REQUEST_STATUSES = frozenset({"active", "completed", "on-hold"})
 PT_ENCOUNTER_STATUSES = frozenset({"finished", "in-progress", "arrived", "triaged", "onleave"})
+DONE_PROCEDURE_STATUSES = frozenset({"completed", "in-progress"})
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class PatientRecord:
     encounters: tuple[Resource, ...] = ()
     service_requests: tuple[Resource, ...] = ()
     medication_requests: tuple[Resource, ...] = ()
+    procedures: tuple[Resource, ...] = ()
 
     @classmethod
     def from_resources(cls, resources: Iterable[Resource]) -> PatientRecord:
@@ -58,6 +60,7 @@ class PatientRecord:
             encounters=tuple(by_type.get("Encounter", [])),
             service_requests=tuple(by_type.get("ServiceRequest", [])),
             medication_requests=tuple(by_type.get("MedicationRequest", [])),
+            procedures=tuple(by_type.get("Procedure", [])),
         )
 
 
@@ -226,7 +229,7 @@ def msc_done(record: PatientRecord, facts: PatientFacts, knowledge: Knowledge) -
 
 
 def recent_pt(record: PatientRecord, knowledge: Knowledge, today: date) -> bool:
-    """A PT evaluation visit, or an active or completed PT referral, within the window."""
+    """A PT evaluation visit or procedure, or an active or completed PT referral, within the window."""
     vs, days = knowledge.valuesets, knowledge.policy.pt_lookback_days
     for encounter in record.encounters:
         if encounter.get("status") not in PT_ENCOUNTER_STATUSES:
@@ -246,11 +249,22 @@ def recent_pt(record: PatientRecord, knowledge: Knowledge, today: date) -> bool:
         # An active PT referral with no date is still open, so it counts.
         if is_pt and (within(when, today, days) or (when is None and request.get("status") == "active")):
             return True
-    return False
+    return any(
+        vs.matches("pt-evaluation", p.get("code")) and within(procedure_date(p), today, days)
+        for p in record.procedures
+        if p.get("status") in DONE_PROCEDURE_STATUSES
+    )
+
+
+def procedure_date(procedure: Resource) -> date | None:
+    return fhir.period_date(procedure, "performedPeriod", "performedDateTime")
 
 
 def opioid_excluded(active: Iterable[Resource], record: PatientRecord, knowledge: Knowledge, today: date) -> bool:
-    """CDC exclusions: active cancer, sickle cell disease, terminal illness, hospice or end-of-life care."""
+    """CDC exclusions: active cancer, sickle cell disease, terminal illness, hospice or end-of-life care.
+
+    Hospice or end-of-life encounters and procedures count within the look-back window.
+    """
     vs, days = knowledge.valuesets, knowledge.policy.exclusion_lookback_days
     if any(vs.matches("opioid-exclusion-conditions", c.get("code")) for c in active):
         return True
@@ -265,4 +279,8 @@ def opioid_excluded(active: Iterable[Resource], record: PatientRecord, knowledge
             "opioid-exclusion-procedures", request.get("code")
         ):
             return True
-    return False
+    return any(
+        vs.matches("opioid-exclusion-procedures", p.get("code")) and within(procedure_date(p), today, days)
+        for p in record.procedures
+        if p.get("status") in DONE_PROCEDURE_STATUSES
+    )

@@ -10,6 +10,7 @@ from hooks.service import (
     ENCOUNTERS,
     MEDICATION_REQUESTS,
     PATIENT,
+    PROCEDURES,
     SERVICE_REQUESTS,
     HookInput,
     ServiceDefinition,
@@ -31,6 +32,6 @@ SERVICE = ServiceDefinition(
         "When the chart of an adult with active low back pain opens: suggests physical therapy as first-line care "
         "when none happened in the last 90 days, and opioid-sparing alternatives when an opioid analgesic is active."
     ),
-    prefetch=prefetch(PATIENT, CONDITIONS, ENCOUNTERS, SERVICE_REQUESTS, MEDICATION_REQUESTS),
+    prefetch=prefetch(PATIENT, CONDITIONS, ENCOUNTERS, SERVICE_REQUESTS, MEDICATION_REQUESTS, PROCEDURES),
     decide=decide,
 )

@@ -10,6 +10,7 @@ from hooks.service import (
     COVERAGES,
     ENCOUNTERS,
     PATIENT,
+    PROCEDURES,
     SERVICE_REQUESTS,
     HookInput,
     ServiceDefinition,
@@ -35,7 +36,7 @@ SERVICE = ServiceDefinition(
         "suggests a Medical Spine Center evaluation first (or reminds of Prior Notification when the referral may "
         "proceed), and offers physical therapy and other opioid-sparing care when an opioid analgesic is selected."
     ),
-    prefetch=prefetch(PATIENT, CONDITIONS, COVERAGES, ENCOUNTERS, SERVICE_REQUESTS),
+    prefetch=prefetch(PATIENT, CONDITIONS, COVERAGES, ENCOUNTERS, SERVICE_REQUESTS, PROCEDURES),
     decide=decide,
     relevant=relevant,
 )

@@ -18,6 +18,7 @@ COVERAGES = ("coverages", "Coverage?patient={{context.patientId}}&status=active"
 ENCOUNTERS = ("encounters", "Encounter?patient={{context.patientId}}&status=finished")
 SERVICE_REQUESTS = ("serviceRequests", "ServiceRequest?patient={{context.patientId}}")
 MEDICATION_REQUESTS = ("medicationRequests", "MedicationRequest?patient={{context.patientId}}&status=active")
+PROCEDURES = ("procedures", "Procedure?patient={{context.patientId}}")
 
 
 @dataclass(frozen=True)

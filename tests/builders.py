@@ -25,6 +25,7 @@ NEURO_REFERRAL = "308482002"  # Referral to neurosurgeon
 OXYCODONE_5MG = "1049621"  # oxycodone hydrochloride 5 MG Oral Tablet
 SUBOXONE = "1010600"  # buprenorphine 2 MG / naloxone 0.5 MG Sublingual Film
 
+ORDER_KEYS = ("patient", "conditions", "coverages", "encounters", "serviceRequests", "procedures")
 _ids = itertools.count(1)
 
 
@@ -127,6 +128,7 @@ class PatientRecordBuilder:
     encounters: list[dict[str, Any]] = field(default_factory=list)
     service_requests: list[dict[str, Any]] = field(default_factory=list)
     medication_requests: list[dict[str, Any]] = field(default_factory=list)
+    procedures: list[dict[str, Any]] = field(default_factory=list)
 
     def with_condition(
         self,
@@ -210,6 +212,21 @@ class PatientRecordBuilder:
         self.service_requests.append(request)
         return self
 
+    def with_procedure(
+        self, code: tuple[str, str], *, days: int = 30, status: str = "completed"
+    ) -> PatientRecordBuilder:
+        self.procedures.append(
+            {
+                "resourceType": "Procedure",
+                "id": next_id("proc"),
+                "status": status,
+                "subject": {"reference": f"Patient/{self.pid}"},
+                "code": concept(code[1], code[0]),
+                "performedDateTime": days_ago(days),
+            }
+        )
+        return self
+
     def with_medication(self, request: dict[str, Any]) -> PatientRecordBuilder:
         self.medication_requests.append(request)
         return self
@@ -230,6 +247,7 @@ class PatientRecordBuilder:
             "encounters": bundle(self.encounters),
             "serviceRequests": bundle(self.service_requests),
             "medicationRequests": bundle(self.medication_requests),
+            "procedures": bundle(self.procedures),
         }
 
     def request(self, hook: str, context: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
@@ -242,7 +260,7 @@ class PatientRecordBuilder:
         }
 
     def order_select(self, *orders: dict[str, Any], selections: list[str] | None = None) -> dict[str, Any]:
-        keys = ("patient", "conditions", "coverages", "encounters", "serviceRequests")
+        keys = ORDER_KEYS
         context = {
             "selections": selections or [f"{orders[0]['resourceType']}/{orders[0]['id']}"],
             "draftOrders": bundle(list(orders)),
@@ -250,11 +268,11 @@ class PatientRecordBuilder:
         return self.request("order-select", context, keys)
 
     def order_sign(self, *orders: dict[str, Any]) -> dict[str, Any]:
-        keys = ("patient", "conditions", "coverages", "encounters", "serviceRequests")
+        keys = ORDER_KEYS
         return self.request("order-sign", {"draftOrders": bundle(list(orders))}, keys)
 
     def patient_view(self) -> dict[str, Any]:
-        keys = ("patient", "conditions", "encounters", "serviceRequests", "medicationRequests")
+        keys = ("patient", "conditions", "encounters", "serviceRequests", "medicationRequests", "procedures")
         return self.request("patient-view", {}, keys)
 
 

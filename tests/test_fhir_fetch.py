@@ -27,6 +27,7 @@ SEARCHES = {
     "Encounter": "encounters",
     "ServiceRequest": "service_requests",
     "MedicationRequest": "medication_requests",
+    "Procedure": "procedures",
 }
 
 
@@ -102,7 +103,7 @@ def test_no_prefetch_at_all_fetches_everything_with_the_ehrs_token(fetching):
         assert topics(cards) == ["msc-evaluation-first"]
         assert {call.request.headers["Authorization"] for call in rsps.calls} == {f"Bearer {TOKEN}"}
         paths = sorted(urlsplit(call.request.url).path.rsplit("/", 1)[-1] for call in rsps.calls)
-        assert paths == ["Condition", "Coverage", "Encounter", "ServiceRequest", "p1"]
+        assert paths == ["Condition", "Coverage", "Encounter", "Procedure", "ServiceRequest", "p1"]
 
 
 def test_partial_prefetch_fetches_only_the_missing_keys(fetching):
@@ -317,7 +318,7 @@ def test_cache_can_be_turned_off(fetching):
         serve(rsps, record)
         hooks.select(without_prefetch(record.order_select(ortho_referral())))
         hooks.select(without_prefetch(record.order_select(ortho_referral())))
-        assert len(rsps.calls) == 10
+        assert len(rsps.calls) == 12
 
 
 def test_patient_id_is_url_encoded_in_queries(fetching):

@@ -25,6 +25,7 @@ def record_resources(record: PatientRecordBuilder) -> list[dict[str, Any]]:
         *record.encounters,
         *record.service_requests,
         *record.medication_requests,
+        *record.procedures,
     ]
 
 

@@ -105,3 +105,8 @@ def test_contained_medication_is_recognised(hooks):
         {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "1049621"}]}}]  # fmt: skip
     order["medicationReference"] = {"reference": "#m"}
     assert topics(hooks.select(adult_with_lbp().order_select(order))) == [OPIOID]
+
+
+def test_hospice_procedure_silences_the_opioid_card(hooks):
+    record = adult_with_lbp().with_procedure(("http://snomed.info/sct", "385765002"), days=10)
+    assert hooks.select(record.order_select(medication_request())) == []

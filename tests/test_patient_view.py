@@ -93,3 +93,13 @@ def test_stopped_opioid_does_not(hooks):
 def test_buprenorphine_naloxone_for_oud_does_not(hooks):
     record = adult_with_lbp().with_medication(medication_request(SUBOXONE, status="active"))
     assert topics(hooks.view(record.patient_view())) == [PT]
+
+
+def test_pt_evaluation_procedure_in_the_last_90_days_silences_it(hooks):
+    record = adult_with_lbp().with_procedure((CPT, "97163"), days=30)
+    assert hooks.view(record.patient_view()) == []
+
+
+def test_pt_evaluation_procedure_long_ago_does_not(hooks):
+    record = adult_with_lbp().with_procedure((CPT, "97163"), days=200)
+    assert topics(hooks.view(record.patient_view())) == [PT]
