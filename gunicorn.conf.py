@@ -1,0 +1,24 @@
+"""gunicorn settings for lbp-cds in production: `gunicorn -c gunicorn.conf.py wsgi:app`.
+
+Each value can be overridden by the environment variable named beside it.
+"""
+
+import multiprocessing
+import os
+
+bind = os.environ.get("CDS_BIND", "0.0.0.0:8080")
+# Threads, because a hook call may wait on the EHR's FHIR server; workers for the CPU work.
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2))
+threads = int(os.environ.get("CDS_THREADS", "4"))
+# Longer than any FHIR budget: a worker is only killed when it is truly stuck.
+timeout = int(os.environ.get("CDS_WORKER_TIMEOUT", "30"))
+graceful_timeout = int(os.environ.get("CDS_GRACEFUL_TIMEOUT", "20"))
+keepalive = 5
+# Recycle workers now and then, so a slow leak can never grow without bound.
+max_requests = 20000
+max_requests_jitter = 2000
+# The service logs one structured line per hook call itself; no access log.
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("CDS_LOG_LEVEL", "info")
