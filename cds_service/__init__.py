@@ -87,6 +87,7 @@ def enable_cors(app: Flask, settings: Settings) -> None:
         "allow_headers": ["Authorization", "Content-Type"],
         "expose_headers": ["WWW-Authenticate", "Retry-After"],
         "supports_credentials": False,  # the JWT travels in a header, never in a cookie
+        "send_wildcard": origins == ["*"],
         "max_age": 600,
     }
     CORS(app, resources={r"/cds-services(/.*)?$": options})

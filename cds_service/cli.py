@@ -6,6 +6,7 @@ from datetime import date, datetime
 
 import click
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 
 from cds_service.content import Content
 from cds_service.report import Key, as_csv, as_text, build_report
@@ -22,6 +23,7 @@ def storage() -> Storage:
 
 
 @click.command("db-upgrade")
+@with_appcontext
 def db_upgrade() -> None:
     """Apply the database migrations (Alembic) up to the latest revision."""
     storage().migrate()
@@ -29,6 +31,7 @@ def db_upgrade() -> None:
 
 
 @click.command("feedback-report")
+@with_appcontext
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="First day included (UTC), YYYY-MM-DD.")
 @click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Last day included (UTC), YYYY-MM-DD.")
 @click.option("--csv", "as_csv_flag", is_flag=True, help="Write CSV instead of a text table.")

@@ -305,8 +305,15 @@ def test_replay_store_down_is_503_not_401(settings, content, key, ehr, outage):
 
 
 def test_feedback_needs_a_token_for_the_feedback_url(secure, ehr, key):
-    body = {"feedback": [{"card": "9368d37b-283f-44a0-93ea-547cebab93ed", "outcome": "overridden",
-                          "outcomeTimestamp": "2026-01-02T03:04:05Z"}]}  # fmt: skip
+    body = {
+        "feedback": [
+            {
+                "card": "9368d37b-283f-44a0-93ea-547cebab93ed",
+                "outcome": "overridden",
+                "outcomeTimestamp": "2026-01-02T03:04:05Z",
+            }
+        ]
+    }
     assert_refused(call(secure, None, FEEDBACK, body))
     assert_refused(call(secure, token_for(key, SERVICE), FEEDBACK, body))  # aud of the service, not feedback
     assert call(secure, token_for(key, FEEDBACK), FEEDBACK, body).status_code == 200
