@@ -12,9 +12,11 @@ from types import MappingProxyType
 
 import pytest
 import responses
+from sqlalchemy import select
 
 from cds_service import create_app
 from cds_service.config import Settings, SettingsError, TrustedIssuer
+from cds_service.storage import feedback
 from tests.builders import patient
 from tests.databases import redis_url
 from tests.tokens import (
@@ -317,6 +319,10 @@ def test_feedback_needs_a_token_for_the_feedback_url(secure, ehr, key):
     assert_refused(call(secure, None, FEEDBACK, body))
     assert_refused(call(secure, token_for(key, SERVICE), FEEDBACK, body))  # aud of the service, not feedback
     assert call(secure, token_for(key, FEEDBACK), FEEDBACK, body).status_code == 200
+    storage = secure.application.extensions["lbp_storage"]
+    with storage.engine.connect() as connection:
+        row = connection.execute(select(feedback)).one()
+    assert (row.issuer, row.tenant) == (ISSUER, TENANT)  # who sent it is kept with the feedback
 
 
 def test_discovery_and_pages_stay_open(secure):
