@@ -7,14 +7,17 @@ from collections.abc import Callable
 from datetime import date
 
 from flask import Flask, Response
+from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from cds_service import api, pages
+from cds_service import api, cli, pages
+from cds_service.auth import JwtVerifier, RedisReplayStore, ReplayStore
 from cds_service.config import Settings
 from cds_service.content import Content, load_content
 from cds_service.errors import register_error_handlers
 from cds_service.fhir_client import FhirFetcher
 from cds_service.registry import Registry
+from cds_service.storage import Storage
 from hooks import SERVICES
 
 log = logging.getLogger("lbp_cds")
@@ -38,6 +41,7 @@ def create_app(
     `today` is the clinical "today" (ages, look-back windows); tests and dated examples fix it.
     """
     settings = settings or Settings.from_env()
+    settings.check()
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = Flask(__name__)
@@ -54,9 +58,15 @@ def create_app(
         cache_seconds=settings.fhir_cache_seconds,
         cache_size=settings.fhir_cache_size,
     )
+    storage = Storage(settings.database_url)
+    storage.migrate()
+    app.extensions["lbp_storage"] = storage
+    app.extensions["lbp_jwt_verifier"] = jwt_verifier(settings, storage)
     register_error_handlers(app)
     app.register_blueprint(api.blueprint)
     app.register_blueprint(pages.blueprint)
+    cli.register(app)
+    enable_cors(app, settings)
     app.after_request(add_security_headers)
     if settings.trusted_proxy_hops:
         hops = settings.trusted_proxy_hops
@@ -64,6 +74,31 @@ def create_app(
     if not settings.require_jwt:
         log.warning("CDS_REQUIRE_JWT=false: service calls are accepted without a JWT. Use only for development.")
     return app
+
+
+def jwt_verifier(settings: Settings, storage: Storage) -> JwtVerifier | None:
+    if not settings.require_jwt:
+        return None
+    # Shared by every worker and replica, so a token cannot be replayed against another process.
+    replay: ReplayStore = RedisReplayStore(settings.redis_url) if settings.redis_url else storage
+    return JwtVerifier(settings, replay)
+
+
+def enable_cors(app: Flask, settings: Settings) -> None:
+    """Browser-based CDS clients (CDS Hooks "Cross-Origin Resource Sharing"): discovery, services, feedback."""
+    origins = list(settings.allowed_origins)
+    if not origins:
+        return
+    options = {
+        "origins": origins,
+        "methods": ["GET", "POST", "OPTIONS"],
+        "allow_headers": ["Authorization", "Content-Type"],
+        "expose_headers": ["WWW-Authenticate", "Retry-After"],
+        "supports_credentials": False,  # the JWT travels in a header, never in a cookie
+        "send_wildcard": origins == ["*"],
+        "max_age": 600,
+    }
+    CORS(app, resources={r"/cds-services(/.*)?$": options})
 
 
 def add_security_headers(response: Response) -> Response:

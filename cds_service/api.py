@@ -1,18 +1,22 @@
-"""The CDS Hooks HTTP API: discovery and service calls. No clinical rule lives here."""
+"""The CDS Hooks HTTP API: discovery, service calls and feedback. No clinical rule lives here."""
 
 from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from cards.render import RenderContext, render_cards
+from cds_service.auth import Caller, JwtVerifier
 from cds_service.content import Content
-from cds_service.errors import BadRequest, PrefetchUnavailable, UnsupportedMediaType, log
+from cds_service.errors import BadRequest, PrefetchUnavailable, StorageUnavailable, UnsupportedMediaType, log
+from cds_service.feedback import parse_feedback
 from cds_service.prefetch import Gathered, gather
 from cds_service.registry import Registry
+from cds_service.storage import IssuedCard, Storage
 from cds_service.validation import validate_request
 from hooks.decisions import Decision, keys_that_matter
 from hooks.facts import build_facts
@@ -29,6 +33,10 @@ def content() -> Content:
     return current_app.extensions["lbp_content"]
 
 
+def storage() -> Storage:
+    return current_app.extensions["lbp_storage"]
+
+
 @blueprint.get("/cds-services")
 def discovery() -> Response:
     return jsonify(registry().discovery())
@@ -38,6 +46,7 @@ def discovery() -> Response:
 def call_service(service_id: str) -> Response:
     started = time.perf_counter()
     service = registry().get(service_id)
+    authenticate()
     body = read_json_body()
     validate_request(service, body)
     hook_input = HookInput(body["context"])
@@ -52,6 +61,7 @@ def call_service(service_id: str) -> Response:
         region = current.directory.region_for(facts.postal_code)
         ctx = RenderContext(current, public_base_url(), body["context"]["patientId"], region)
         cards = render_cards(decisions, ctx)
+        remember_issued(service.id, cards, current.version)
     log.info(
         "hook call service=%s hookInstance=%s cards=%s fetched=%s missing=%s ms=%.1f",
         service.id,
@@ -73,6 +83,47 @@ def refuse_if_unsafe(service: ServiceDefinition, decisions: list[Decision], gath
             f"Data this service needs could not be obtained: {reasons}. "
             "Prefetch these keys, or send a fhirServer this service may call with fhirAuthorization."
         )
+
+
+@blueprint.post("/cds-services/<service_id>/feedback")
+def receive_feedback(service_id: str) -> Response:
+    """Answer 200 only once every entry is committed: the EHR retries on anything else."""
+    service = registry().get(service_id)
+    caller = authenticate()
+    body = read_json_body()
+    entries = parse_feedback(
+        body,
+        service.id,
+        received_at=datetime.now(UTC),
+        issuer=caller.issuer if caller else None,
+        tenant=caller.tenant if caller else None,
+    )
+    new = storage().record_feedback(entries)
+    log.info("feedback service=%s entries=%d new=%d", service.id, len(entries), new)
+    return jsonify({})
+
+
+def authenticate() -> Caller | None:
+    """The verified caller, or None when JWTs are not required (development)."""
+    verifier: JwtVerifier | None = current_app.extensions["lbp_jwt_verifier"]
+    if verifier is None:
+        return None
+    return verifier.verify(request.headers.get("Authorization"), audience=public_base_url() + request.path)
+
+
+def remember_issued(service_id: str, cards: list[dict[str, Any]], content_version: str) -> None:
+    """Record which topic each card uuid had, for feedback reports; never at the cost of the answer."""
+    issued_at = datetime.now(UTC)
+    issued = [
+        IssuedCard(card["uuid"], service_id, card["source"]["topic"]["code"], content_version, issued_at)
+        for card in cards
+    ]
+    try:
+        storage().record_issued_cards(issued)
+    except StorageUnavailable:
+        log.warning("issued cards not recorded (database unavailable): %s", [card.card_uuid for card in issued])
+    except Exception:  # bookkeeping: the clinician's cards come first, whatever went wrong here
+        log.exception("issued cards not recorded: %s", [card.card_uuid for card in issued])
 
 
 def read_json_body() -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -25,7 +25,10 @@ ISSUE_TYPE_BY_STATUS = {
 
 
 class ClientError(Exception):
+    """An answer the client can act on: a status, a message and any headers that go with them."""
+
     status = 400
+    headers: ClassVar[dict[str, str]] = {}
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -34,6 +37,16 @@ class ClientError(Exception):
 
 class BadRequest(ClientError):
     status = 400
+
+
+class Unauthorized(ClientError):
+    """The JWT is missing or invalid. The message never says which check failed (that goes to the log)."""
+
+    status = 401
+    headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": "Bearer"}
+
+    def __init__(self, message: str = "Authentication failed: send a valid JWT as 'Authorization: Bearer'.") -> None:
+        super().__init__(message)
 
 
 class UnknownService(ClientError):
@@ -48,6 +61,13 @@ class PrefetchUnavailable(ClientError):
 
 class UnsupportedMediaType(ClientError):
     status = 415
+
+
+class StorageUnavailable(ClientError):
+    """Not the client's fault, but answered the same way: the client should retry later (503, Retry-After)."""
+
+    status = 503
+    headers: ClassVar[dict[str, str]] = {"Retry-After": "30"}
 
 
 def operation_outcome(status: int, message: str) -> dict[str, Any]:
@@ -69,9 +89,18 @@ def error_response(status: int, message: str) -> tuple[Response, int]:
 
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ClientError)
-    def client_error(error: ClientError) -> tuple[Response, int]:
-        log.info("client error %s on %s: %s", error.status, request.path, error.message)
-        return error_response(error.status, error.message)
+    def client_error(error: ClientError) -> Response:
+        log.log(
+            logging.WARNING if error.status >= 500 else logging.INFO,
+            "answered %s on %s: %s",
+            error.status,
+            request.path,
+            error.message,
+        )
+        response, status = error_response(error.status, error.message)
+        response.status_code = status
+        response.headers.update(error.headers)
+        return response
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> tuple[Response, int]:

@@ -38,12 +38,12 @@ def validate_request(service: ServiceDefinition, body: Any) -> None:
     check_selections(body["context"])
 
 
-def report(schema: Draft202012Validator, instance: Any, prefix: str) -> None:
+def report(schema: Draft202012Validator, instance: Any, prefix: str, title: str = "Invalid CDS Hooks request") -> None:
     errors = sorted(schema.iter_errors(instance), key=lambda e: list(e.absolute_path))
     if errors:
         lines = [describe(error, prefix) for error in errors[:MAX_REPORTED_ERRORS]]
         more = len(errors) - MAX_REPORTED_ERRORS
-        raise BadRequest("Invalid CDS Hooks request: " + "; ".join(lines) + (f"; and {more} more" if more > 0 else ""))
+        raise BadRequest(f"{title}: " + "; ".join(lines) + (f"; and {more} more" if more > 0 else ""))
 
 
 def describe(error: ValidationError, prefix: str) -> str:

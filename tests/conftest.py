@@ -14,6 +14,7 @@ from jsonschema import Draft202012Validator
 from cds_service import create_app
 from cds_service.config import Settings
 from cds_service.content import load_content
+from tests.databases import Outage, database
 
 pytest_plugins = ["tests.fhir_server_fixture"]
 
@@ -28,13 +29,31 @@ def content():
 
 
 @pytest.fixture
-def settings() -> Settings:
-    return Settings(public_base_url=BASE_URL, require_jwt=False)
+def settings(tmp_path) -> Settings:
+    return Settings(public_base_url=BASE_URL, require_jwt=False, database_url=f"sqlite:///{tmp_path}/lbp-cds.sqlite3")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """The storage tests run against both: an SQLite file and a private schema on the PostgreSQL server."""
+    with database(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def outage(request, tmp_path):
+    """A database of either kind, and the means to take it down and bring it back."""
+    with database(request.param, tmp_path) as url:
+        broken = Outage(request.param, url)
+        yield broken
+        broken.up()
 
 
 @pytest.fixture
 def app(settings, content):
-    return create_app(settings, content=content)
+    app = create_app(settings, content=content)
+    yield app
+    app.extensions["lbp_storage"].dispose()
 
 
 @pytest.fixture

@@ -1,0 +1,279 @@
+"""Durable storage (SQLAlchemy Core): issued cards, card feedback and the JWT replay store.
+
+SQLite is the embedded default; PostgreSQL serves deployments with several replicas. The schema is
+managed by Alembic (cds_service/migrations) and brought to head at start-up.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Dialect,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    create_engine,
+    delete,
+    event,
+    select,
+    text,
+)
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.sql.dml import Insert
+
+from cds_service.config import SettingsError
+from cds_service.errors import StorageUnavailable
+
+log = logging.getLogger("lbp_cds")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+CONNECT_TIMEOUT_SECONDS = 3  # a hook call must not hang on an unreachable database
+REPLAY_CLEANUP_EVERY_SECONDS = 60.0
+MIGRATION_LOCK_KEY = 0x1B9C_D500  # pg_advisory_xact_lock key: one migrating process at a time
+# Errors that mean "the database cannot be reached or is busy right now", as opposed to a bug.
+UNAVAILABLE_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out; stored as naive UTC so SQLite and PostgreSQL agree."""
+
+    impl = DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("UtcDateTime needs a timezone-aware datetime")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+metadata = MetaData()
+
+issued_cards = Table(
+    "issued_cards",
+    metadata,
+    Column("card_uuid", String(36), primary_key=True),
+    Column("service_id", String(100), nullable=False),
+    Column("topic", String(100), nullable=False),
+    Column("content_version", String(64), nullable=False),
+    Column("issued_at", UtcDateTime, nullable=False, index=True),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("service_id", String(100), nullable=False),
+    Column("card_uuid", String(36), nullable=False),
+    Column("topic", String(100), nullable=True),  # NULL: the card uuid was never recorded as issued
+    Column("outcome", String(20), nullable=False),
+    Column("accepted_suggestions", JSON, nullable=False),  # list of suggestion uuids
+    Column("override_code", Text, nullable=True),
+    Column("override_system", Text, nullable=True),
+    Column("override_display", Text, nullable=True),
+    Column("user_comment", Text, nullable=True),
+    Column("outcome_timestamp", UtcDateTime, nullable=False, index=True),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("issuer", Text, nullable=True),
+    Column("tenant", Text, nullable=True),
+    UniqueConstraint("card_uuid", "outcome", "outcome_timestamp", name="uq_feedback_card_outcome_time"),
+)
+
+jwt_replay = Table(
+    "jwt_replay",
+    metadata,
+    Column("token_id", String(64), primary_key=True),  # sha256 of issuer and jti: bounded size
+    Column("expires_at", UtcDateTime, nullable=False, index=True),
+)
+
+
+@dataclass(frozen=True)
+class IssuedCard:
+    card_uuid: str
+    service_id: str
+    topic: str
+    content_version: str
+    issued_at: datetime
+
+
+@dataclass(frozen=True)
+class FeedbackEntry:
+    service_id: str
+    card_uuid: str
+    outcome: str
+    accepted_suggestions: tuple[str, ...]
+    override_code: str | None
+    override_system: str | None
+    override_display: str | None
+    user_comment: str | None
+    outcome_timestamp: datetime
+    received_at: datetime
+    issuer: str | None
+    tenant: str | None
+
+
+def resolve_url(raw: str) -> URL:
+    """Parse CDS_DATABASE_URL; a relative SQLite path is under the repository root, its folder created."""
+    try:
+        url = make_url(raw)
+    except sa_exc.ArgumentError as error:
+        raise SettingsError(f"CDS_DATABASE_URL={raw!r}: {error}") from None
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise SettingsError(f"CDS_DATABASE_URL: {url.get_backend_name()} is not supported (sqlite or postgresql)")
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        path = Path(url.database)
+        if not path.is_absolute():
+            path = REPO_ROOT / path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        url = url.set(database=str(path))
+    return url
+
+
+def make_engine(raw_url: str) -> Engine:
+    url = resolve_url(raw_url)
+    if url.get_backend_name() == "sqlite":
+        args: dict[str, Any] = {} if "timeout" in url.query else {"timeout": CONNECT_TIMEOUT_SECONDS}
+        engine = create_engine(url, connect_args=args)
+        event.listen(engine, "connect", use_wal)
+        return engine
+    args = {} if "connect_timeout" in url.query else {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+    return create_engine(url, connect_args=args, pool_pre_ping=True)
+
+
+def use_wal(dbapi_connection: Any, _record: Any) -> None:
+    # Several workers share the file: WAL lets them read while one writes.
+    dbapi_connection.execute("PRAGMA journal_mode=WAL")
+
+
+class Storage:
+    def __init__(self, database_url: str) -> None:
+        self.engine = make_engine(database_url)
+        self._next_replay_cleanup = 0.0
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def migrate(self) -> None:
+        """Bring the schema to the latest Alembic revision; safe when several workers start at once."""
+        message = "The database cannot be reached to apply migrations."
+        with unavailable(message), self.migration_lock(), self.engine.begin() as connection:
+            if self.dialect == "postgresql":
+                connection.execute(select(text(f"pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")))
+            if MigrationContext.configure(connection).get_current_revision() == head_revision():
+                return
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+            log.info("database schema upgraded to %s", head_revision())
+
+    @contextmanager
+    def migration_lock(self) -> Iterator[None]:
+        """SQLite has no advisory locks: a lock file beside the database serialises start-ups."""
+        database = self.engine.url.database
+        if self.dialect != "sqlite" or not database or database == ":memory:":
+            yield
+            return
+        with open(f"{database}.migrate-lock", "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def record_issued_cards(self, cards: Sequence[IssuedCard]) -> None:
+        if not cards:
+            return
+        with unavailable("Issued cards could not be recorded."), self.engine.begin() as connection:
+            connection.execute(self.insert_ignoring_duplicates(issued_cards), [asdict(card) for card in cards])
+
+    def record_feedback(self, entries: Sequence[FeedbackEntry]) -> int:
+        """Store every entry with the topic of its card, in one transaction; duplicates are stored once.
+
+        Returns how many entries were new. Raises StorageUnavailable when nothing could be committed.
+        """
+        message = "Feedback could not be stored right now; it was not recorded. Retry later."
+        with unavailable(message), self.engine.begin() as connection:
+            topics = self.topics(connection, {entry.card_uuid for entry in entries})
+            rows = [{**asdict(entry), "accepted_suggestions": list(entry.accepted_suggestions)} for entry in entries]
+            for row in rows:
+                row["topic"] = topics.get(row["card_uuid"])
+            statement = self.insert_ignoring_duplicates(feedback).returning(feedback.c.id)
+            # One by one: a row returned is a new entry, none a duplicate (rowcount is unreliable for INSERT).
+            return sum(connection.execute(statement, row).first() is not None for row in rows)
+
+    @staticmethod
+    def topics(connection: Connection, card_uuids: set[str]) -> dict[str, str]:
+        query = select(issued_cards.c.card_uuid, issued_cards.c.topic).where(issued_cards.c.card_uuid.in_(card_uuids))
+        return {row.card_uuid: row.topic for row in connection.execute(query)}
+
+    def first_use(self, token_id: str, expires_at: datetime) -> bool:
+        """Remember a JWT id until it expires; False when it is already remembered (a replay)."""
+        now = datetime.now(UTC)
+        with unavailable("The JWT replay store cannot be reached."), self.engine.begin() as connection:
+            expired = jwt_replay.c.expires_at < now
+            if time.monotonic() >= self._next_replay_cleanup:
+                connection.execute(delete(jwt_replay).where(expired))
+                self._next_replay_cleanup = time.monotonic() + REPLAY_CLEANUP_EVERY_SECONDS
+            else:
+                connection.execute(delete(jwt_replay).where(jwt_replay.c.token_id == token_id, expired))
+            statement = self.insert_ignoring_duplicates(jwt_replay).returning(jwt_replay.c.token_id)
+            row = {"token_id": token_id, "expires_at": expires_at}
+            return connection.execute(statement, row).first() is not None
+
+    def insert_ignoring_duplicates(self, table: Table) -> Insert:
+        dialect = sqlite if self.dialect == "sqlite" else postgresql
+        return dialect.insert(table).on_conflict_do_nothing()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+@contextmanager
+def unavailable(message: str) -> Iterator[None]:
+    """Turn "cannot reach the database" into a 503 the client retries; other database errors stay bugs."""
+    try:
+        yield
+    except UNAVAILABLE_ERRORS as error:
+        log.warning("database unavailable: %s (%s)", message, type(getattr(error, "orig", None) or error).__name__)
+        raise StorageUnavailable(message) from error
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+@cache
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()

@@ -1,0 +1,107 @@
+"""`flask --app wsgi feedback-report`: per service and topic, issued, accepted, overridden, rate, reasons."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import replace
+
+import pytest
+
+from cds_service import create_app
+from tests.builders import medication_request, patient
+
+SERVICE = "/cds-services/lbp-patient-view"
+NOT_APPLICABLE = {
+    "code": "cds-not-applicable",
+    "system": "http://terminology.hl7.org/CodeSystem/non-adherence-reason-codes",
+}
+
+
+@pytest.fixture
+def app(settings, content, database_url):
+    app = create_app(replace(settings, database_url=database_url), content=content)
+    yield app
+    app.extensions["lbp_storage"].dispose()
+
+
+def issue(client, opioid: bool = False) -> dict:
+    record = patient(45).with_lbp()
+    if opioid:
+        record = record.with_medication(medication_request(status="active"))
+    return client.post(SERVICE, json=record.patient_view()).get_json()["cards"][-1 if opioid else 0]
+
+
+def feedback(client, card: dict, outcome: str, when: str, reason: dict | None = None) -> None:
+    item = {"card": card["uuid"], "outcome": outcome, "outcomeTimestamp": when}
+    if outcome == "accepted":
+        item["acceptedSuggestions"] = [{"id": card["suggestions"][0]["uuid"]}]
+    if reason:
+        item["overrideReason"] = reason
+    assert client.post(SERVICE + "/feedback", json={"feedback": [item]}).status_code == 200
+
+
+def report(app, *args: str) -> str:
+    result = app.test_cli_runner().invoke(args=["feedback-report", *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture
+def history(app):
+    """Five PT cards (the opioid patient too has no PT) and one opioid card issued; feedback over two days."""
+    client = app.test_client()
+    pt = [issue(client) for _ in range(4)]
+    opioid = issue(client, opioid=True)
+    feedback(client, pt[0], "accepted", "2026-05-01T09:00:00Z")
+    feedback(client, pt[1], "overridden", "2026-05-01T10:00:00Z", {"reason": NOT_APPLICABLE})  # no display
+    feedback(client, pt[2], "overridden", "2026-05-02T10:00:00Z", {"reason": NOT_APPLICABLE, "userComment": "x"})
+    feedback(
+        client, pt[3], "overridden", "2026-05-02T11:00:00Z", {"code": "other", "system": "urn:lbp-cds:override-reason"}
+    )
+    feedback(client, opioid, "accepted", "2026-05-02T12:00:00Z")
+    return app
+
+
+def test_csv_report_per_service_and_topic(history):
+    rows = list(csv.DictReader(io.StringIO(report(history, "--csv"))))
+    by_topic = {row["topic"]: row for row in rows}
+    pt = by_topic["physical-therapy-first-line"]
+    assert (pt["service"], pt["issued"], pt["accepted"], pt["overridden"]) == ("lbp-patient-view", "5", "1", "3")
+    assert pt["acceptance_rate"] == "0.2500"
+    # the reason sent without a display is shown with the display the card offered
+    assert pt["top_override_reasons"] == "Does not apply to this patient (2); Other reason (1)"
+    opioid = by_topic["opioid-sparing-alternatives"]
+    assert (opioid["issued"], opioid["accepted"], opioid["overridden"], opioid["acceptance_rate"]) == (
+        "1",
+        "1",
+        "0",
+        "1.0000",
+    )
+
+
+def test_text_report_is_a_table(history):
+    lines = report(history).splitlines()
+    assert lines[0].split()[:3] == ["service", "topic", "issued"]
+    assert set(lines[1]) <= {"-", " "}
+    pt = next(line for line in lines if "physical-therapy-first-line" in line)
+    assert pt.split()[:7] == ["lbp-patient-view", "physical-therapy-first-line", "5", "1", "3", "25%", "Does"]
+
+
+def test_date_range_selects_feedback_by_outcome_timestamp(history):
+    rows = list(csv.DictReader(io.StringIO(report(history, "--csv", "--since", "2026-05-02", "--until", "2026-05-02"))))
+    feedback_rows = {row["topic"]: (row["accepted"], row["overridden"]) for row in rows}
+    assert feedback_rows == {"physical-therapy-first-line": ("0", "2"), "opioid-sparing-alternatives": ("1", "0")}
+    assert all(row["issued"] == "0" for row in rows)  # the cards were issued today, not in May 2026
+
+
+def test_empty_period(history):
+    assert report(history, "--until", "2000-01-01") == "No cards issued and no feedback in this period.\n"
+
+
+def test_since_after_until_is_refused(history):
+    result = history.test_cli_runner().invoke(
+        args=["feedback-report", "--since", "2026-05-02", "--until", "2026-05-01"]
+    )
+    assert result.exit_code == 2
+    assert "--since is after --until" in result.output

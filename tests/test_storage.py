@@ -1,0 +1,112 @@
+"""The database: migrations, start-up, the replay table and the db-upgrade command (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import func, inspect, select
+
+from cds_service import storage as storage_module
+from cds_service.config import SettingsError
+from cds_service.storage import Storage, head_revision, jwt_replay, metadata
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def store(database_url):
+    store = Storage(database_url)
+    store.migrate()
+    yield store
+    store.dispose()
+
+
+def test_migrations_create_exactly_the_tables_the_code_uses(store):
+    with store.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), metadata) == []
+        assert MigrationContext.configure(connection).get_current_revision() == head_revision()
+    assert {"issued_cards", "feedback", "jwt_replay"} <= set(inspect(store.engine).get_table_names())
+
+
+def test_workers_starting_together_migrate_once(database_url):
+    stores = [Storage(database_url) for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def start(store: Storage) -> None:
+        try:
+            store.migrate()
+        except BaseException as error:  # reported below, in the test's thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=start, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with stores[0].engine.connect() as connection:
+        assert MigrationContext.configure(connection).get_current_revision() == head_revision()
+    for store in stores:
+        store.dispose()
+
+
+def test_default_sqlite_file_is_created_under_var_on_first_start(tmp_path, monkeypatch):
+    monkeypatch.setattr(storage_module, "REPO_ROOT", tmp_path)
+    store = Storage("sqlite:///var/lbp-cds.sqlite3")
+    store.migrate()
+    store.dispose()
+    assert (tmp_path / "var" / "lbp-cds.sqlite3").is_file()
+
+
+def test_unsupported_database_is_refused_with_a_clear_message():
+    with pytest.raises(SettingsError, match="mysql is not supported"):
+        Storage("mysql://root@127.0.0.1/test")
+    with pytest.raises(SettingsError, match="CDS_DATABASE_URL"):
+        Storage("not a url")
+
+
+def test_a_jti_is_remembered_until_it_expires(store):
+    now = datetime.now(UTC)
+    assert store.first_use("a" * 64, now + timedelta(minutes=5))
+    assert not store.first_use("a" * 64, now + timedelta(minutes=5))
+    assert store.first_use("b" * 64, now - timedelta(seconds=1))  # already expired when stored
+    assert store.first_use("b" * 64, now + timedelta(minutes=5))  # so it may be seen again
+
+
+def test_expired_jtis_are_cleaned_up(store):
+    now = datetime.now(UTC)
+    for n in range(5):
+        store.first_use(f"{n:064d}", now - timedelta(minutes=1))
+    store._next_replay_cleanup = 0.0  # the next use runs the periodic cleanup
+    store.first_use("f" * 64, now + timedelta(minutes=5))
+    with store.engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(jwt_replay)).scalar() == 1
+
+
+def test_db_upgrade_command(tmp_path):
+    database = tmp_path / "cli.sqlite3"
+    env = {
+        **os.environ,
+        "CDS_DATABASE_URL": f"sqlite:///{database}",
+        "CDS_REQUIRE_JWT": "false",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "db-upgrade"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"Database schema is at revision {head_revision()}" in result.stdout
+    assert database.is_file()
