@@ -16,6 +16,7 @@ from cds_service.config import Settings
 from cds_service.content import Content, load_content
 from cds_service.errors import register_error_handlers
 from cds_service.fhir_client import FhirFetcher
+from cds_service.issued import IssuedCardRecorder
 from cds_service.registry import Registry
 from cds_service.storage import Storage
 from hooks import SERVICES
@@ -61,6 +62,7 @@ def create_app(
     storage = Storage(settings.database_url)
     storage.migrate()
     app.extensions["lbp_storage"] = storage
+    app.extensions["lbp_issued_cards"] = IssuedCardRecorder(storage)
     app.extensions["lbp_jwt_verifier"] = jwt_verifier(settings, storage)
     register_error_handlers(app)
     app.register_blueprint(api.blueprint)

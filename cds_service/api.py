@@ -12,7 +12,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from cards.render import RenderContext, render_cards
 from cds_service.auth import Caller, JwtVerifier
 from cds_service.content import Content
-from cds_service.errors import BadRequest, PrefetchUnavailable, StorageUnavailable, UnsupportedMediaType, log
+from cds_service.errors import BadRequest, PrefetchUnavailable, UnsupportedMediaType, log
 from cds_service.feedback import parse_feedback
 from cds_service.prefetch import Gathered, gather
 from cds_service.registry import Registry
@@ -112,18 +112,13 @@ def authenticate() -> Caller | None:
 
 
 def remember_issued(service_id: str, cards: list[dict[str, Any]], content_version: str) -> None:
-    """Record which topic each card uuid had, for feedback reports; never at the cost of the answer."""
+    """Record which topic each card uuid had, for feedback reports; in the background, never in the way."""
     issued_at = datetime.now(UTC)
     issued = [
         IssuedCard(card["uuid"], service_id, card["source"]["topic"]["code"], content_version, issued_at)
         for card in cards
     ]
-    try:
-        storage().record_issued_cards(issued)
-    except StorageUnavailable:
-        log.warning("issued cards not recorded (database unavailable): %s", [card.card_uuid for card in issued])
-    except Exception:  # bookkeeping: the clinician's cards come first, whatever went wrong here
-        log.exception("issued cards not recorded: %s", [card.card_uuid for card in issued])
+    current_app.extensions["lbp_issued_cards"].record(issued)
 
 
 def read_json_body() -> Any:

@@ -29,7 +29,9 @@ def issue(client, opioid: bool = False) -> dict:
     record = patient(45).with_lbp()
     if opioid:
         record = record.with_medication(medication_request(status="active"))
-    return client.post(SERVICE, json=record.patient_view()).get_json()["cards"][-1 if opioid else 0]
+    cards = client.post(SERVICE, json=record.patient_view()).get_json()["cards"]
+    client.application.extensions["lbp_issued_cards"].flush()
+    return cards[-1 if opioid else 0]
 
 
 def feedback(client, card: dict, outcome: str, when: str, reason: dict | None = None) -> None:
