@@ -13,7 +13,8 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 	touch $@
 
 run: $(BIN)/.installed
-	CDS_REQUIRE_JWT=$${CDS_REQUIRE_JWT:-false} $(BIN)/gunicorn --bind 127.0.0.1:8080 wsgi:app
+	CDS_REQUIRE_JWT=$${CDS_REQUIRE_JWT:-false} CDS_LOG_FORMAT=$${CDS_LOG_FORMAT:-text} WEB_CONCURRENCY=$${WEB_CONCURRENCY:-2} \
+		$(BIN)/gunicorn -c gunicorn.conf.py --bind 127.0.0.1:8080 wsgi:app
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

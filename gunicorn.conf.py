@@ -22,3 +22,22 @@ max_requests_jitter = 2000
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("CDS_LOG_LEVEL", "info")
+
+# Prometheus multiprocess mode: every worker writes its metrics to files in one folder, and /metrics
+# (served by any worker) adds them up. The folder is emptied when the server starts.
+metrics_folder = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"lbp-cds-metrics-{os.getpid()}")
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_folder)
+
+
+def on_starting(server):
+    import shutil
+
+    folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder, exist_ok=True)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

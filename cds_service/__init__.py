@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from datetime import date
 
 from flask import Flask, Response
 from flask_cors import CORS
+from pythonjsonlogger.json import JsonFormatter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from cds_service import api, cli, pages
+from cds_service import api, cli, ops, pages
 from cds_service.auth import JwtVerifier, RedisReplayStore, ReplayStore
 from cds_service.config import Settings
 from cds_service.content import Content, load_content
@@ -43,8 +45,7 @@ def create_app(
     """
     settings = settings or Settings.from_env()
     settings.check()
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     app = Flask(__name__)
     app.config["LBP_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -67,6 +68,7 @@ def create_app(
     register_error_handlers(app)
     app.register_blueprint(api.blueprint)
     app.register_blueprint(pages.blueprint)
+    app.register_blueprint(ops.blueprint)
     cli.register(app)
     enable_cors(app, settings)
     app.after_request(add_security_headers)
@@ -101,6 +103,21 @@ def enable_cors(app: Flask, settings: Settings) -> None:
         "max_age": 600,
     }
     CORS(app, resources={r"/cds-services(/.*)?$": options})
+
+
+def configure_logging() -> None:
+    """One JSON object per line (CDS_LOG_FORMAT=text for people), unless the host configured logging."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = logging.StreamHandler()
+    if os.environ.get("CDS_LOG_FORMAT", "json").lower() == "text":
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    else:
+        fields = "%(asctime)s %(levelname)s %(name)s %(message)s"
+        handler.setFormatter(JsonFormatter(fields, rename_fields={"levelname": "level", "asctime": "time"}))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
 
 
 def add_security_headers(response: Response) -> Response:

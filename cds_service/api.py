@@ -10,9 +10,10 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from cards.render import RenderContext, render_cards
+from cds_service import metrics
 from cds_service.auth import Caller, JwtVerifier
 from cds_service.content import Content
-from cds_service.errors import BadRequest, PrefetchUnavailable, UnsupportedMediaType, log
+from cds_service.errors import BadRequest, ClientError, PrefetchUnavailable, UnsupportedMediaType, log
 from cds_service.feedback import parse_feedback
 from cds_service.prefetch import Gathered, gather
 from cds_service.registry import Registry
@@ -46,32 +47,44 @@ def discovery() -> Response:
 def call_service(service_id: str) -> Response:
     started = time.perf_counter()
     service = registry().get(service_id)
-    authenticate()
-    body = read_json_body()
-    validate_request(service, body)
+    call = {"event": "hook_call", "service": service.id, "status": 500, "topics": [], "fetched": {}, "missing": []}
+    try:
+        authenticate()
+        body = read_json_body()
+        validate_request(service, body)
+        call["hookInstance"] = body["hookInstance"]
+        cards = answer(service, body, call)
+        call["status"] = 200
+        return jsonify({"cards": cards})
+    except ClientError as error:
+        call["status"] = error.status
+        raise
+    finally:
+        seconds = time.perf_counter() - started
+        call["ms"] = round(seconds * 1000, 2)
+        metrics.HOOK_SECONDS.labels(service=service.id, status=call["status"]).observe(seconds)
+        log.info("hook call", extra=call)
+
+
+def answer(service: ServiceDefinition, body: dict[str, Any], call: dict[str, Any]) -> list[dict[str, Any]]:
+    """Gather the patient's data, let the service decide, render the cards; note what happened in `call`."""
     hook_input = HookInput(body["context"])
     current = content()
-    cards: list[dict[str, Any]] = []
-    gathered = Gathered()
-    if service.relevant(hook_input, current.knowledge):
-        gathered = gather(service, body, current_app.extensions["lbp_fetcher"])
-        facts = build_facts(gathered.record, current.knowledge, current_app.extensions["lbp_today"]())
-        decisions = service.decide(hook_input, facts, current.knowledge)
-        refuse_if_unsafe(service, decisions, gathered)
-        region = current.directory.region_for(facts.postal_code)
-        ctx = RenderContext(current, public_base_url(), body["context"]["patientId"], region)
-        cards = render_cards(decisions, ctx)
-        remember_issued(service.id, cards, current.version)
-    log.info(
-        "hook call service=%s hookInstance=%s cards=%s fetched=%s missing=%s ms=%.1f",
-        service.id,
-        body["hookInstance"],
-        [c["source"]["topic"]["code"] for c in cards],
-        {k: round(ms, 1) for k, ms in gathered.fetched.items()},
-        sorted(gathered.missing),
-        (time.perf_counter() - started) * 1000,
-    )
-    return jsonify({"cards": cards})
+    if not service.relevant(hook_input, current.knowledge):
+        return []
+    gathered = gather(service, body, current_app.extensions["lbp_fetcher"])
+    call["fetched"] = {key: round(ms, 1) for key, ms in gathered.fetched.items()}
+    call["missing"] = sorted(gathered.missing)
+    facts = build_facts(gathered.record, current.knowledge, current_app.extensions["lbp_today"]())
+    decisions = service.decide(hook_input, facts, current.knowledge)
+    refuse_if_unsafe(service, decisions, gathered)
+    region = current.directory.region_for(facts.postal_code)
+    cards = render_cards(decisions, RenderContext(current, public_base_url(), body["context"]["patientId"], region))
+    call["topics"] = [card["source"]["topic"]["code"] for card in cards]
+    for topic in call["topics"]:
+        metrics.CARDS_ISSUED.labels(service=service.id, topic=topic).inc()
+    remember_issued(service.id, cards, current.version)
+    return cards
 
 
 def refuse_if_unsafe(service: ServiceDefinition, decisions: list[Decision], gathered: Gathered) -> None:
@@ -99,7 +112,12 @@ def receive_feedback(service_id: str) -> Response:
         tenant=caller.tenant if caller else None,
     )
     new = storage().record_feedback(entries)
-    log.info("feedback service=%s entries=%d new=%d", service.id, len(entries), new)
+    for topic, outcome in new:
+        metrics.FEEDBACK.labels(service=service.id, topic=topic or "unknown", outcome=outcome).inc()
+    log.info(
+        "feedback stored",
+        extra={"event": "feedback", "service": service.id, "entries": len(entries), "new": len(new)},
+    )
     return jsonify({})
 
 

@@ -20,6 +20,7 @@ import redis
 import requests
 from cachetools import TTLCache
 
+from cds_service import metrics
 from cds_service.config import ASYMMETRIC_ALGORITHMS, Settings, TrustedIssuer
 from cds_service.errors import StorageUnavailable, Unauthorized
 
@@ -31,7 +32,11 @@ KID_MISS_REFETCH_SECONDS = 60.0  # an unknown kid refetches a JWKS at most this 
 
 
 class Rejected(Exception):
-    """Why a token was refused: logged, never sent to the caller."""
+    """Why a token was refused: logged and counted by kind, never sent to the caller."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind  # a small fixed vocabulary: the label of the rejections metric
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,7 @@ class JwksCache:
             if self.may_refetch(url) and (key := self.keys(url, refresh=True).get(kid)) is not None:
                 log.info("JWKS %s refetched: new key %s (rotation)", url, kid)
                 return key
-        raise Rejected(f"no key {kid!r} in {', '.join(urls)}")
+        raise Rejected("unknown-key", f"no key {kid!r} in {', '.join(urls)}")
 
     def keys(self, url: str, refresh: bool = False) -> Mapping[str, Mapping[str, Any]]:
         with self._lock:
@@ -114,12 +119,14 @@ def fetch_jwks(url: str) -> Mapping[str, Mapping[str, Any]]:
         response = requests.get(url, timeout=JWKS_TIMEOUT_SECONDS, headers={"Accept": "application/json"})
         response.raise_for_status()
         if len(response.content) > JWKS_MAX_BYTES:
-            raise Rejected(f"JWKS {url} is larger than {JWKS_MAX_BYTES} bytes")
+            raise Rejected("jwks-unavailable", f"JWKS {url} is larger than {JWKS_MAX_BYTES} bytes")
         keys = response.json()["keys"]
     except (requests.RequestException, ValueError, KeyError, TypeError) as error:
-        raise Rejected(f"JWKS {url} could not be fetched: {type(error).__name__}: {error}") from None
+        raise Rejected(
+            "jwks-unavailable", f"JWKS {url} could not be fetched: {type(error).__name__}: {error}"
+        ) from None
     if not isinstance(keys, list):
-        raise Rejected(f"JWKS {url}: 'keys' is not a list")
+        raise Rejected("jwks-unavailable", f"JWKS {url}: 'keys' is not a list")
     return {
         key["kid"]: key
         for key in keys
@@ -147,14 +154,17 @@ class JwtVerifier:
         try:
             return self.check(bearer_token(authorization), audience)
         except Rejected as reason:
-            log.warning("JWT rejected for %s: %s", audience, reason)
+            log.warning(
+                "JWT rejected for %s: %s", audience, reason, extra={"event": "jwt_rejected", "reason": reason.kind}
+            )
+            metrics.JWT_REJECTIONS.labels(reason=reason.kind).inc()
             raise Unauthorized() from None
 
     def check(self, token: str, audience: str) -> Caller:
         header, unverified = read_unverified(token)
         alg = header.get("alg")
         if alg not in self.algorithms:
-            raise Rejected(f"algorithm {alg!r} is not accepted ({', '.join(self.algorithms)})")
+            raise Rejected("algorithm", f"algorithm {alg!r} is not accepted ({', '.join(self.algorithms)})")
         issuer = self.trusted_issuer(unverified.get("iss"))
         key = self.signing_key(header, issuer, alg)
         claims = self.decode(token, key, alg, issuer.issuer, audience)
@@ -167,24 +177,24 @@ class JwtVerifier:
 
     def trusted_issuer(self, iss: Any) -> TrustedIssuer:
         if not isinstance(iss, str) or iss not in self.issuers:
-            raise Rejected(f"issuer {iss!r} is not trusted")
+            raise Rejected("issuer", f"issuer {iss!r} is not trusted")
         return self.issuers[iss]
 
     def signing_key(self, header: Mapping[str, Any], issuer: TrustedIssuer, alg: str) -> jwt.PyJWK:
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
-            raise Rejected("no kid in the JWT header")
+            raise Rejected("unknown-key", "no kid in the JWT header")
         jku = header.get("jku")
         if jku is not None and jku not in issuer.jwks_urls:
             # Never fetch a key set the token itself points at: it would let anyone sign.
-            raise Rejected(f"jku {jku!r} is not an allow-listed JWKS URL of {issuer.issuer}")
+            raise Rejected("foreign-jku", f"jku {jku!r} is not an allow-listed JWKS URL of {issuer.issuer}")
         jwk = self.jwks.find((jku,) if jku else issuer.jwks_urls, kid)
         if jwk.get("alg", alg) != alg:
-            raise Rejected(f"key {kid!r} is for {jwk.get('alg')}, the token says {alg}")
+            raise Rejected("algorithm", f"key {kid!r} is for {jwk.get('alg')}, the token says {alg}")
         try:
             return jwt.PyJWK(dict(jwk), algorithm=alg)
         except jwt.PyJWTError as error:
-            raise Rejected(f"key {kid!r} cannot verify {alg}: {error}") from None
+            raise Rejected("algorithm", f"key {kid!r} cannot verify {alg}: {error}") from None
 
     def decode(self, token: str, key: jwt.PyJWK, alg: str, issuer: str, audience: str) -> dict[str, Any]:
         try:
@@ -198,36 +208,51 @@ class JwtVerifier:
                 options={"require": ["exp", "iss", "aud", "jti"], "enforce_minimum_key_length": True},
             )
         except jwt.PyJWTError as error:
-            raise Rejected(f"{type(error).__name__}: {error}") from None
+            raise Rejected(claim_failure(error), f"{type(error).__name__}: {error}") from None
 
     def check_lifetime(self, claims: Mapping[str, Any]) -> None:
         # Without iat, what is left of the lifetime counts: a token must not be usable for long.
         start = claims.get("iat", time.time())
         if claims["exp"] - start > self.max_lifetime:
-            raise Rejected(f"lifetime {claims['exp'] - start:.0f}s is over the maximum of {self.max_lifetime}s")
+            raise Rejected(
+                "lifetime", f"lifetime {claims['exp'] - start:.0f}s is over the maximum of {self.max_lifetime}s"
+            )
 
     @staticmethod
     def check_tenant(claims: Mapping[str, Any], issuer: TrustedIssuer) -> str | None:
         tenant = claims.get("tenant")
         if tenant is not None and not isinstance(tenant, str):
-            raise Rejected("tenant is not a string")
+            raise Rejected("tenant", "tenant is not a string")
         if issuer.tenants is not None and tenant not in issuer.tenants:
-            raise Rejected(f"tenant {tenant!r} is not listed for {issuer.issuer}")
+            raise Rejected("tenant", f"tenant {tenant!r} is not listed for {issuer.issuer}")
         return tenant
 
     def check_replay(self, caller: Caller, exp: float) -> None:
         if not isinstance(caller.jti, str) or not caller.jti:
-            raise Rejected("jti is not a non-empty string")
+            raise Rejected("replay", "jti is not a non-empty string")
         token_id = hashlib.sha256(f"{caller.issuer}\0{caller.jti}".encode()).hexdigest()
         expires_at = datetime.fromtimestamp(exp + self.leeway, UTC)
         if not self.replay_store.first_use(token_id, expires_at):
-            raise Rejected(f"jti {caller.jti!r} of {caller.issuer} was already used (replay)")
+            raise Rejected("replay", f"jti {caller.jti!r} of {caller.issuer} was already used (replay)")
+
+
+def claim_failure(error: jwt.PyJWTError) -> str:
+    """The kind of a signature or claim check PyJWT refused."""
+    kinds = {
+        jwt.ExpiredSignatureError: "expired",
+        jwt.ImmatureSignatureError: "not-yet-valid",
+        jwt.InvalidAudienceError: "audience",
+        jwt.InvalidIssuerError: "issuer",
+        jwt.InvalidSignatureError: "signature",
+        jwt.MissingRequiredClaimError: "missing-claim",
+    }
+    return next((kind for cls, kind in kinds.items() if isinstance(error, cls)), "invalid")
 
 
 def bearer_token(authorization: str | None) -> str:
     scheme, _, token = (authorization or "").strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Rejected("no 'Authorization: Bearer' header")
+        raise Rejected("missing", "no 'Authorization: Bearer' header")
     return token.strip()
 
 
@@ -237,5 +262,5 @@ def read_unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
         header = jwt.get_unverified_header(token)
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError as error:
-        raise Rejected(f"malformed JWT: {error}") from None
+        raise Rejected("malformed", f"malformed JWT: {error}") from None
     return header, claims

@@ -23,6 +23,7 @@ import requests
 from cachetools import TTLCache
 from requests.adapters import HTTPAdapter
 
+from cds_service import metrics
 from hooks.fhir import Resource, bundle_resources
 
 log = logging.getLogger("lbp_cds.fhir")
@@ -70,6 +71,13 @@ class FetchOutcome:
     ms: float = 0.0
     pages: int = 0
     cached: bool = False
+
+    @property
+    def label(self) -> str:
+        """A small vocabulary for the metrics: ok, cached, http_<status>, or failed."""
+        if self.resources is not None:
+            return "cached" if self.cached else "ok"
+        return f"http_{self.status}" if self.status and self.status != 200 else "failed"
 
 
 @dataclass
@@ -122,18 +130,20 @@ class FhirFetcher:
         with self._lock:
             self.fallbacks[outcome.key] += 1
             count = self.fallbacks[outcome.key]
+        metrics.FHIR_FETCHES.labels(key=outcome.key, outcome=outcome.label).inc()
         # The template, not the rendered query: no patient identifiers in the log.
-        log.info(
-            "fhir fetch key=%s query=%s status=%s ms=%.1f pages=%d cached=%s problem=%s prefetch_fallbacks=%d",
-            outcome.key,
-            template,
-            outcome.status,
-            outcome.ms,
-            outcome.pages,
-            outcome.cached,
-            outcome.problem,
-            count,
-        )
+        fields = {
+            "event": "fhir_fetch",
+            "key": outcome.key,
+            "query": template,
+            "status": outcome.status,
+            "ms": round(outcome.ms, 1),
+            "pages": outcome.pages,
+            "cached": outcome.cached,
+            "problem": outcome.problem,
+            "prefetch_fallbacks": count,
+        }
+        log.info("fhir fetch %s", " ".join(f"{k}={v}" for k, v in fields.items() if k != "event"), extra=fields)
 
     def _fetch(self, key: str, server: str, token: str | None, query: str, deadline: float) -> FetchOutcome:
         started = time.monotonic()

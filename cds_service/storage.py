@@ -216,10 +216,11 @@ class Storage:
         with unavailable("Issued cards could not be recorded."), self.engine.begin() as connection:
             connection.execute(self.insert_ignoring_duplicates(issued_cards), [asdict(card) for card in cards])
 
-    def record_feedback(self, entries: Sequence[FeedbackEntry]) -> int:
+    def record_feedback(self, entries: Sequence[FeedbackEntry]) -> list[tuple[str | None, str]]:
         """Store every entry with the topic of its card, in one transaction; duplicates are stored once.
 
-        Returns how many entries were new. Raises StorageUnavailable when nothing could be committed.
+        Returns (topic, outcome) of the entries that were new. Raises StorageUnavailable when nothing
+        could be committed.
         """
         message = "Feedback could not be stored right now; it was not recorded. Retry later."
         with unavailable(message), self.engine.begin() as connection:
@@ -229,7 +230,7 @@ class Storage:
                 row["topic"] = topics.get(row["card_uuid"])
             statement = self.insert_ignoring_duplicates(feedback).returning(feedback.c.id)
             # One by one: a row returned is a new entry, none a duplicate (rowcount is unreliable for INSERT).
-            return sum(connection.execute(statement, row).first() is not None for row in rows)
+            return [(row["topic"], row["outcome"]) for row in rows if connection.execute(statement, row).first()]
 
     @staticmethod
     def topics(connection: Connection, card_uuids: set[str]) -> dict[str, str]:
@@ -253,6 +254,15 @@ class Storage:
     def insert_ignoring_duplicates(self, table: Table) -> Insert:
         dialect = sqlite if self.dialect == "sqlite" else postgresql
         return dialect.insert(table).on_conflict_do_nothing()
+
+    def reachable(self) -> bool:
+        """A quick round trip to the database (readiness probe)."""
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            return True
+        except Exception:  # any failure means "not ready", never an error page
+            return False
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -1,0 +1,35 @@
+"""Prometheus metrics. Under gunicorn every worker writes its own files in PROMETHEUS_MULTIPROC_DIR
+(set by gunicorn.conf.py) and /metrics adds them up; in a single process the default registry serves."""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+
+HOOK_SECONDS = Histogram(
+    "lbp_hook_call_seconds",
+    "Service time of a hook call, by service and HTTP status.",
+    ["service", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+CARDS_ISSUED = Counter("lbp_cards_issued_total", "Cards answered, by service and topic.", ["service", "topic"])
+FHIR_FETCHES = Counter(
+    "lbp_fhir_fetches_total",
+    "FHIR fetches for prefetch keys the EHR did not satisfy, by key and outcome.",
+    ["key", "outcome"],
+)
+JWT_REJECTIONS = Counter("lbp_jwt_rejections_total", "JWTs refused (401), by reason.", ["reason"])
+FEEDBACK = Counter(
+    "lbp_feedback_total", "Feedback entries stored, by service, topic and outcome.", ["service", "topic", "outcome"]
+)
+
+
+def exposition() -> tuple[bytes, str]:
+    """The text exposition format: all workers' metrics under gunicorn, this process's otherwise."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE
+    return generate_latest(REGISTRY), CONTENT_TYPE

@@ -1,0 +1,173 @@
+"""Operations: liveness and readiness probes, Prometheus metrics, one structured log line per call."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from cds_service import create_app
+from tests.builders import ortho_referral, patient
+from tests.databases import Outage, database
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = json.loads((ROOT / "guideline_data/examples/baseline-lbp-referral.json").read_text())
+
+
+def sample(client, name: str, **labels: str) -> float:
+    """The current value of one metric sample (0 when it has not been touched)."""
+    text = client.get("/metrics").get_data(as_text=True)
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return s.value
+    return 0.0
+
+
+def test_healthz_says_the_process_is_up(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.get_json() == {"status": "ok"}
+
+
+def test_readyz_checks_content_and_database(client, content):
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "status": "ready",
+        "checks": {"content": "ok", "database": "ok"},
+        "contentVersion": content.version,
+    }
+
+
+@pytest.fixture
+def postgres_outage(tmp_path):
+    """PostgreSQL behind a relay that can be cut (an SQLite file cannot become unreachable)."""
+    with database("postgresql", tmp_path) as url:
+        broken = Outage("postgresql", url)
+        yield broken
+        broken.up()
+
+
+def test_readyz_is_503_while_the_database_is_unreachable(settings, content, postgres_outage):
+    outage = postgres_outage
+    app = create_app(replace(settings, database_url=outage.url), content=content)
+    outage.down()
+    try:
+        response = app.test_client().get("/readyz")
+    finally:
+        outage.up()
+        app.extensions["lbp_storage"].dispose()
+    assert response.status_code == 503
+    assert response.get_json()["checks"]["database"] == "unreachable"
+
+
+def test_metrics_count_hook_calls_cards_and_errors(client):
+    service = "lbp-referral-select"
+    before_cards = sample(client, "lbp_cards_issued_total", service=service, topic="msc-evaluation-first")
+    before_ok = sample(client, "lbp_hook_call_seconds_count", service=service, status="200")
+    before_bad = sample(client, "lbp_hook_call_seconds_count", service=service, status="400")
+    client.post(f"/cds-services/{service}", json=patient(45).with_lbp().order_select(ortho_referral()))
+    client.post(f"/cds-services/{service}", json={"hook": "order-select"})
+    assert sample(client, "lbp_cards_issued_total", service=service, topic="msc-evaluation-first") == before_cards + 1
+    assert sample(client, "lbp_hook_call_seconds_count", service=service, status="200") == before_ok + 1
+    assert sample(client, "lbp_hook_call_seconds_count", service=service, status="400") == before_bad + 1
+
+
+def test_metrics_count_feedback_by_topic(client):
+    body = patient(45).with_lbp().patient_view()
+    card = client.post("/cds-services/lbp-patient-view", json=body).get_json()["cards"][0]
+    client.application.extensions["lbp_issued_cards"].flush()
+    labels = {"service": "lbp-patient-view", "topic": "physical-therapy-first-line", "outcome": "overridden"}
+    before = sample(client, "lbp_feedback_total", **labels)
+    item = {"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-26T10:00:00Z"}
+    assert client.post("/cds-services/lbp-patient-view/feedback", json={"feedback": [item]}).status_code == 200
+    assert sample(client, "lbp_feedback_total", **labels) == before + 1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def gunicorn(tmp_path):
+    """lbp-cds under gunicorn with the repository's gunicorn.conf.py: 2 workers, JSON logs on stderr."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "CDS_REQUIRE_JWT": "false",
+        "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'cds.sqlite3'}",
+        "CDS_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+        "CDS_BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "2",
+        "TMPDIR": str(tmp_path),
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    stderr = (tmp_path / "gunicorn.log").open("w")
+    gunicorn_bin = Path(sys.executable).with_name("gunicorn")
+    proc = subprocess.Popen([gunicorn_bin, "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env, stderr=stderr)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
+                break
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("gunicorn did not become ready: " + (tmp_path / "gunicorn.log").read_text()[-2000:])
+    yield base, tmp_path / "gunicorn.log"
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    stderr.close()
+
+
+def test_metrics_add_up_every_gunicorn_worker(gunicorn):
+    base, _log = gunicorn
+    session = requests.Session()
+    for _ in range(30):
+        assert session.post(f"{base}/cds-services/lbp-referral-select", json=EXAMPLE).status_code == 200
+    for _ in range(3):  # whichever worker answers /metrics, it reports all of them
+        text = requests.get(f"{base}/metrics").text  # a new connection: may reach the other worker
+        cards = [
+            s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == "lbp_cards_issued_total" and s.labels["topic"] == "msc-evaluation-first"
+        ]
+        assert sum(cards) == 30
+
+
+def test_one_json_log_line_per_hook_call_without_secrets(gunicorn):
+    base, log = gunicorn
+    body = json.loads(json.dumps(EXAMPLE))
+    body["fhirServer"] = "https://ehr.example.org/fhir"
+    body["fhirAuthorization"] = {
+        "access_token": "very-secret-token",
+        "token_type": "Bearer",
+        "expires_in": 300,
+        "scope": "patient/*.read",
+        "subject": "lbp-cds",
+    }
+    assert requests.post(f"{base}/cds-services/lbp-referral-select", json=body).status_code == 200
+    time.sleep(0.3)
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    calls = [line for line in lines if line.get("event") == "hook_call"]
+    assert len(calls) == 1
+    call = calls[0]
+    assert call["service"] == "lbp-referral-select" and call["status"] == 200
+    assert call["hookInstance"] == EXAMPLE["hookInstance"]
+    assert call["topics"] == ["msc-evaluation-first"] and call["ms"] > 0
+    assert "very-secret-token" not in log.read_text()
