@@ -118,12 +118,12 @@ def gunicorn(tmp_path):
     gunicorn_bin = Path(sys.executable).with_name("gunicorn")
     proc = subprocess.Popen([gunicorn_bin, "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env, stderr=stderr)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 40
     while time.monotonic() < deadline:
         try:
-            if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
+            if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
                 break
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or a worker still booting
             time.sleep(0.1)
     else:
         proc.kill()
