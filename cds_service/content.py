@@ -7,11 +7,13 @@ words with file, line and field (see problems.py), for the informatics staff who
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
 import string
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -19,6 +21,7 @@ from types import MappingProxyType
 from typing import Any
 
 import yaml
+from cachetools import LRUCache
 from jsonschema import Draft202012Validator
 
 from cds_service.icd10cm import Families, default_families
@@ -158,52 +161,76 @@ def check_content(
     return content, []
 
 
+# Files already parsed and checked, by (file, schema text, file text): a reload after one edit checks
+# that file again, not every value set (most of the load time). Cached entries are never changed.
+_checked: LRUCache[tuple[str, str, str], tuple[Any, tuple[Problem, ...]]] = LRUCache(maxsize=256)
+_checked_lock = threading.Lock()
+
+
 class Reader:
     """Parses YAML/JSON files and checks each against schemas/<kind>.schema.json."""
 
     def __init__(self, root: Path, problems: list[Problem]) -> None:
         self.root = root
         self.problems = problems
-        self._validators: dict[str, Draft202012Validator | None] = {}
+        self._schemas: dict[str, tuple[str, Draft202012Validator] | None] = {}
 
     def read(self, path: Path) -> Any:
+        """The file's data, or None when it has problems (added to self.problems)."""
         file = path.relative_to(self.root).as_posix()
-        data = self.parse(path, file)
-        if data is None:
+        text = self.text(path, file)
+        schema = self.schema("valueset" if path.parent.name == "valuesets" else path.stem)
+        if text is None or schema is None:
             return None
-        kind = "valueset" if path.parent.name == "valuesets" else path.stem
-        validator = self.validator(kind)
-        if validator is None:
-            return None
-        found = schema_problems(file, validator.iter_errors(data))
-        self.problems += found
-        return data if not found else None
+        key = (file, schema[0], text)
+        with _checked_lock:
+            known = _checked.get(key)
+        if known is None:
+            known = self.check(text, path, file, schema[1])
+            with _checked_lock:
+                _checked[key] = known
+        self.problems += known[1]
+        return known[0]
 
-    def parse(self, path: Path, file: str) -> Any:
+    def check(
+        self, text: str, path: Path, file: str, validator: Draft202012Validator
+    ) -> tuple[Any, tuple[Problem, ...]]:
+        found: list[Problem] = []
+        data = parse(text, path, file, found)
+        if data is not None:
+            found += schema_problems(file, validator.iter_errors(data))
+        return (None if found else data), tuple(found)
+
+    def text(self, path: Path, file: str) -> str | None:
         try:
-            text = path.read_text(encoding="utf-8")
+            return path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:
             self.problems.append(Problem(file, (), f"cannot be read: {plain_os_error(error)}"))
             return None
-        try:
-            data = json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=ContentYamlLoader)
-        except json.JSONDecodeError as error:
-            self.problems.append(
-                Problem(file, (), f"this is not valid JSON: {error.msg} (column {error.colno})", error.lineno)
-            )
-            return None
-        except yaml.YAMLError as error:
-            self.problems.append(yaml_problem(file, error))
-            return None
-        if data is None:
-            self.problems.append(Problem(file, (), "the file is empty"))
-        return data
 
-    def validator(self, kind: str) -> Draft202012Validator | None:
-        if kind not in self._validators:
-            schema = self.parse(self.root / "schemas" / f"{kind}.schema.json", f"schemas/{kind}.schema.json")
-            self._validators[kind] = Draft202012Validator(schema) if isinstance(schema, dict) else None
-        return self._validators[kind]
+    def schema(self, kind: str) -> tuple[str, Draft202012Validator] | None:
+        """The schema's text (part of the memo key) and its validator."""
+        if kind not in self._schemas:
+            file = f"schemas/{kind}.schema.json"
+            text = self.text(self.root / file, file)
+            schema = None if text is None else parse(text, self.root / file, file, self.problems)
+            valid = text is not None and isinstance(schema, dict)
+            self._schemas[kind] = (text, Draft202012Validator(schema)) if valid else None
+        return self._schemas[kind]
+
+
+def parse(text: str, path: Path, file: str, problems: list[Problem]) -> Any:
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=ContentYamlLoader)
+    except json.JSONDecodeError as error:
+        problems.append(Problem(file, (), f"this is not valid JSON: {error.msg} (column {error.colno})", error.lineno))
+        return None
+    except yaml.YAMLError as error:
+        problems.append(yaml_problem(file, error))
+        return None
+    if data is None:
+        problems.append(Problem(file, (), "the file is empty"))
+    return data
 
 
 def plain_os_error(error: Exception) -> str:
@@ -350,7 +377,7 @@ def check_names(
 ) -> None:
     for index, name in enumerate(names):
         if name not in defined:
-            message = f'"{name}" is not defined {where} (defined: {", ".join(defined)})'
+            message = f'"{name}" is not defined {where}{did_you_mean(name, defined)} (defined: {", ".join(defined)})'
             problems.append(Problem(CARDS, (*at, field, index), message))
 
 
@@ -367,8 +394,14 @@ def check_placeholders(path: FieldPath, text: str, problems: list[Problem]) -> b
     if unknown:
         allowed = ", ".join("{" + p + "}" for p in sorted(PLACEHOLDERS))
         used = ", ".join("{" + u + "}" for u in sorted(unknown))
-        problems.append(Problem(CARDS, path, f"unknown placeholder {used}; the placeholders are {allowed}"))
+        hint = "".join(did_you_mean(name, PLACEHOLDERS, "{", "}") for name in sorted(unknown))
+        problems.append(Problem(CARDS, path, f"unknown placeholder {used}{hint}; the placeholders are {allowed}"))
     return not unknown
+
+
+def did_you_mean(name: str, known: Iterable[str], before: str = '"', after: str = '"') -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {before}{close[0]}{after}?)" if close else ""
 
 
 def placeholders(text: str) -> set[str]:
