@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import date
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from cards.render import RenderContext, render_cards
+from cards.render import CONTENT_VERSION_EXTENSION, RenderContext, render_cards
 from cds_service.content import Content
 from cds_service.errors import BadRequest, UnsupportedMediaType, log
 from cds_service.prefetch import gather_record
 from cds_service.registry import Registry
 from cds_service.validation import validate_request
 from hooks.facts import build_facts
-from hooks.service import HookInput
+from hooks.service import HookInput, ServiceDefinition
 
 blueprint = Blueprint("cds_hooks", __name__)
 
@@ -30,21 +31,27 @@ def content() -> Content:
 
 @blueprint.get("/cds-services")
 def discovery() -> Response:
-    return jsonify(registry().discovery())
+    # The content version tells which wording and code lists this service answers with right now.
+    return jsonify({**registry().discovery(), "extension": {CONTENT_VERSION_EXTENSION: content().version}})
 
 
 @blueprint.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
-    started = time.perf_counter()
     service = registry().get(service_id)
     body = read_json_body()
+    return jsonify(answer(service, body, current_app.extensions["lbp_today"]()))
+
+
+def answer(service: ServiceDefinition, body: Any, today: date) -> dict[str, Any]:
+    """The CDS Hooks response to a call (also what the /preview page shows for a bundled example)."""
+    started = time.perf_counter()
     validate_request(service, body)
     hook_input = HookInput(body["context"])
     current = content()
     cards: list[dict[str, Any]] = []
     if service.relevant(hook_input, current.knowledge):
         record = gather_record(service, body)
-        facts = build_facts(record, current.knowledge, current_app.extensions["lbp_today"]())
+        facts = build_facts(record, current.knowledge, today)
         decisions = service.decide(hook_input, facts, current.knowledge)
         region = current.directory.region_for(facts.postal_code)
         ctx = RenderContext(current, public_base_url(), body["context"]["patientId"], region)
@@ -56,7 +63,7 @@ def call_service(service_id: str) -> Response:
         [c["source"]["topic"]["code"] for c in cards],
         (time.perf_counter() - started) * 1000,
     )
-    return jsonify({"cards": cards})
+    return {"cards": cards}
 
 
 def read_json_body() -> Any:

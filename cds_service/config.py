@@ -11,6 +11,7 @@ from cds_service.content import DEFAULT_CONTENT_DIR
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+DEFAULT_STATE_DIR = DEFAULT_CONTENT_DIR.parent / "var"
 
 
 class SettingsError(ValueError):
@@ -25,17 +26,28 @@ class Settings:
     max_body_bytes: int = 5 * 1024 * 1024
     trusted_proxy_hops: int = 0  # X-Forwarded-* headers trusted from this many proxies
     content_dir: Path = DEFAULT_CONTENT_DIR
+    content_reload_seconds: int = 2  # how often edited content is looked for; 0: never (SIGHUP still reloads)
+    preview_enabled: bool | None = None  # the /preview page; None: on exactly when require_jwt is off
+    state_dir: Path = DEFAULT_STATE_DIR  # the last good copy of the content is kept here
+
+    @property
+    def shows_preview(self) -> bool:
+        return not self.require_jwt if self.preview_enabled is None else self.preview_enabled
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
         defaults = cls()
+        require_jwt = as_bool(env, "CDS_REQUIRE_JWT", defaults.require_jwt)
         return cls(
             public_base_url=(env.get("CDS_PUBLIC_BASE_URL") or "").rstrip("/") or None,
-            require_jwt=as_bool(env, "CDS_REQUIRE_JWT", defaults.require_jwt),
+            require_jwt=require_jwt,
             database_url=env.get("CDS_DATABASE_URL") or defaults.database_url,
             max_body_bytes=as_int(env, "CDS_MAX_BODY_BYTES", defaults.max_body_bytes),
             trusted_proxy_hops=as_int(env, "CDS_TRUSTED_PROXY_HOPS", defaults.trusted_proxy_hops),
             content_dir=Path(env.get("CDS_CONTENT_DIR") or defaults.content_dir),
+            content_reload_seconds=as_int(env, "CDS_CONTENT_RELOAD_SECONDS", defaults.content_reload_seconds),
+            preview_enabled=as_bool(env, "CDS_PREVIEW_ENABLED", not require_jwt),
+            state_dir=Path(env.get("CDS_STATE_DIR") or defaults.state_dir),
         )
 
 
