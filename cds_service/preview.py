@@ -48,7 +48,8 @@ def page() -> str:
     examples_dir = current_app.config["LBP_SETTINGS"].content_dir / "examples"
     as_of, examples = read_index(examples_dir / "index.yaml")
     chosen = next((e for e in examples if e.id == request.args.get("example")), examples[0] if examples else None)
-    outcome = run(examples_dir, chosen, as_of) if chosen and api.content() is not None else Outcome()
+    current = api.content()
+    outcome = run(examples_dir, chosen, as_of) if chosen and current is not None else Outcome()
     return render_template(
         "preview.html",
         examples=examples,
@@ -56,7 +57,7 @@ def page() -> str:
         as_of=as_of,
         outcome=outcome,
         topics=[card["source"]["topic"]["code"] for card in outcome.cards],
-        version=api.content().version if api.content() is not None else None,
+        version=current.version if current is not None else None,
         refused=refused_problems(),
     )
 
