@@ -1,11 +1,11 @@
 # The two commands of the README quick start:
 #   make run   set up and run the service at http://127.0.0.1:8080 (development defaults)
-#   make test  set up and run the checks and the whole test suite
+#   make test  set up and run the checks (lint, content validation) and the whole test suite
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format
+.PHONY: run test lint validate format
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,11 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+# Checks guideline_data as informatics staff do (prints each problem with file, line and field).
+validate: $(BIN)/.installed
+	$(BIN)/flask --app wsgi content validate
+
+test: lint validate
 	$(BIN)/python -m pytest
 
 format: $(BIN)/.installed

@@ -1,5 +1,12 @@
-"""WSGI entry point: `gunicorn wsgi:app` (settings from CDS_* environment variables)."""
+"""WSGI entry point: `gunicorn wsgi:app` (settings from CDS_* environment variables).
+
+Also the app of the `flask --app wsgi ...` commands (Flask sets FLASK_RUN_FROM_CLI): there, invalid
+content must not stop the command that reports it, and the commands need no JWT settings.
+"""
+
+import os
 
 from cds_service import create_app
 
-app = create_app()
+from_cli = os.environ.get("FLASK_RUN_FROM_CLI") == "true"
+app = create_app(require_content=not from_cli, serving=not from_cli)

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from cds_service.content import Content, Region
+from cds_service.content import NO_END_DATE, NO_REGION, SUMMARY_LIMIT, Content, Region
 from hooks import fhir
 from hooks.decisions import Decision
 
-SUMMARY_LIMIT = 139  # the spec: "<140 characters"
+# Card source extension: the content version whose wording the card shows, so feedback can be tied to it.
+CONTENT_VERSION_EXTENSION = "lbp-cds-content-version"
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ def render_card(decision: Decision, ctx: RenderContext) -> dict[str, Any]:
             "label": cards["source"]["label"],
             "url": cards["source"]["url"],
             "topic": {"system": cards["topic_system"], "code": decision.topic, "display": template["topic_display"]},
+            "extension": {CONTENT_VERSION_EXTENSION: ctx.content.version},
         },
     }
     suggestions = [s for s in (render_suggestion(s, decision, ctx) for s in template.get("suggestions", ())) if s]
@@ -55,10 +57,10 @@ def render_card(decision: Decision, ctx: RenderContext) -> dict[str, Any]:
 def placeholder_values(decision: Decision, ctx: RenderContext) -> dict[str, str]:
     suspension = decision.suspension
     values = {
-        "region": ctx.region.name if ctx.region else "all regions",
+        "region": ctx.region.name if ctx.region else NO_REGION,
         "notice": suspension.notice if suspension else "",
         "suspended_since": suspension.start.isoformat() if suspension else "",
-        "suspended_until": suspension.end.isoformat() if suspension and suspension.end else "further notice",
+        "suspended_until": suspension.end.isoformat() if suspension and suspension.end else NO_END_DATE,
     }
     basis = ctx.content.cards["bases"].get(decision.basis or "", "")
     values["basis"] = basis.format_map({**values, "basis": ""})
@@ -66,7 +68,7 @@ def placeholder_values(decision: Decision, ctx: RenderContext) -> dict[str, str]
 
 
 def shorten(summary: str) -> str:
-    """Placeholders can lengthen a summary; the spec caps it, so cut at a word."""
+    """Placeholders can lengthen a summary; the spec caps it, so cut at a word (validation should prevent it)."""
     if len(summary) <= SUMMARY_LIMIT:
         return summary
     return summary[: SUMMARY_LIMIT - 1].rsplit(" ", 1)[0] + "…"

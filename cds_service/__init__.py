@@ -12,10 +12,10 @@ from flask_cors import CORS
 from pythonjsonlogger.json import JsonFormatter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from cds_service import api, cli, ops, pages
+from cds_service import api, cli, live_content, ops, pages, preview
 from cds_service.auth import JwtVerifier, RedisReplayStore, ReplayStore
 from cds_service.config import Settings
-from cds_service.content import Content, load_content
+from cds_service.content import Content
 from cds_service.errors import register_error_handlers
 from cds_service.fhir_client import FhirFetcher
 from cds_service.issued import IssuedCardRecorder
@@ -37,20 +37,33 @@ SECURITY_HEADERS = {
 
 
 def create_app(
-    settings: Settings | None = None, content: Content | None = None, today: Callable[[], date] = date.today
+    settings: Settings | None = None,
+    content: Content | None = None,
+    today: Callable[[], date] = date.today,
+    require_content: bool = True,
+    serving: bool = True,
 ) -> Flask:
     """The application factory: settings from the environment unless given.
 
     `today` is the clinical "today" (ages, look-back windows); tests and dated examples fix it.
+    Content given here is fixed; otherwise it is loaded from settings.content_dir and reloaded when
+    edited. With no valid content (and no saved last good copy) the factory fails, listing the
+    problems, unless `require_content` is False: then hook calls are answered 503 until it is fixed.
+    With `serving` False (the `flask` commands) the JWT settings are not required: nothing is served,
+    and a service started that way would refuse every call for want of a trusted issuer.
     """
     settings = settings or Settings.from_env()
-    settings.check()
-    configure_logging()
+    if serving:
+        settings.check()
+    configure_logging(logging.INFO if serving else logging.WARNING)
     app = Flask(__name__)
     app.config["LBP_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # keep cards in the order a clinician should read them
-    app.extensions["lbp_content"] = content or load_content(settings.content_dir)
+    if content is not None:
+        app.extensions["lbp_content"] = content
+    else:
+        live_content.serve(app, settings, require_content)
     app.extensions["lbp_registry"] = Registry(SERVICES)
     app.extensions["lbp_today"] = today
     app.extensions["lbp_fetcher"] = FhirFetcher(
@@ -69,6 +82,8 @@ def create_app(
     app.register_blueprint(api.blueprint)
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(ops.blueprint)
+    if settings.shows_preview:
+        app.register_blueprint(preview.blueprint)
     cli.register(app)
     enable_cors(app, settings)
     app.after_request(add_security_headers)
@@ -105,7 +120,7 @@ def enable_cors(app: Flask, settings: Settings) -> None:
     CORS(app, resources={r"/cds-services(/.*)?$": options})
 
 
-def configure_logging() -> None:
+def configure_logging(level: int) -> None:
     """One JSON object per line (CDS_LOG_FORMAT=text for people), unless the host configured logging."""
     root = logging.getLogger()
     if root.handlers:
@@ -117,7 +132,7 @@ def configure_logging() -> None:
         fields = "%(asctime)s %(levelname)s %(name)s %(message)s"
         handler.setFormatter(JsonFormatter(fields, rename_fields={"levelname": "level", "asctime": "time"}))
     root.addHandler(handler)
-    root.setLevel(logging.INFO)
+    root.setLevel(level)
 
 
 def add_security_headers(response: Response) -> Response:

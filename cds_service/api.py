@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from cards.render import RenderContext, render_cards
+from cards.render import CONTENT_VERSION_EXTENSION, RenderContext, render_cards
 from cds_service import metrics
 from cds_service.auth import Caller, JwtVerifier
 from cds_service.content import Content
@@ -40,22 +40,20 @@ def storage() -> Storage:
 
 @blueprint.get("/cds-services")
 def discovery() -> Response:
-    return jsonify(registry().discovery())
+    # The content version tells which wording and code lists this service answers with right now.
+    return jsonify({**registry().discovery(), "extension": {CONTENT_VERSION_EXTENSION: content().version}})
 
 
 @blueprint.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
-    started = time.perf_counter()
     service = registry().get(service_id)
+    started = time.perf_counter()
     call = {"event": "hook_call", "service": service.id, "status": 500, "topics": [], "fetched": {}, "missing": []}
     try:
         authenticate()
         body = read_json_body()
-        validate_request(service, body)
-        call["hookInstance"] = body["hookInstance"]
-        cards = answer(service, body, call)
+        response = answer(service, body, current_app.extensions["lbp_today"](), call)
         call["status"] = 200
-        return jsonify({"cards": cards})
     except ClientError as error:
         call["status"] = error.status
         raise
@@ -64,27 +62,35 @@ def call_service(service_id: str) -> Response:
         call["ms"] = round(seconds * 1000, 2)
         metrics.HOOK_SECONDS.labels(service=service.id, status=call["status"]).observe(seconds)
         log.info("hook call", extra=call)
+    for topic in call["topics"]:
+        metrics.CARDS_ISSUED.labels(service=service.id, topic=topic).inc()
+    remember_issued(service.id, response["cards"], content().version)
+    return jsonify(response)
 
 
-def answer(service: ServiceDefinition, body: dict[str, Any], call: dict[str, Any]) -> list[dict[str, Any]]:
-    """Gather the patient's data, let the service decide, render the cards; note what happened in `call`."""
+def answer(service: ServiceDefinition, body: Any, today: date, call: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The CDS Hooks response to a call (also what the /preview page shows for a bundled example).
+
+    Validates the request, gathers the patient's data, lets the service decide and renders the cards;
+    notes in `call` what happened, for the log line.
+    """
+    call = {} if call is None else call
+    validate_request(service, body)
+    call["hookInstance"] = body["hookInstance"]
     hook_input = HookInput(body["context"])
     current = content()
     if not service.relevant(hook_input, current.knowledge):
-        return []
+        return {"cards": []}
     gathered = gather(service, body, current_app.extensions["lbp_fetcher"])
     call["fetched"] = {key: round(ms, 1) for key, ms in gathered.fetched.items()}
     call["missing"] = sorted(gathered.missing)
-    facts = build_facts(gathered.record, current.knowledge, current_app.extensions["lbp_today"]())
+    facts = build_facts(gathered.record, current.knowledge, today)
     decisions = service.decide(hook_input, facts, current.knowledge)
     refuse_if_unsafe(service, decisions, gathered)
     region = current.directory.region_for(facts.postal_code)
     cards = render_cards(decisions, RenderContext(current, public_base_url(), body["context"]["patientId"], region))
     call["topics"] = [card["source"]["topic"]["code"] for card in cards]
-    for topic in call["topics"]:
-        metrics.CARDS_ISSUED.labels(service=service.id, topic=topic).inc()
-    remember_issued(service.id, cards, current.version)
-    return cards
+    return {"cards": cards}
 
 
 def refuse_if_unsafe(service: ServiceDefinition, decisions: list[Decision], gathered: Gathered) -> None:

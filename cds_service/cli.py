@@ -1,14 +1,21 @@
-"""Operator commands: `flask --app wsgi db-upgrade` and `flask --app wsgi feedback-report`."""
+"""Command-line tools, all through `flask --app wsgi ...`.
+
+For operators: `db-upgrade`, `feedback-report`. For informatics staff: `content validate`, `content diff`.
+"""
 
 from __future__ import annotations
 
+import os
+from contextlib import ExitStack
 from datetime import date, datetime
+from pathlib import Path
 
 import click
 from flask import Flask, current_app
-from flask.cli import with_appcontext
+from flask.cli import AppGroup, with_appcontext
 
-from cds_service.content import Content
+from cds_service.content import Content, check_content
+from cds_service.content_diff import RevisionError, content_at_revision, describe_changes
 from cds_service.report import Key, as_csv, as_text, build_report
 from cds_service.storage import Storage, head_revision
 
@@ -16,6 +23,7 @@ from cds_service.storage import Storage, head_revision
 def register(app: Flask) -> None:
     app.cli.add_command(db_upgrade)
     app.cli.add_command(feedback_report)
+    app.cli.add_command(content_commands)
 
 
 def storage() -> Storage:
@@ -51,3 +59,72 @@ def day(value: datetime | None) -> date | None:
 def reason_displays(content: Content) -> dict[Key, str]:
     """Override reasons sent without a display are shown with the display our cards offered."""
     return {(r["system"], r["code"]): r["display"] for r in content.cards["override_reasons"].values()}
+
+
+content_commands = AppGroup("content", help="Check the clinical content (guideline_data/) and compare versions of it.")
+FOLDER = click.Path(exists=True, file_okay=False, path_type=Path)
+
+
+def content_dir() -> Path:
+    return current_app.config["LBP_SETTINGS"].content_dir
+
+
+def shown(root: Path) -> str:
+    """The folder as the user would type it: relative to where they are, when inside it."""
+    relative = os.path.relpath(root.resolve(), Path.cwd())
+    return root.resolve().as_posix() if relative.startswith("..") else Path(relative).as_posix()
+
+
+@content_commands.command("validate")
+@click.option("--dir", "directory", type=FOLDER, help="The content folder to check (default: CDS_CONTENT_DIR).")
+def validate(directory: Path | None) -> None:
+    """Check every file against its schema and the cross-references between them.
+
+    Prints each problem with its file, line and field; the exit status is 1 when there is any.
+    """
+    root = directory or content_dir()
+    content = loaded_or_exit(root)
+    click.echo(f"OK: {shown(root)} is valid (content version {content.version}).")
+
+
+@content_commands.command("diff")
+@click.argument("old", required=False, type=FOLDER)
+@click.argument("new", required=False, type=FOLDER)
+@click.option("--rev", help="Compare with the content as committed at this git revision (e.g. HEAD).")
+def diff(old: Path | None, new: Path | None, rev: str | None) -> None:
+    """Show what changes for clinicians from OLD to NEW: codes added and removed, card text, policy.
+
+    \b
+    flask --app wsgi content diff OLD_DIR NEW_DIR
+    flask --app wsgi content diff --rev HEAD [NEW_DIR]   (NEW_DIR defaults to CDS_CONTENT_DIR)
+    """
+    if rev is not None and new is not None:
+        raise click.UsageError("with --rev, give only the new folder (or none)")
+    if rev is None and (old is None or new is None):
+        raise click.UsageError("give two folders, OLD and NEW, or --rev REVISION")
+    with ExitStack() as stack:
+        if rev is not None:
+            new, label = old or content_dir(), f"{shown(content_dir())} at {rev}"
+            try:
+                old = stack.enter_context(content_at_revision(content_dir(), rev))
+            except RevisionError as error:
+                raise click.ClickException(f"cannot read {label}: {error}") from None
+        assert old is not None and new is not None
+        print_changes(old, new, label if rev is not None else shown(old))
+
+
+def print_changes(old: Path, new: Path, old_label: str) -> None:
+    before, after = loaded_or_exit(old, old_label), loaded_or_exit(new)
+    click.echo(f"From {old_label} (version {before.version}) to {shown(new)} (version {after.version}):")
+    lines = describe_changes(before, after, old, new)
+    click.echo("\n".join(lines) if lines else "No changes to codes, card text, policy, orders or the MSC pages.")
+
+
+def loaded_or_exit(root: Path, label: str | None = None) -> Content:
+    content, problems = check_content(root)
+    if content is None:
+        for problem in problems:
+            click.echo(f"{label or shown(root)}/{problem}")
+        click.echo(f"{len(problems)} problem(s): the service will not use this content until they are fixed.")
+        raise SystemExit(1)
+    return content

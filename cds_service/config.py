@@ -19,6 +19,7 @@ FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 # Asymmetric JWS algorithms only: `none` and HMAC (a shared secret) are never acceptable (CDS Hooks 2.0.1).
 ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512"})
 DEFAULT_ALGORITHMS = ("ES384", "RS384")  # the two the specification recommends
+DEFAULT_STATE_DIR = DEFAULT_CONTENT_DIR.parent / "var"
 
 
 class SettingsError(ValueError):
@@ -54,13 +55,21 @@ class Settings:
     fhir_page_limit: int = 5
     fhir_cache_seconds: int = 30  # 0 turns the FHIR response cache off
     fhir_cache_size: int = 1024
+    content_reload_seconds: int = 2  # how often edited content is looked for; 0: never (SIGHUP still reloads)
+    preview_enabled: bool | None = None  # the /preview page; None: on exactly when require_jwt is off
+    state_dir: Path = DEFAULT_STATE_DIR  # the last good copy of the content is kept here
+
+    @property
+    def shows_preview(self) -> bool:
+        return not self.require_jwt if self.preview_enabled is None else self.preview_enabled
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
         defaults = cls()
+        require_jwt = as_bool(env, "CDS_REQUIRE_JWT", defaults.require_jwt)
         return cls(
             public_base_url=(env.get("CDS_PUBLIC_BASE_URL") or "").rstrip("/") or None,
-            require_jwt=as_bool(env, "CDS_REQUIRE_JWT", defaults.require_jwt),
+            require_jwt=require_jwt,
             trusted_issuers=parse_trusted_issuers(env.get("CDS_TRUSTED_ISSUERS")),
             jwt_algorithms=parse_algorithms(env.get("CDS_JWT_ALGORITHMS")),
             jwt_leeway_seconds=as_int(env, "CDS_JWT_LEEWAY_SECONDS", defaults.jwt_leeway_seconds),
@@ -77,6 +86,9 @@ class Settings:
             fhir_page_limit=as_int(env, "CDS_FHIR_PAGE_LIMIT", defaults.fhir_page_limit),
             fhir_cache_seconds=as_int(env, "CDS_FHIR_CACHE_SECONDS", defaults.fhir_cache_seconds),
             fhir_cache_size=as_int(env, "CDS_FHIR_CACHE_SIZE", defaults.fhir_cache_size),
+            content_reload_seconds=as_int(env, "CDS_CONTENT_RELOAD_SECONDS", defaults.content_reload_seconds),
+            preview_enabled=as_bool(env, "CDS_PREVIEW_ENABLED", not require_jwt),
+            state_dir=Path(env.get("CDS_STATE_DIR") or defaults.state_dir),
         )
 
     def check(self) -> None:

@@ -1,26 +1,32 @@
 """Loading guideline_data: value sets, card text, policy, order templates, MSC directory.
 
-Everything is validated against its JSON Schema and cross-checked once, at start-up, into
-immutable structures; nothing is read from disk per request.
+Everything is validated against its JSON Schema and cross-checked, at start-up and on every reload,
+into immutable structures; nothing is read from disk per request. Problems are reported in plain
+words with file, line and field (see problems.py), for the informatics staff who edit these files.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
 import string
-from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import yaml
+from cachetools import LRUCache
 from jsonschema import Draft202012Validator
 
+from cds_service.icd10cm import Families, default_families
+from cds_service.problems import FieldPath, Problem, schema_problems, with_lines
+from cds_service.valueset_files import Concept, concepts, load_valuesets
 from hooks.decisions import TOPICS
 from hooks.facts import Knowledge
 from hooks.policy import Policy, Suspension
@@ -28,6 +34,9 @@ from hooks.terminology import ValueSets
 
 DEFAULT_CONTENT_DIR = Path(__file__).resolve().parent.parent / "guideline_data"
 PLACEHOLDERS = frozenset({"region", "notice", "suspended_since", "suspended_until", "basis"})
+NO_REGION = "all regions"  # {region} when the patient's region is not known
+NO_END_DATE = "further notice"  # {suspended_until} of a suspension without an end date
+SUMMARY_LIMIT = 139  # CDS Hooks: a card summary is "<140 characters"
 # The value sets the rules in hooks/ look up by name.
 REQUIRED_VALUESETS = frozenset(
     {
@@ -52,14 +61,31 @@ REQUIRED_VALUESETS = frozenset(
         "opioid-exclusion-procedures",
     }
 )
+CARDS, POLICY, ORDERS, DIRECTORY, HANDOUT = (
+    "cards.yaml",
+    "policy.yaml",
+    "orders.yaml",
+    "msc/directory.yaml",
+    "msc/handout.md",
+)
 
 
 class ContentError(Exception):
     """guideline_data is invalid; `problems` says where and why, in plain words."""
 
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
         self.problems = problems
+
+
+class ContentYamlLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """YAML as written: dates stay text (the schemas check them), everything else as safe_load reads it."""
+
+
+ContentYamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 
 
 @dataclass(frozen=True)
@@ -90,69 +116,152 @@ class Content:
     directory: Directory
     handout_markdown: str
     version: str  # hash of every content file: ties feedback to the exact wording shown
+    # Every value set as the rules see it (ICD-10-CM families expanded), for reviewers' diffs.
+    valuesets: Mapping[str, tuple[Concept, ...]] = field(default_factory=dict)
 
 
-def load_content(root: Path = DEFAULT_CONTENT_DIR) -> Content:
-    problems: list[str] = []
-    cards = read_validated(root / "cards.yaml", root, problems)
-    policy_data = read_validated(root / "policy.yaml", root, problems)
-    orders = read_validated(root / "orders.yaml", root, problems)
-    directory_data = read_validated(root / "msc" / "directory.yaml", root, problems)
-    valuesets = load_valuesets(root, problems)
-    if problems:
+def load_content(root: Path = DEFAULT_CONTENT_DIR, families: Families | None = None) -> Content:
+    content, problems = check_content(root, families)
+    if content is None:
         raise ContentError(problems)
-    policy = build_policy(policy_data, problems)
-    check_cards(cards, orders, problems)
-    missing = REQUIRED_VALUESETS - set(valuesets)
-    problems += [f"valuesets/{name}.json: missing, but the rules use it" for name in sorted(missing)]
+    return content
+
+
+def check_content(
+    root: Path = DEFAULT_CONTENT_DIR, families: Families | None = None
+) -> tuple[Content | None, list[Problem]]:
+    """The content, or None with every problem found (each with its line)."""
+    problems: list[Problem] = []
+    reader = Reader(root, problems)
+    data = {name: reader.read(root / name) for name in (CARDS, POLICY, ORDERS, DIRECTORY)}
+    valuesets = load_valuesets(root, reader.read, families or default_families(), problems)
+    handout = read_text(root, HANDOUT, problems)
+    if not problems:
+        policy = build_policy(data[POLICY], problems)
+        check_cards(data[CARDS], data[ORDERS], longest_values(data), problems)
+        check_directory(data[DIRECTORY], problems)
+        problems += [
+            Problem(f"valuesets/{name}.json", (), "this value set is missing, but the rules use it")
+            for name in sorted(REQUIRED_VALUESETS - set(valuesets))
+        ]
     if problems:
-        raise ContentError(problems)
-    return Content(
-        knowledge=Knowledge(valuesets=ValueSets(valuesets), policy=policy),
-        cards=freeze(cards),
-        orders=freeze(orders),
-        directory=build_directory(directory_data),
-        handout_markdown=(root / "msc" / "handout.md").read_text(encoding="utf-8"),
+        return None, with_lines(root, problems)
+    codes = {name: [item.concept for item in listed] for name, listed in valuesets.items()}
+    content = Content(
+        knowledge=Knowledge(
+            valuesets=ValueSets({n: [(c.system, c.code) for c in cs] for n, cs in codes.items()}), policy=policy
+        ),
+        cards=freeze(data[CARDS]),
+        orders=freeze(data[ORDERS]),
+        directory=build_directory(data[DIRECTORY]),
+        handout_markdown=handout,
         version=content_version(root),
+        valuesets=MappingProxyType(concepts(valuesets)),
     )
+    return content, []
 
 
-def read_validated(path: Path, root: Path, problems: list[str]) -> Any:
-    """Parse a YAML/JSON file and check it against schemas/<kind>.schema.json."""
-    relative = path.relative_to(root)
+# Files already parsed and checked, by (file, schema text, file text): a reload after one edit checks
+# that file again, not every value set (most of the load time). Cached entries are never changed.
+_checked: LRUCache[tuple[str, str, str], tuple[Any, tuple[Problem, ...]]] = LRUCache(maxsize=256)
+_checked_lock = threading.Lock()
+
+
+class Reader:
+    """Parses YAML/JSON files and checks each against schemas/<kind>.schema.json."""
+
+    def __init__(self, root: Path, problems: list[Problem]) -> None:
+        self.root = root
+        self.problems = problems
+        self._schemas: dict[str, tuple[str, Draft202012Validator] | None] = {}
+
+    def read(self, path: Path) -> Any:
+        """The file's data, or None when it has problems (added to self.problems)."""
+        file = path.relative_to(self.root).as_posix()
+        text = self.text(path, file)
+        schema = self.schema("valueset" if path.parent.name == "valuesets" else path.stem)
+        if text is None or schema is None:
+            return None
+        key = (file, schema[0], text)
+        with _checked_lock:
+            known = _checked.get(key)
+        if known is None:
+            known = self.check(text, path, file, schema[1])
+            with _checked_lock:
+                _checked[key] = known
+        self.problems += known[1]
+        return known[0]
+
+    def check(
+        self, text: str, path: Path, file: str, validator: Draft202012Validator
+    ) -> tuple[Any, tuple[Problem, ...]]:
+        found: list[Problem] = []
+        data = parse(text, path, file, found)
+        if data is not None:
+            found += schema_problems(file, validator.iter_errors(data))
+        return (None if found else data), tuple(found)
+
+    def text(self, path: Path, file: str) -> str | None:
+        try:
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            self.problems.append(Problem(file, (), f"cannot be read: {plain_os_error(error)}"))
+            return None
+
+    def schema(self, kind: str) -> tuple[str, Draft202012Validator] | None:
+        """The schema's text (part of the memo key) and its validator."""
+        if kind not in self._schemas:
+            file = f"schemas/{kind}.schema.json"
+            text = self.text(self.root / file, file)
+            schema = None if text is None else parse(text, self.root / file, file, self.problems)
+            valid = text is not None and isinstance(schema, dict)
+            self._schemas[kind] = (text, Draft202012Validator(schema)) if valid else None
+        return self._schemas[kind]
+
+
+def parse(text: str, path: Path, file: str, problems: list[Problem]) -> Any:
     try:
-        text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (OSError, ValueError, yaml.YAMLError) as error:
-        problems.append(f"{relative}: cannot be read: {error}")
+        data = json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=ContentYamlLoader)
+    except json.JSONDecodeError as error:
+        problems.append(Problem(file, (), f"this is not valid JSON: {error.msg} (column {error.colno})", error.lineno))
         return None
-    kind = "valueset" if path.parent.name == "valuesets" else path.stem
-    for error in schema_validator(root, kind).iter_errors(data):
-        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
-        problems.append(f"{relative}: {where}: {error.message}")
+    except yaml.YAMLError as error:
+        problems.append(yaml_problem(file, error))
+        return None
+    if data is None:
+        problems.append(Problem(file, (), "the file is empty"))
     return data
 
 
-def schema_validator(root: Path, kind: str) -> Draft202012Validator:
-    schema = json.loads((root / "schemas" / f"{kind}.schema.json").read_text(encoding="utf-8"))
-    return Draft202012Validator(schema)
+def plain_os_error(error: Exception) -> str:
+    if isinstance(error, FileNotFoundError):
+        return "the file does not exist"
+    if isinstance(error, UnicodeDecodeError):
+        return "the file is not UTF-8 text"
+    return str(error)
 
 
-def load_valuesets(root: Path, problems: list[str]) -> dict[str, list[tuple[str, str]]]:
-    sets: dict[str, list[tuple[str, str]]] = {}
-    for path in sorted((root / "valuesets").glob("*.json")):
-        data = read_validated(path, root, problems)
-        if isinstance(data, dict) and isinstance(data.get("codes"), list):
-            if data.get("id") != path.stem:
-                problems.append(f"valuesets/{path.name}: id '{data.get('id')}' differs from the file name")
-            codes = [(c["system"], c["code"]) for c in data["codes"]]
-            duplicates = sorted(code for code, count in Counter(codes).items() if count > 1)
-            problems += [f"valuesets/{path.name}: {code} ({system}) is listed twice" for system, code in duplicates]
-            sets[path.stem] = codes
-    return sets
+def yaml_problem(file: str, error: yaml.YAMLError) -> Problem:
+    mark = getattr(error, "problem_mark", None)
+    what = getattr(error, "problem", None) or str(error)
+    column = f" (column {mark.column + 1})" if mark else ""
+    return Problem(file, (), f"this is not valid YAML: {what}{column}", mark.line + 1 if mark else None)
 
 
-def build_policy(data: Mapping[str, Any], problems: list[str]) -> Policy:
+def read_text(root: Path, file: str, problems: list[Problem]) -> str:
+    try:
+        return (root / file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        problems.append(Problem(file, (), f"cannot be read: {plain_os_error(error)}"))
+        return ""
+
+
+# --------------------------------------------------------------------------
+# policy.yaml
+# --------------------------------------------------------------------------
+
+
+def build_policy(data: Mapping[str, Any], problems: list[Problem]) -> Policy:
     lookback = data["lookback_days"]
     return Policy(
         adult_age=data["adult_age"],
@@ -165,69 +274,192 @@ def build_policy(data: Mapping[str, Any], problems: list[str]) -> Policy:
         referral_text_patterns=compile_patterns(data["referral_text"]["include"], "include", problems),
         referral_text_exclusions=compile_patterns(data["referral_text"]["exclude"], "exclude", problems),
         suspensions=tuple(
-            Suspension(
-                start=as_date(s["from"]), end=as_date(s["until"]) if s.get("until") else None, notice=s["notice"]
-            )
-            for s in data["msc_requirement_suspensions"]
+            build_suspension(s, index, problems) for index, s in enumerate(data["msc_requirement_suspensions"])
         ),
     )
 
 
-def compile_patterns(patterns: list[str], field: str, problems: list[str]) -> tuple[re.Pattern[str], ...]:
+def build_suspension(data: Mapping[str, Any], index: int, problems: list[Problem]) -> Suspension:
+    at: FieldPath = ("msc_requirement_suspensions", index)
+    start = as_date(data["from"], (*at, "from"), problems) or date.min
+    end = as_date(data["until"], (*at, "until"), problems) if data.get("until") else None
+    if end and end < start:
+        problems.append(Problem(POLICY, (*at, "until"), f"the suspension ends ({end}) before it starts ({start})"))
+    return Suspension(start=start, end=end, notice=data["notice"])
+
+
+def compile_patterns(patterns: list[str], field: str, problems: list[Problem]) -> tuple[re.Pattern[str], ...]:
     compiled = []
-    for pattern in patterns:
+    for index, pattern in enumerate(patterns):
         try:
             compiled.append(re.compile(pattern, re.IGNORECASE))
         except re.error as error:
-            problems.append(f"policy.yaml: referral_text/{field}: '{pattern}' is not a valid pattern: {error}")
+            message = f"'{pattern}' is not a valid text pattern: {error}"
+            problems.append(Problem(POLICY, ("referral_text", field, index), message))
     return tuple(compiled)
 
 
-def as_date(value: Any) -> date:
-    return value if isinstance(value, date) else date.fromisoformat(str(value))
+def as_date(value: Any, path: FieldPath, problems: list[Problem]) -> date | None:
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        problems.append(Problem(POLICY, path, f'"{value}" is not a real date (write it as YYYY-MM-DD)'))
+        return None
 
 
-def check_cards(cards: Mapping[str, Any], orders: Mapping[str, Any], problems: list[str]) -> None:
-    """Cross-references the schemas cannot express: topics, names, placeholders."""
-    for topic in TOPICS:
-        if topic not in cards["cards"]:
-            problems.append(f"cards.yaml: cards/{topic}: missing, but the rules issue this topic")
+# --------------------------------------------------------------------------
+# cards.yaml
+# --------------------------------------------------------------------------
+
+
+def check_cards(
+    cards: Mapping[str, Any], orders: Mapping[str, Any], longest: Mapping[str, str], problems: list[Problem]
+) -> None:
+    """Cross-references the schemas cannot express: topics, names, placeholders, summary length."""
+    problems += [
+        Problem(CARDS, ("cards",), f'the card "{topic}" is missing, but the rules issue this topic')
+        for topic in TOPICS
+        if topic not in cards["cards"]
+    ]
     for topic, card in cards["cards"].items():
-        where = f"cards.yaml: cards/{topic}"
-        if topic not in TOPICS:
-            problems.append(f"{where}: not a topic the rules issue ({', '.join(TOPICS)})")
-        for name in card.get("links", []):
-            if name not in cards["links"]:
-                problems.append(f"{where}/links: '{name}' is not defined under links")
-        for name in card.get("override_reasons", []):
-            if name not in cards["override_reasons"]:
-                problems.append(f"{where}/override_reasons: '{name}' is not defined under override_reasons")
-        for suggestion in card.get("suggestions", []):
-            for action in suggestion["actions"]:
-                if "resource" in action and action["resource"] not in orders:
-                    name, label = action["resource"], suggestion["label"]
-                    problems.append(
-                        f"{where}: suggestion '{label}' creates '{name}', which orders.yaml does not define"
+        check_card(topic, card, cards, orders, longest, problems)
+    for name, link in cards["links"].items():
+        check_placeholders(("links", name, "label"), link["label"], problems)
+    for name, text in cards["bases"].items():
+        check_placeholders(("bases", name), text, problems)
+
+
+def check_card(
+    topic: str,
+    card: Mapping[str, Any],
+    cards: Mapping[str, Any],
+    orders: Mapping[str, Any],
+    longest: Mapping[str, str],
+    problems: list[Problem],
+) -> None:
+    at: FieldPath = ("cards", topic)
+    if topic not in TOPICS:
+        problems.append(
+            Problem(CARDS, at, f'"{topic}" is not a card the rules issue (they issue: {", ".join(TOPICS)})')
+        )
+    check_names(at, "links", card["links"], cards["links"], "under links in cards.yaml", problems)
+    check_names(
+        at,
+        "override_reasons",
+        card["override_reasons"],
+        cards["override_reasons"],
+        "under override_reasons in cards.yaml",
+        problems,
+    )
+    for index, suggestion in enumerate(card.get("suggestions", [])):
+        for number, action in enumerate(suggestion["actions"]):
+            if "resource" in action and action["resource"] not in orders:
+                path = (*at, "suggestions", index, "actions", number, "resource")
+                problems.append(
+                    Problem(
+                        CARDS,
+                        path,
+                        f'"{action["resource"]}" is not an order defined in orders.yaml (defined: {", ".join(orders)})',
                     )
-        texts = [card["summary"], card["detail"], *(card.get("when_suspended") or {}).values()]
-        check_placeholders(where, texts, problems)
-    check_placeholders("cards.yaml: links", [link["label"] for link in cards["links"].values()], problems)
-    check_placeholders("cards.yaml: bases", list(cards["bases"].values()), problems)
+                )
+    suspended = card.get("when_suspended") or {}
+    texts = [((*at, name), card[name]) for name in ("summary", "detail")]
+    texts += [((*at, "when_suspended", name), suspended[name]) for name in ("summary", "detail") if name in suspended]
+    for path, text in texts:
+        if check_placeholders(path, text, problems) and path[-1] == "summary":
+            check_summary(path, text, longest, problems)
 
 
-def check_placeholders(where: str, texts: list[str], problems: list[str]) -> None:
-    for text in texts:
-        try:
-            names = {name for _literal, name, _spec, _conv in string.Formatter().parse(text) if name is not None}
-        except ValueError as error:
-            problems.append(f"{where}: a brace is not closed: {error}")
-            continue
-        unknown = names - PLACEHOLDERS
-        if unknown:
-            allowed = ", ".join("{" + p + "}" for p in sorted(PLACEHOLDERS))
-            problems.append(
-                f"{where}: unknown placeholder {', '.join('{' + u + '}' for u in sorted(unknown))} (allowed: {allowed})"
-            )
+def check_names(
+    at: FieldPath, field: str, names: list[str], defined: Mapping[str, Any], where: str, problems: list[Problem]
+) -> None:
+    for index, name in enumerate(names):
+        if name not in defined:
+            message = f'"{name}" is not defined {where}{did_you_mean(name, defined)} (defined: {", ".join(defined)})'
+            problems.append(Problem(CARDS, (*at, field, index), message))
+
+
+def check_placeholders(path: FieldPath, text: str, problems: list[Problem]) -> bool:
+    """Whether `text` uses only the allowed {placeholders} (else a problem is added)."""
+    try:
+        names = placeholders(text)
+    except ValueError:
+        problems.append(
+            Problem(CARDS, path, "a { or } is not paired: write placeholders as {region}, and never use a single brace")
+        )
+        return False
+    unknown = names - PLACEHOLDERS
+    if unknown:
+        allowed = ", ".join("{" + p + "}" for p in sorted(PLACEHOLDERS))
+        used = ", ".join("{" + u + "}" for u in sorted(unknown))
+        hint = "".join(did_you_mean(name, PLACEHOLDERS, "{", "}") for name in sorted(unknown))
+        problems.append(Problem(CARDS, path, f"unknown placeholder {used}{hint}; the placeholders are {allowed}"))
+    return not unknown
+
+
+def did_you_mean(name: str, known: Iterable[str], before: str = '"', after: str = '"') -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {before}{close[0]}{after}?)" if close else ""
+
+
+def placeholders(text: str) -> set[str]:
+    return {name for _literal, name, _spec, _conversion in string.Formatter().parse(text) if name is not None}
+
+
+def check_summary(path: FieldPath, summary: str, longest: Mapping[str, str], problems: list[Problem]) -> None:
+    """The spec caps a summary under 140 characters: check it with each placeholder at its longest."""
+    filled = fill(summary, longest)
+    if len(filled) <= SUMMARY_LIMIT:
+        return
+    used = sorted(placeholders(summary))
+    filling = "; ".join(f'{{{name}}} as "{longest[name]}"' for name in used)
+    when = f" with {filling}" if used else ""
+    problems.append(
+        Problem(
+            CARDS,
+            path,
+            f"the summary is {len(filled)} characters long{when}; a card summary must be at most {SUMMARY_LIMIT} "
+            f"characters, so shorten it by {len(filled) - SUMMARY_LIMIT}",
+        )
+    )
+
+
+def longest_values(data: Mapping[str, Any]) -> dict[str, str]:
+    """The longest text each placeholder can take with this content (what render.py fills in)."""
+    regions = [NO_REGION, *(region["name"] for region in data[DIRECTORY]["regions"])]
+    notices = ["", *(s["notice"] for s in data[POLICY]["msc_requirement_suspensions"])]
+    values = {
+        "region": max(regions, key=len),
+        "notice": max(notices, key=len),
+        "suspended_since": "2000-01-01",
+        "suspended_until": max([NO_END_DATE, "2000-01-01"], key=len),
+        "basis": "",
+    }
+    bases = [fill(text, values) for text in data[CARDS]["bases"].values()]
+    values["basis"] = max(bases, key=len)
+    return values
+
+
+def fill(text: str, values: Mapping[str, str]) -> str:
+    try:
+        return text.format_map(values)
+    except (KeyError, ValueError, IndexError, AttributeError):
+        return text  # reported by check_placeholders
+
+
+# --------------------------------------------------------------------------
+# msc/directory.yaml
+# --------------------------------------------------------------------------
+
+
+def check_directory(data: Mapping[str, Any], problems: list[Problem]) -> None:
+    regions = [region["id"] for region in data["regions"]]
+    for index, center in enumerate(data["centers"]):
+        if center["region"] not in regions:
+            message = f'"{center["region"]}" is not one of the regions listed above ({", ".join(regions)})'
+            problems.append(Problem(DIRECTORY, ("centers", index, "region"), message))
 
 
 def build_directory(data: Mapping[str, Any]) -> Directory:

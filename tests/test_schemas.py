@@ -133,6 +133,7 @@ def strict_response():
                         "code": "imaging",
                         "display": "Imaging appropriateness",
                     },
+                    "extension": {"lbp-cds-content-version": "b7bb25d6194e"},
                 },
                 "suggestions": [
                     {
@@ -867,15 +868,16 @@ def test_relative_link_url_is_spec_valid():
 def test_strict_unknown_members_rejected():
     body = strict_response()
     body["cards"][0]["sumary"] = "typo"
-    body["cards"][0]["source"]["extension"] = {"com.example": 1}
+    body["cards"][0]["extension"] = {"lbp-cds-content-version": "b7bb25d6194e"}  # on the source only
+    body["cards"][0]["source"]["extension"]["com.example"] = 1
     body["cards"][0]["suggestions"][0]["actions"][0]["comment"] = "x"
     body["cards"][0]["links"][0]["autolaunchable"] = True
     body["extra"] = 1
     errors = {e.json_path: e for e in validator(RESPONSE).iter_errors(body)}
     expected = {
         "$": "'extra'",
-        "$.cards[0]": "'sumary'",
-        "$.cards[0].source": "'extension'",
+        "$.cards[0]": "'extension', 'sumary'",
+        "$.cards[0].source.extension": "'com.example'",
         "$.cards[0].suggestions[0].actions[0]": "'comment'",
         "$.cards[0].links[0]": "'autolaunchable'",
     }
@@ -912,7 +914,21 @@ def test_strict_card_required_fields(field):
     assert_error(RESPONSE, body, "$.cards[0]", "required", repr(field))
 
 
-@pytest.mark.parametrize("field", ["label", "url", "topic"])
+def test_strict_source_extension_is_the_content_version():
+    body = strict_response()
+    body["cards"][0]["source"]["extension"] = {"lbp-cds-content-version": ""}
+    assert sites(RESPONSE, body) == {("$.cards[0].source.extension['lbp-cds-content-version']", "minLength")}
+    body["cards"][0]["source"]["extension"] = {"com.example.version": "1"}
+    assert sites(RESPONSE, body) == {
+        ("$.cards[0].source.extension", "required"),
+        ("$.cards[0].source.extension", "additionalProperties"),
+    }
+    body["cards"][0]["source"]["extension"] = {}
+    assert ("$.cards[0].source.extension", "minProperties") in sites(RESPONSE, body)
+    assert ("$.cards[0].source.extension", "minProperties") in sites(SPEC_RESPONSE, body)  # spec: non-empty object
+
+
+@pytest.mark.parametrize("field", ["label", "url", "topic", "extension"])
 def test_strict_source_required_fields(field):
     body = strict_response()
     del body["cards"][0]["source"][field]

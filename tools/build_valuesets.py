@@ -11,7 +11,9 @@ Usage (from the repository root):
 
 SOURCE_DIR defaults to ../shared/valuesets relative to the repository root.
 --check writes nothing and exits 1 when a file is missing or out of date.
-Standard library only.
+Needs simple-icd-10-cm (requirements.txt): where a curated ICD-10-CM list holds a
+whole family, the file says "this code and its descendants" (include_descendants)
+and the service expands it from the same tabular at load time.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import simple_icd_10_cm as icd10cm
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = REPO_ROOT.parent / "shared" / "valuesets"
@@ -75,13 +79,16 @@ class Code:
     display: str
     group: str | None = None
     note: str | None = None
+    include_descendants: bool = False
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.system, self.code)
 
-    def as_json(self) -> dict[str, str]:
-        out = {"system": self.system, "code": self.code, "display": self.display}
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"system": self.system, "code": self.code, "display": self.display}
+        if self.include_descendants:
+            out["include_descendants"] = True
         if self.group:
             out["group"] = self.group
         if self.note:
@@ -386,6 +393,41 @@ def group_notes(rows: Iterable[dict[str, str]], group_column: str) -> str:
     return "; ".join(f"{g}: {' / '.join(n)}" for g, n in notes.items() if n)
 
 
+def collapse_families(codes: Sequence[Code]) -> list[Code]:
+    """Write "X and its descendants" where the curated list holds X and every code below it in the tabular.
+
+    The service expands these entries with the same package, so the displays and groups of the
+    collapsed codes must be exactly what the expansion gives back.
+    """
+    listed = {c.code for c in codes if c.system == ICD10CM}
+    whole = [c for c in codes if c.code in listed and set(icd10cm.get_descendants(c.code) or ["-"]) <= listed]
+    roots = [c for c in whole if not any(icd10cm.is_ancestor(r.code, c.code) for r in whole)]
+    covered = {d: root for root in roots for d in icd10cm.get_descendants(root.code)}
+    for c in codes:
+        root = covered.get(c.code)
+        if root and (c.display != icd10cm.get_description(c.code) or c.group != root.group):
+            raise SourceError(f"{c.code}: display or group differs from its family {root.code}; list it explicitly")
+    return [replace(c, include_descendants=c in roots) for c in codes if c.code not in covered]
+
+
+def harmonize_icd_displays(valuesets: Sequence[ValueSet]) -> list[ValueSet]:
+    """One ICD-10-CM code, one display in every set (the service refuses two): the tabular's, when sources differ."""
+    displays: dict[str, set[str]] = {}
+    for vs in valuesets:
+        for c in vs.codes:
+            if c.system == ICD10CM:
+                displays.setdefault(c.code, set()).add(c.display)
+    conflicting = {code for code, found in displays.items() if len(found) > 1}
+
+    def fixed(c: Code) -> Code:
+        if c.system != ICD10CM or c.code not in conflicting or c.display == icd10cm.get_description(c.code):
+            return c
+        note = f"display from the ICD-10-CM April 2026 tabular (the source says '{c.display}')"
+        return replace(c, display=icd10cm.get_description(c.code), note=join_unique([c.note, note]))
+
+    return [replace(vs, codes=tuple(fixed(c) for c in vs.codes)) for vs in valuesets]
+
+
 def tabular_retrieved_from(tabular: str, rel: str) -> str:
     return f"{tabular}; curated as shared/valuesets/{rel}"
 
@@ -422,8 +464,9 @@ def build_lbp_trigger(ctx: Context) -> ValueSet:
     non_billable = ", ".join(r["code"] for r in rows if r["billable_leaf"] != "Y")
     missing_vsac = sum(1 for r in rows if r["in_VSAC_conditions_assoc_chronic_pain_1021.95"] != "Y")
     notes = (
-        f"{len(rows)} ICD-10-CM rows with role=trigger from {LBP_CSV} (families expanded with all descendants "
-        f"from the April 2026 tabular); group = csv group. Non-billable parent/header codes kept on "
+        f"{len(rows)} ICD-10-CM rows with role=trigger from {LBP_CSV}; where they hold a whole family it is "
+        f"written as the family's code with include_descendants (expanded by lbp-cds at load time from the same "
+        f"April 2026 tabular); group = csv group. Non-billable parent/header codes kept on "
         f"purpose (legacy and parent-level coding): {non_billable} (M54.5 split FY2022, M51.36/M51.37 FY2025; "
         f"effective dates UNVERIFIED). {missing_vsac} of the ICD codes "
         f"are not in VSAC 1021.95 (Conditions associated with chronic pain). Curator notes by group: "
@@ -454,7 +497,7 @@ def build_lbp_trigger(ctx: Context) -> ValueSet:
             ),
             notes=notes,
         ),
-        codes=merge_codes(icd_codes(rows, "group") + snomed),
+        codes=merge_codes(collapse_families(icd_codes(rows, "group")) + snomed),
     )
 
 
@@ -462,7 +505,8 @@ def build_lbp_context(ctx: Context) -> ValueSet:
     rows, tabular = lbp_rows(ctx, "context_only")
     expect_count("lbp context_only rows", len(rows), 7)
     notes = (
-        f"{len(rows)} ICD-10-CM rows with role=context_only from {LBP_CSV}; group = csv group. These say 'back "
+        f"{len(rows)} ICD-10-CM rows with role=context_only from {LBP_CSV}, no whole family among them; group = csv "
+        f"group. These say 'back "
         f"problem' but must not trigger alone: {group_notes(rows, 'group')}."
     )
     return ValueSet(
@@ -479,7 +523,7 @@ def build_lbp_context(ctx: Context) -> ValueSet:
             retrieved_from=tabular_retrieved_from(tabular, LBP_CSV),
             notes=notes,
         ),
-        codes=merge_codes(icd_codes(rows, "group")),
+        codes=merge_codes(collapse_families(icd_codes(rows, "group"))),
     )
 
 
@@ -1350,7 +1394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     ctx = Context(args.source)
     try:
-        valuesets = [build(ctx) for build in BUILDERS]
+        valuesets = harmonize_icd_displays([build(ctx) for build in BUILDERS])
         for vs in valuesets:
             check_valueset(vs)
     except SourceError as exc:

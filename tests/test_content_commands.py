@@ -1,0 +1,141 @@
+"""`flask --app wsgi content validate` and `content diff`, as informatics staff run them."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cds_service import create_app
+from cds_service.config import Settings
+from tests.content_copies import ContentCopy
+
+ICD = "http://hl7.org/fhir/sid/icd-10-cm"
+
+
+@pytest.fixture
+def copy(tmp_path) -> ContentCopy:
+    return ContentCopy.of_guideline_data(tmp_path)
+
+
+def run(content, *args: str, content_dir: Path | None = None):
+    settings = Settings(require_jwt=False, **({"content_dir": content_dir} if content_dir else {}))
+    app = create_app(settings, content=content)
+    return app.test_cli_runner().invoke(args=["content", *args])
+
+
+def test_validate_says_ok_with_the_content_version(content):
+    result = run(content, "validate")
+    assert result.exit_code == 0
+    assert result.output == f"OK: {Path('guideline_data')} is valid (content version {content.version}).\n"
+
+
+def test_validate_lists_each_problem_and_fails(content, copy):
+    copy.replace("cards.yaml", "    indicator: warning\n", "    indicator: critical\n")
+    copy.edit_valueset("pt-specialty", lambda data: data["codes"].clear())
+    result = run(content, "validate", "--dir", str(copy.root))
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    indicator = copy.line_of("cards.yaml", "indicator: critical")
+    assert lines[0] == (
+        f"{copy.root.as_posix()}/cards.yaml, line {indicator}, field cards > msc-evaluation-first > indicator: "
+        '"critical" is not allowed here; use one of: info, warning'
+    )
+    assert lines[1].startswith(f"{copy.root.as_posix()}/valuesets/pt-specialty.json, line ")
+    assert lines[2] == "2 problem(s): the service will not use this content until they are fixed."
+
+
+def test_diff_shows_codes_card_text_and_policy_that_change(content, copy, tmp_path):
+    old = ContentCopy.of_guideline_data(tmp_path / "old")
+
+    def swap_codes(data):
+        data["codes"] = [c for c in data["codes"] if c["code"] not in ("M54.4", "279039007")]
+        data["codes"].insert(0, {"system": ICD, "code": "M54.2", "display": "Cervicalgia", "group": "x"})
+
+    copy.edit_valueset("lbp-trigger", swap_codes)
+    copy.replace("policy.yaml", "physical_therapy: 90", "physical_therapy: 60")
+    copy.replace("cards.yaml", "(no PT in the last 90 days)", "(no PT in the last 60 days)")
+    copy.replace("cards.yaml", "- **Direct access:** Minnesota", "- **Direct access:** In Minnesota")
+    result = run(content, "diff", str(old.root), str(copy.root))
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith(f"From {old.root.as_posix()} (version ")
+    assert lines[1:9] == [
+        "Value set lbp-trigger: 1 code(s) added, 5 removed, 0 display(s) changed",
+        "  + M54.2 (ICD-10-CM)  Cervicalgia",
+        "  - M54.4 (ICD-10-CM)  Lumbago with sciatica",
+        "  - M54.40 (ICD-10-CM)  Lumbago with sciatica, unspecified side",
+        "  - M54.41 (ICD-10-CM)  Lumbago with sciatica, right side",
+        "  - M54.42 (ICD-10-CM)  Lumbago with sciatica, left side",
+        "  - 279039007 (SNOMED CT)  Low back pain",
+        "Card text (cards.yaml):",
+    ]
+    assert '(no PT in the last 90 days)" is now "Low back pain: consider physical therapy' in lines[9]
+    assert lines[10:13] == [
+        "  ~ cards > physical-therapy-first-line > detail:",
+        "      was: - **Direct access:** Minnesota, Wisconsin and 24 other states let patients see a physical "
+        "therapist without a referral, with provisions.",
+        "      now: - **Direct access:** In Minnesota, Wisconsin and 24 other states let patients see a physical "
+        "therapist without a referral, with provisions.",
+    ]
+    assert lines[13:] == ["Policy (policy.yaml):", "  ~ lookback_days > physical_therapy: 90 is now 60"]
+
+
+def test_rewriting_codes_as_a_family_changes_nothing_clinically(content, copy, tmp_path):
+    old = ContentCopy.of_guideline_data(tmp_path / "old")
+
+    def list_m54_5_family_explicitly(data):
+        family = next(c for c in data["codes"] if c["code"] == "M54.5")
+        del family["include_descendants"]
+        displays = {"M54.50": "Low back pain, unspecified", "M54.51": "Vertebrogenic low back pain"}
+        displays["M54.59"] = "Other low back pain"
+        data["codes"] += [
+            {"system": ICD, "code": c, "display": d, "group": "nonspecific_lbp"} for c, d in displays.items()
+        ]
+
+    old.edit_valueset("lbp-trigger", list_m54_5_family_explicitly)
+    result = run(content, "diff", str(old.root), str(copy.root))
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[1:] == ["No changes to codes, card text, policy, orders or the MSC pages."]
+
+
+def test_diff_against_a_git_revision(content, tmp_path):
+    repository = tmp_path / "repo"
+    copy = ContentCopy.of_guideline_data(repository)
+    git = ["git", "-C", str(repository), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "content"], check=True)
+    copy.replace(
+        "cards.yaml",
+        "code: emergent-condition\n    display: Emergent condition",
+        "code: emergent-condition\n    display: Emergency",
+    )
+    result = run(content, "diff", "--rev", "HEAD", content_dir=copy.root)
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[1:] == [
+        "Card text (cards.yaml):",
+        '  ~ override_reasons > emergent > display: "Emergent condition" is now "Emergency"',
+    ]
+    assert result.output.startswith(f"From {copy.root.as_posix()} at HEAD (version ")
+
+
+def test_diff_refuses_a_revision_it_cannot_read(content, copy):
+    result = run(content, "diff", "--rev", "HEAD", content_dir=copy.root)  # not a git repository
+    assert result.exit_code == 1
+    assert f"Error: cannot read {copy.root.as_posix()} at HEAD: " in result.output
+
+
+def test_diff_needs_two_folders_or_a_revision(content, copy):
+    result = run(content, "diff", str(copy.root))
+    assert result.exit_code == 2
+    assert "give two folders, OLD and NEW, or --rev REVISION" in result.output
+
+
+def test_diff_lists_the_problems_of_invalid_content(content, copy, tmp_path):
+    old = ContentCopy.of_guideline_data(tmp_path / "old")
+    copy.replace("cards.yaml", "    indicator: warning\n", "    indicator: critical\n")
+    result = run(content, "diff", str(old.root), str(copy.root))
+    assert result.exit_code == 1
+    assert 'field cards > msc-evaluation-first > indicator: "critical" is not allowed here' in result.output

@@ -1,0 +1,47 @@
+"""The /preview page: where it is offered, and that it shows what the service answers."""
+
+from __future__ import annotations
+
+import pytest
+
+from cds_service import create_app
+from cds_service.config import Settings, SettingsError
+from tests.conftest import BASE_URL
+
+
+@pytest.mark.parametrize(
+    ("env", "shown"),
+    [
+        ({}, False),  # production default: JWT required, no preview
+        ({"CDS_REQUIRE_JWT": "false"}, True),  # development default
+        ({"CDS_PREVIEW_ENABLED": "true"}, True),
+        ({"CDS_REQUIRE_JWT": "false", "CDS_PREVIEW_ENABLED": "off"}, False),
+    ],
+)
+def test_preview_is_on_in_development_and_configurable(env, shown, content, tmp_path):
+    production = {
+        "CDS_PUBLIC_BASE_URL": BASE_URL,
+        "CDS_TRUSTED_ISSUERS": '{"https://ehr.example.org": {"jwks_urls": ["https://ehr.example.org/jwks"]}}',
+        "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'cds.sqlite3'}",
+    }
+    settings = Settings.from_env({**production, **env})
+    assert settings.shows_preview is shown
+    status = create_app(settings, content=content).test_client().get("/preview").status_code
+    assert status == (200 if shown else 404)
+
+
+def test_reload_interval_setting():
+    assert Settings.from_env({}).content_reload_seconds == 2
+    assert Settings.from_env({"CDS_CONTENT_RELOAD_SECONDS": "0"}).content_reload_seconds == 0
+    with pytest.raises(SettingsError, match="CDS_CONTENT_RELOAD_SECONDS='soon': expected a whole number"):
+        Settings.from_env({"CDS_CONTENT_RELOAD_SECONDS": "soon"})
+
+
+def test_preview_shows_the_example_as_of_its_date(content):
+    client = create_app(Settings(public_base_url=BASE_URL, require_jwt=False), content=content).test_client()
+    page = client.get("/preview?example=msc-done").get_data(as_text=True)
+    # Dated examples only give their cards on their own "today" (the MSC visit is two months before it).
+    assert 'data-topic="prior-notification-required"' in page
+    assert 'data-topic="msc-evaluation-first"' not in page
+    assert "as of 2026-11-26" in page
+    assert f'content version <strong id="content-version">{content.version}</strong>' in page

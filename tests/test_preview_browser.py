@@ -1,0 +1,97 @@
+"""The /preview page in a real browser (Debian's chromium, driven by Playwright): each example's cards."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from playwright.sync_api import Page, expect, sync_playwright
+from werkzeug.serving import make_server
+
+from cds_service import create_app
+from cds_service.config import Settings
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # CI runs as root
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+ROOT = Path(__file__).resolve().parent.parent
+INDEX = yaml.safe_load((ROOT / "guideline_data" / "examples" / "index.yaml").read_text())
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+
+@pytest.fixture(scope="module")
+def server(content) -> Iterator[str]:
+    """The service on a free local port, as `make run` serves it (development settings)."""
+    app = create_app(Settings(require_jwt=False), content=content)
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+    thread.join()
+
+
+@pytest.fixture(scope="module")
+def page() -> Iterator[Page]:
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield browser.new_page(viewport={"width": 1360, "height": 1000})
+        browser.close()
+
+
+def show(page: Page, server: str, example_id: str) -> None:
+    """Pick the example in the menu, as an author does (the page reloads with it)."""
+    page.goto(f"{server}/preview")
+    with page.expect_navigation():
+        page.select_option("#example", example_id)
+    expect(page.locator("#example")).to_have_value(example_id)
+
+
+@pytest.mark.parametrize("example", INDEX["examples"], ids=lambda e: e["id"])
+def test_each_example_shows_its_cards(page, server, content, example):
+    show(page, server, example["id"])
+    cards = page.locator("article.card")
+    expect(cards).to_have_count(len(example["expected_topics"]))
+    assert [cards.nth(i).get_attribute("data-topic") for i in range(cards.count())] == example["expected_topics"]
+    raw = json.loads(page.locator("#raw-json").inner_text())
+    assert [c["source"]["topic"]["code"] for c in raw["cards"]] == example["expected_topics"]
+    if not example["expected_topics"]:
+        expect(page.get_by_text("No cards: the EHR shows nothing for this example.")).to_be_visible()
+    for index, topic in enumerate(example["expected_topics"]):
+        card = cards.nth(index)
+        expect(card.locator(".summary")).to_have_text(raw["cards"][index]["summary"])
+        expect(card.locator(".links a").first).to_be_visible()
+        if content.cards["cards"][topic].get("suggestions"):
+            expect(card.locator("button.suggestion").first).to_be_visible()
+
+
+def test_baseline_card_looks_like_an_ehr_sidebar(page, server, content):
+    show(page, server, "baseline-lbp-referral")
+    card = page.locator('article.card[data-topic="msc-evaluation-first"]')
+    expect(card).to_have_class("card indicator-warning")
+    expect(card.locator(".indicator")).to_have_text("warning")
+    expect(card.locator(".detail strong").first).to_contain_text("Medical Spine Center (MSC) evaluation")
+    swap = card.get_by_role("button", name="Refer to a Medical Spine Center instead")
+    expect(swap).to_be_visible()
+    swap.click()  # shows what accepting it does
+    expect(card.get_by_text("delete: Remove the spine surgery referral")).to_be_visible()
+    link = card.get_by_role("link", name="MSC patient handout: what to expect")
+    expect(link).to_have_attribute("href", f"{server}/msc/handout")
+    expect(card.locator("footer")).to_contain_text(f"content {content.version}")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "preview-baseline.png"), full_page=True)
