@@ -46,9 +46,13 @@ class Run:
         assert replica is not None, response.headers.get("X-Upstream")
         return replica.name
 
+    def failed(self, what: str, response) -> str:
+        upstream = response.headers.get("X-Upstream")
+        return f"{what}: {response.status_code} from {upstream}: {response.text[:300]}\n{self.cluster.diagnostics()}"
+
     def hook(self, service_id: str) -> tuple[str, list[dict[str, Any]]]:
         response = self.cluster.call(service_id)
-        assert response.status_code == 200, (service_id, response.status_code, response.text)
+        assert response.status_code == 200, self.failed(service_id, response)
         cards = response.json()["cards"]
         assert cards, f"{service_id}: the example must give cards"
         replica = self.answered_by(response)
@@ -58,7 +62,7 @@ class Run:
     def give_feedback(self, service_id: str, cards: list[dict[str, Any]], issued_by: str, accept: bool) -> None:
         items = [feedback_item(card, accept) for card in cards]
         response = self.cluster.feedback(service_id, items)
-        assert response.status_code == 200, (service_id, response.status_code, response.text)
+        assert response.status_code == 200, self.failed(service_id + " feedback", response)
         replica = self.answered_by(response)
         self.feedback_answered_by.append(replica)
         self.cross_replica_feedback += replica != issued_by

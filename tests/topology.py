@@ -86,10 +86,23 @@ class Replica:
         return self.process.poll() is None
 
     def kill(self) -> None:
-        """SIGKILL the master and its workers at once, as when a container or VM dies."""
+        """SIGKILL the master and its workers at once, as when a container or VM dies; return once it is gone.
+
+        The workers share the master's listening socket, so for a few milliseconds after the master is reaped
+        the port still accepts connections that are then reset: nginx has sent the POST by then and does not
+        retry it (502). Only once the port refuses connections is the replica dead to nginx too.
+        """
         with suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            except OSError:
+                return
+            time.sleep(0.01)
+        raise TopologyError(f"replica {self.name} still accepts connections 10 s after SIGKILL")
 
     def stop(self) -> None:
         """Graceful shutdown (SIGTERM), then SIGKILL if it takes too long."""
@@ -168,6 +181,12 @@ class Topology:
         return requests.post(
             (base or self.nginx_url) + path, json={"feedback": items}, headers=self.headers(path), timeout=timeout
         )
+
+    def diagnostics(self) -> str:
+        """The end of nginx's error log and of each replica's log: for a failing assertion's message."""
+        parts = [f"--- nginx error log\n{tail(self.workdir / 'nginx-error.log')}"]
+        parts += [f"--- replica {r.name} ({r.address})\n{tail(r.log_path, 15)}" for r in self.replicas]
+        return "\n".join(parts)
 
     def replica_at(self, upstream_addr: str | None) -> Replica | None:
         """The replica that finally answered, from nginx's X-Upstream ("A" or "A, B" after a retry)."""
