@@ -203,7 +203,7 @@ def feedback_item(card: dict[str, Any], accept: bool) -> dict[str, Any]:
     else:
         item["outcome"] = "overridden"
         if card.get("overrideReasons"):
-            item["overrideReason"] = {"reason": card["overrideReasons"][0], "userComment": "soak"}
+            item["overrideReason"] = {"reason": card["overrideReasons"][0], "userComment": "scale-out run"}
     return item
 
 
