@@ -1,11 +1,12 @@
 # The two commands of the README quick start:
 #   make run   set up and run the service at http://127.0.0.1:8080 (development defaults)
-#   make test  set up and run the checks (lint, content validation) and the whole test suite
+#   make test  set up (Python, npm and Debian packages) and run the checks and the whole test suite
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: run test lint validate format
+.PHONY: run test test-deps lint validate format
+NODE_STAMP := tests/fhir_server/node_modules/.installed-package-lock.json
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +25,18 @@ lint: $(BIN)/.installed
 validate: $(BIN)/.installed
 	$(BIN)/flask --app wsgi content validate
 
-test: lint validate
+# What the tests need beyond Python: Debian's chromium (browser test) and nginx (scale-out test), and the
+# test FHIR server's npm packages, installed from its lockfile. apt-get runs only when one is missing.
+test-deps: $(NODE_STAMP)
+	@if [ ! -x /usr/bin/chromium ] || ! { command -v nginx || [ -x /usr/sbin/nginx ]; } >/dev/null; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium nginx; \
+	fi
+
+$(NODE_STAMP): tests/fhir_server/package-lock.json
+	npm ci --prefix tests/fhir_server --no-audit --no-fund
+	cp $< $@
+
+test: lint validate test-deps
 	$(BIN)/python -m pytest
 
 format: $(BIN)/.installed
