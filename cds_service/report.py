@@ -62,7 +62,10 @@ def build_report(
         key = (service_id, topic or UNKNOWN_TOPIC)
         return rows.setdefault(key, ReportRow(*key))
 
-    topic = func.coalesce(feedback.c.topic, UNKNOWN_TOPIC)
+    # Feedback can arrive before its card's issue record is written (another replica, a background
+    # writer): the topic is then looked up at report time.
+    with_issue = feedback.outerjoin(issued_cards, issued_cards.c.card_uuid == feedback.c.card_uuid)
+    topic = func.coalesce(feedback.c.topic, issued_cards.c.topic, UNKNOWN_TOPIC)
     in_range = within(feedback.c.outcome_timestamp, start, end)
     with storage.engine.connect() as connection:
         issued = select(issued_cards.c.service_id, issued_cards.c.topic, func.count()).group_by(
@@ -74,6 +77,7 @@ def build_report(
             row(service_id, card_topic).issued = count
         outcomes = (
             select(feedback.c.service_id, topic, feedback.c.outcome, func.count(distinct(feedback.c.card_uuid)))
+            .select_from(with_issue)
             .where(in_range)
             .group_by(feedback.c.service_id, topic, feedback.c.outcome)
         )
@@ -88,6 +92,7 @@ def build_report(
                 func.max(feedback.c.override_display),
                 func.count(),
             )
+            .select_from(with_issue)
             .where(in_range, feedback.c.outcome == "overridden", feedback.c.override_code.is_not(None))
             .group_by(feedback.c.service_id, topic, feedback.c.override_system, feedback.c.override_code)
         )

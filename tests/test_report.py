@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 
 from cds_service import create_app
+from cds_service.storage import IssuedCard, issued_cards
 from tests.builders import medication_request, patient
 
 SERVICE = "/cds-services/lbp-patient-view"
@@ -107,3 +109,18 @@ def test_since_after_until_is_refused(history):
     )
     assert result.exit_code == 2
     assert "--since is after --until" in result.output
+
+
+def test_feedback_that_arrived_before_its_issue_record_gets_its_topic(app):
+    """Feedback sent to one replica about a card another replica has not recorded yet."""
+    client = app.test_client()
+    card = issue(client)
+    storage = app.extensions["lbp_storage"]
+    with storage.engine.begin() as connection:  # as if the issue record had not been written yet
+        connection.execute(issued_cards.delete())
+    feedback(client, card, "accepted", "2026-05-01T09:00:00Z")
+    storage.record_issued_cards(
+        [IssuedCard(card["uuid"], "lbp-patient-view", "physical-therapy-first-line", "v1", datetime.now(UTC))]
+    )
+    [row] = csv.DictReader(io.StringIO(report(app, "--csv")))
+    assert (row["topic"], row["issued"], row["accepted"]) == ("physical-therapy-first-line", "1", "1")
