@@ -21,6 +21,12 @@ max_requests_jitter = 2000
 # The service logs one structured line per hook call itself; no access log.
 accesslog = None
 errorlog = "-"
+# gunicorn's control socket defaults to one path per user (~/.gunicorn/gunicorn.ctl), which two
+# instances on one host would fight over; off unless a path is given.
+if os.environ.get("CDS_CONTROL_SOCKET"):
+    control_socket = os.environ["CDS_CONTROL_SOCKET"]
+else:
+    no_control_socket = True
 loglevel = os.environ.get("CDS_LOG_LEVEL", "info")
 
 # Prometheus multiprocess mode: every worker writes its metrics to files in one folder, and /metrics
