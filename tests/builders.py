@@ -53,6 +53,20 @@ def birth_date_for_age(age: int) -> str:
         return date(today.year - age, 3, 1).isoformat()
 
 
+def with_fhir_server(body: dict[str, Any], server: str, token: str, keep: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The request as an EHR sends it when it prefetches only `keep` and lets the service fetch the rest."""
+    body["prefetch"] = {key: value for key, value in body["prefetch"].items() if key in keep}
+    body["fhirServer"] = server
+    body["fhirAuthorization"] = {
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_in": 300,
+        "scope": "patient/*.read",
+        "subject": "lbp-cds",
+    }
+    return body
+
+
 def bundle(resources: list[dict[str, Any]]) -> dict[str, Any]:
     return {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in resources]}
 

@@ -16,7 +16,7 @@ import responses
 
 from cds_service import create_app
 from cds_service.config import Settings, SettingsError
-from tests.builders import PatientRecordBuilder, bundle, medication_request, ortho_referral, patient
+from tests.builders import PatientRecordBuilder, bundle, medication_request, ortho_referral, patient, with_fhir_server
 from tests.conftest import Hooks, topics
 
 FHIR = "https://ehr.example.org/fhir/R4"
@@ -82,17 +82,9 @@ def paged_search(resources: list[dict[str, Any]], resource_type: str, pages: int
 
 
 def without_prefetch(body: dict[str, Any], *keys: str) -> dict[str, Any]:
-    for key in keys or list(body["prefetch"]):
-        body["prefetch"].pop(key)
-    body["fhirServer"] = FHIR
-    body["fhirAuthorization"] = {
-        "access_token": TOKEN,
-        "token_type": "Bearer",
-        "expires_in": 300,
-        "scope": "patient/*.read",
-        "subject": "lbp-cds",
-    }
-    return body
+    """Drop these prefetch keys (all when none are named); the service may fetch from FHIR."""
+    kept = tuple(key for key in body["prefetch"] if keys and key not in keys)
+    return with_fhir_server(body, FHIR, TOKEN, kept)
 
 
 def test_no_prefetch_at_all_fetches_everything_with_the_ehrs_token(fetching):

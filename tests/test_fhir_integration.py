@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 
 from cds_service import create_app
-from tests.builders import CPT, NUCC, PatientRecordBuilder, medication_request, ortho_referral, patient
+from tests.builders import (
+    CPT,
+    NUCC,
+    PatientRecordBuilder,
+    medication_request,
+    ortho_referral,
+    patient,
+    with_fhir_server,
+)
 from tests.conftest import Hooks, topics
 
 TOKEN = "integration-token"
@@ -98,15 +106,7 @@ def test_same_cards_whatever_the_ehr_prefetches(fresh_fhir_server, hooks_on, cas
     body = chosen.request(record)
     kept = PREFETCH_KEPT[mode]
     if kept is not None:
-        body["prefetch"] = {k: v for k, v in body["prefetch"].items() if k in kept}
-        body["fhirServer"] = fresh_fhir_server.base_url
-        body["fhirAuthorization"] = {
-            "access_token": TOKEN,
-            "token_type": "Bearer",
-            "expires_in": 300,
-            "scope": "patient/*.read",
-            "subject": "lbp-cds",
-        }
+        with_fhir_server(body, fresh_fhir_server.base_url, TOKEN, kept)
     cards = getattr(hooks_on, chosen.hook)(body)
     assert topics(cards) == chosen.expected
 

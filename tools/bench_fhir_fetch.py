@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cds_service import create_app
 from cds_service.config import Settings
-from tests.builders import CPT, NUCC, medication_request, patient, service_request
+from tests.builders import CPT, NUCC, medication_request, patient, service_request, with_fhir_server
 from tests.fhir_server_fixture import start_fhir_server
 
 TOKEN = "bench-token"
@@ -117,16 +117,7 @@ def main() -> None:
                 fhir_page_limit=100,
             )
             client = create_app(settings).test_client()
-            body = record.patient_view()
-            body["prefetch"] = {}
-            body["fhirServer"] = server.base_url
-            body["fhirAuthorization"] = {
-                "access_token": TOKEN,
-                "token_type": "Bearer",
-                "expires_in": 300,
-                "scope": "patient/*.read",
-                "subject": "bench",
-            }
+            body = with_fhir_server(record.patient_view(), server.base_url, TOKEN)
             print(f"Patient with {args.resources} resources of each type; medians of {args.rounds} rounds.")
             report("Server as fast as it is:", *measure(server, client, body, args.rounds))
             for resource_type, ms in LATENCY.items():
