@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from cds_service.errors import BadRequest
+from cds_service.schema_check import Unsupported, compile_check
 from hooks import fhir
 from hooks.service import ServiceDefinition
 
@@ -27,18 +28,38 @@ def validator(name: str) -> Draft202012Validator:
     return Draft202012Validator(schema)
 
 
+@cache
+def quick_check(name: str) -> Callable[[Any], bool] | None:
+    """The schema's fast yes/no check (cds_service/schema_check.py), or None: jsonschema alone."""
+    try:
+        return compile_check(validator(name).schema)
+    except Unsupported:
+        return None
+
+
 def validate_request(service: ServiceDefinition, body: Any) -> None:
     """Raise BadRequest saying what is wrong with a hook request for this service."""
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object (a CDS Hooks request).")
-    report(validator("request.schema.json"), body, "")
+    name = "request.schema.json"
+    report(validator(name), body, "", quick=quick_check(name))
     if body["hook"] != service.hook:
         raise BadRequest(f"Service '{service.id}' answers the '{service.hook}' hook, not '{body['hook']}'.")
-    report(validator(f"context/{service.hook}.schema.json"), body["context"], "context")
+    name = f"context/{service.hook}.schema.json"
+    report(validator(name), body["context"], "context", quick=quick_check(name))
     check_selections(body["context"])
 
 
-def report(schema: Draft202012Validator, instance: Any, prefix: str, title: str = "Invalid CDS Hooks request") -> None:
+def report(
+    schema: Draft202012Validator,
+    instance: Any,
+    prefix: str,
+    title: str = "Invalid CDS Hooks request",
+    quick: Callable[[Any], bool] | None = None,
+) -> None:
+    """BadRequest listing what is wrong. A `quick` yes skips jsonschema; a no lets jsonschema decide and say why."""
+    if quick is not None and quick(instance):
+        return
     errors = sorted(schema.iter_errors(instance), key=lambda e: list(e.absolute_path))
     if errors:
         lines = [describe(error, prefix) for error in errors[:MAX_REPORTED_ERRORS]]
