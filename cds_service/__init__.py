@@ -17,6 +17,7 @@ from cds_service.content import Content, load_content
 from cds_service.errors import register_error_handlers
 from cds_service.fhir_client import FhirFetcher
 from cds_service.issued import IssuedCardRecorder
+from cds_service.json_provider import OrjsonProvider
 from cds_service.registry import Registry
 from cds_service.storage import Storage
 from hooks import SERVICES
@@ -46,6 +47,7 @@ def create_app(
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = Flask(__name__)
+    app.json = OrjsonProvider(app)
     app.config["LBP_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # keep cards in the order a clinician should read them
