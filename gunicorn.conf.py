@@ -3,6 +3,7 @@
 Each value can be overridden by the environment variable named beside it.
 """
 
+import gc
 import multiprocessing
 import os
 
@@ -22,3 +23,12 @@ max_requests_jitter = 2000
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("CDS_LOG_LEVEL", "info")
+
+
+def post_worker_init(worker: object) -> None:
+    """The application is loaded: what it holds lives as long as the worker, so take it out of the
+    cyclic garbage collector's sight (gc.freeze). A full collection then scans only what requests
+    allocated, not the whole application: on a 10,000-resource prefetch that was most of the call.
+    """
+    gc.collect()
+    gc.freeze()
