@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlencode
 
@@ -13,6 +14,7 @@ from hooks import fhir
 from hooks.decisions import Decision
 
 SUMMARY_LIMIT = 139  # the spec: "<140 characters"
+SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 @dataclass(frozen=True)
@@ -118,8 +120,13 @@ def render_link(name: str, values: Mapping[str, str], ctx: RenderContext) -> dic
 
 def thaw(value: Any) -> Any:
     """Plain, JSON-serialisable copies of read-only content."""
-    if isinstance(value, Mapping):
+    kind = type(value)
+    # Exact types first: content is frozen into these, and isinstance() against the Mapping ABC
+    # was most of the cost of rendering a card.
+    if kind in SCALARS:
+        return value
+    if kind is MappingProxyType or kind is dict or isinstance(value, Mapping):
         return {k: thaw(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
+    if kind is tuple or kind is list or isinstance(value, (list, tuple)):
         return [thaw(v) for v in value]
     return value
