@@ -10,7 +10,7 @@ from flask import Flask, Response
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from cds_service import api, cli, pages
+from cds_service import api, cli, pages, validation
 from cds_service.auth import JwtVerifier, RedisReplayStore, ReplayStore
 from cds_service.config import Settings
 from cds_service.content import Content, load_content
@@ -53,6 +53,7 @@ def create_app(
     app.json.sort_keys = False  # keep cards in the order a clinician should read them
     app.extensions["lbp_content"] = content or load_content(settings.content_dir)
     app.extensions["lbp_registry"] = Registry(SERVICES)
+    validation.prepare(service.hook for service in SERVICES)
     app.extensions["lbp_today"] = today
     app.extensions["lbp_fetcher"] = FhirFetcher(
         allowlist=settings.fhir_allowlist,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,12 @@ def quick_check(name: str) -> Callable[[Any], bool] | None:
         return compile_check(validator(name).schema)
     except Unsupported:
         return None
+
+
+def prepare(hooks: Iterable[str]) -> None:
+    """Compile every schema at start-up, so that no worker's first hook call or feedback pays for it."""
+    for name in ["request.schema.json", "feedback.schema.json", *(f"context/{hook}.schema.json" for hook in hooks)]:
+        quick_check(name)
 
 
 def validate_request(service: ServiceDefinition, body: Any) -> None:
