@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 Check = Callable[[Any], bool]
+DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
 
 # Keywords that only annotate (or hold subschemas reached through $ref): no assertion.
 ANNOTATIONS = frozenset({"$schema", "$id", "$defs", "$comment", "title", "description", "examples", "default"})
@@ -75,6 +76,9 @@ def compile_check(schema: Mapping[str, Any]) -> Check:
 
     Raises Unsupported when the schema goes beyond what this module reproduces exactly.
     """
+    dialect = schema.get("$schema", DRAFT_2020_12) if isinstance(schema, Mapping) else DRAFT_2020_12
+    if dialect != DRAFT_2020_12:
+        raise Unsupported(f"$schema {dialect!r}: only Draft 2020-12 is reproduced")
     return Compiler(schema).compile(schema, root=True)
 
 
