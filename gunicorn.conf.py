@@ -3,6 +3,7 @@
 Each value can be overridden by the environment variable named beside it.
 """
 
+import gc
 import multiprocessing
 import os
 
@@ -47,3 +48,12 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker: object) -> None:
+    """The application is loaded: what it holds lives as long as the worker, so take it out of the
+    cyclic garbage collector's sight (gc.freeze). A full collection then scans only what requests
+    allocated, not the whole application: on a 10,000-resource prefetch that was most of the call.
+    """
+    gc.collect()
+    gc.freeze()

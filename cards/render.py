@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlencode
 
@@ -14,6 +16,25 @@ from hooks.decisions import Decision
 
 # Card source extension: the content version whose wording the card shows, so feedback can be tied to it.
 CONTENT_VERSION_EXTENSION = "lbp-cds-content-version"
+SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+class Uuids:
+    """Random (version 4) UUIDs for one answer, drawn from one os.urandom call instead of one per UUID.
+
+    Each os.urandom call lets go of the GIL; under load, getting it back for every card and
+    suggestion cost more than the UUIDs themselves.
+    """
+
+    def __init__(self, batch: int = 8) -> None:
+        self._batch = batch
+        self._pool = b""
+
+    def new(self) -> str:
+        if not self._pool:
+            self._pool = os.urandom(16 * self._batch)
+        raw, self._pool = self._pool[:16], self._pool[16:]
+        return str(uuid.UUID(bytes=raw, version=4))
 
 
 @dataclass(frozen=True)
@@ -22,6 +43,7 @@ class RenderContext:
     base_url: str  # absolute, without trailing slash: where this service's pages are served
     patient_id: str
     region: Region | None
+    uuids: Uuids = field(default_factory=Uuids)
 
 
 def render_cards(decisions: list[Decision], ctx: RenderContext) -> list[dict[str, Any]]:
@@ -34,7 +56,7 @@ def render_card(decision: Decision, ctx: RenderContext) -> dict[str, Any]:
     text = {**template, **(template.get("when_suspended") or {})} if decision.suspension else template
     values = placeholder_values(decision, ctx)
     card: dict[str, Any] = {
-        "uuid": str(uuid.uuid4()),
+        "uuid": ctx.uuids.new(),
         "summary": shorten(text["summary"].format_map(values)),
         "indicator": text["indicator"],
         "detail": text["detail"].format_map(values).strip(),
@@ -78,7 +100,7 @@ def render_suggestion(template: Mapping[str, Any], decision: Decision, ctx: Rend
     actions = [a for a in (render_action(a, decision, ctx) for a in template["actions"]) if a]
     if len(actions) < len(template["actions"]) and not any(a["type"] == "create" for a in actions):
         return None
-    suggestion: dict[str, Any] = {"label": template["label"], "uuid": str(uuid.uuid4())}
+    suggestion: dict[str, Any] = {"label": template["label"], "uuid": ctx.uuids.new()}
     if template.get("recommended"):
         suggestion["isRecommended"] = True
     suggestion["actions"] = actions
@@ -120,8 +142,13 @@ def render_link(name: str, values: Mapping[str, str], ctx: RenderContext) -> dic
 
 def thaw(value: Any) -> Any:
     """Plain, JSON-serialisable copies of read-only content."""
-    if isinstance(value, Mapping):
+    kind = type(value)
+    # Exact types first: content is frozen into these, and isinstance() against the Mapping ABC
+    # was most of the cost of rendering a card.
+    if kind in SCALARS:
+        return value
+    if kind is MappingProxyType or kind is dict or isinstance(value, Mapping):
         return {k: thaw(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
+    if kind is tuple or kind is list or isinstance(value, (list, tuple)):
         return [thaw(v) for v in value]
     return value

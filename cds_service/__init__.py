@@ -12,13 +12,14 @@ from flask_cors import CORS
 from pythonjsonlogger.json import JsonFormatter
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from cds_service import api, cli, live_content, ops, pages, preview
+from cds_service import api, cli, live_content, ops, pages, preview, validation
 from cds_service.auth import JwtVerifier, RedisReplayStore, ReplayStore
 from cds_service.config import Settings
 from cds_service.content import Content
 from cds_service.errors import register_error_handlers
 from cds_service.fhir_client import FhirFetcher
 from cds_service.issued import IssuedCardRecorder
+from cds_service.json_provider import OrjsonProvider
 from cds_service.registry import Registry
 from cds_service.storage import Storage
 from hooks import SERVICES
@@ -57,6 +58,7 @@ def create_app(
         settings.check()
     configure_logging(logging.INFO if serving else logging.WARNING)
     app = Flask(__name__)
+    app.json = OrjsonProvider(app)
     app.config["LBP_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # keep cards in the order a clinician should read them
@@ -65,6 +67,7 @@ def create_app(
     else:
         live_content.serve(app, settings, require_content)
     app.extensions["lbp_registry"] = Registry(SERVICES)
+    validation.prepare(service.hook for service in SERVICES)
     app.extensions["lbp_today"] = today
     app.extensions["lbp_fetcher"] = FhirFetcher(
         allowlist=settings.fhir_allowlist,

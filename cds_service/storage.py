@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -124,6 +124,10 @@ class IssuedCard:
     content_version: str
     issued_at: datetime
 
+    def row(self) -> dict[str, Any]:
+        """Its columns; every value is immutable, so unlike asdict() nothing needs deep-copying."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
 
 @dataclass(frozen=True)
 class FeedbackEntry:
@@ -214,7 +218,7 @@ class Storage:
         if not cards:
             return
         with unavailable("Issued cards could not be recorded."), self.engine.begin() as connection:
-            connection.execute(self.insert_ignoring_duplicates(issued_cards), [asdict(card) for card in cards])
+            connection.execute(self.insert_ignoring_duplicates(issued_cards), [card.row() for card in cards])
 
     def record_feedback(self, entries: Sequence[FeedbackEntry]) -> list[tuple[str | None, str]]:
         """Store every entry with the topic of its card, in one transaction; duplicates are stored once.

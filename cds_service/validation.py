@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,12 @@ def validator(name: str) -> Draft202012Validator:
     return Draft202012Validator(schema)
 
 
+def prepare(hooks: Iterable[str]) -> None:
+    """Compile every schema at start-up, so that no worker's first hook call or feedback pays for it."""
+    for name in ["request.schema.json", "feedback.schema.json", *(f"context/{hook}.schema.json" for hook in hooks)]:
+        validator(name)
+
+
 def validate_request(service: ServiceDefinition, body: Any) -> None:
     """Raise BadRequest saying what is wrong with a hook request for this service."""
     if not isinstance(body, dict):
@@ -39,6 +45,7 @@ def validate_request(service: ServiceDefinition, body: Any) -> None:
 
 
 def report(schema: Draft202012Validator, instance: Any, prefix: str, title: str = "Invalid CDS Hooks request") -> None:
+    """BadRequest listing what is wrong (at most a few errors, each with its path)."""
     errors = sorted(schema.iter_errors(instance), key=lambda e: list(e.absolute_path))
     if errors:
         lines = [describe(error, prefix) for error in errors[:MAX_REPORTED_ERRORS]]

@@ -17,7 +17,7 @@ from hooks.fhir import Resource
 from hooks.policy import Policy
 from hooks.terminology import ValueSets
 
-RED_FLAG_SETS = ("red-flags-emergent", "red-flags-emergent-non-spine", "red-flags-urgent")
+RED_FLAG_SETS = frozenset({"red-flags-emergent", "red-flags-emergent-non-spine", "red-flags-urgent"})
 RED_FLAG_REVIEW_SET = "red-flags-review"
 LIVE_COVERAGE_STATUSES = frozenset({"active"})
 DONE_STATUSES = frozenset({"completed"})
@@ -64,6 +64,10 @@ class PatientRecord:
         )
 
 
+# An active condition and the names of the value sets its code is in.
+CodedCondition = tuple[Resource, frozenset[str]]
+
+
 class Reason(Enum):
     """What an order (or visit) is for, as far as the rules care."""
 
@@ -90,8 +94,9 @@ class PatientFacts:
 
 def build_facts(record: PatientRecord, knowledge: Knowledge, today: date) -> PatientFacts:
     vs, policy = knowledge.valuesets, knowledge.policy
-    active = [c for c in record.conditions if fhir.is_active_condition(c)]
-    lbp_conditions = [c for c in active if vs.matches("lbp-trigger", c.get("code"))]
+    # Each active condition with the value sets its code is in, looked up once for every rule.
+    active = [(c, vs.sets_of(c.get("code"))) for c in record.conditions if fhir.is_active_condition(c)]
+    lbp_conditions = [c for c, sets in active if "lbp-trigger" in sets]
     facts = PatientFacts(
         today=today,
         is_adult=is_adult(record.patient, policy.adult_age, today),
@@ -126,15 +131,15 @@ def postal_code(patient: Resource | None) -> str | None:
     return next((a["postalCode"].strip() for a in home if isinstance(a.get("postalCode"), str)), None)
 
 
-def red_flags(active: Iterable[Resource], knowledge: Knowledge, today: date) -> tuple[str, ...]:
+def red_flags(active: Iterable[CodedCondition], knowledge: Knowledge, today: date) -> tuple[str, ...]:
     """Codes of active red-flag conditions; review-tier findings only when recent."""
-    vs, window = knowledge.valuesets, timedelta(days=knowledge.policy.red_flag_review_days)
+    window = timedelta(days=knowledge.policy.red_flag_review_days)
     found: list[str] = []
-    for condition in active:
+    for condition, sets in active:
         concept = condition.get("code")
-        if any(vs.matches(name, concept) for name in RED_FLAG_SETS):
+        if not sets.isdisjoint(RED_FLAG_SETS):
             found.append(fhir.concept_text(concept) or "red flag")
-        elif vs.matches(RED_FLAG_REVIEW_SET, concept):
+        elif RED_FLAG_REVIEW_SET in sets:
             noted = fhir.condition_date(condition)
             if noted is None or noted >= today - window:
                 found.append(fhir.concept_text(concept) or "red flag finding")
@@ -142,7 +147,8 @@ def red_flags(active: Iterable[Resource], knowledge: Knowledge, today: date) -> 
 
 
 def is_red_flag_concept(concept: Any, vs: ValueSets) -> bool:
-    return any(vs.matches(name, concept) for name in (*RED_FLAG_SETS, RED_FLAG_REVIEW_SET))
+    sets = vs.sets_of(concept)
+    return not sets.isdisjoint(RED_FLAG_SETS) or RED_FLAG_REVIEW_SET in sets
 
 
 def is_medicare_advantage(coverage: Resource, knowledge: Knowledge, today: date) -> bool:
@@ -222,8 +228,10 @@ def msc_done(record: PatientRecord, facts: PatientFacts, knowledge: Knowledge) -
         is_msc = vs.matches("msc-referral", request.get("code")) or vs.matches(
             "msc-specialty", request.get("performerType")
         )
+        if not is_msc:
+            continue
         when = fhir.period_date(request, "occurrencePeriod", "occurrenceDateTime", "authoredOn")
-        if is_msc and within(when, facts.today, days) and is_for_lbp(request, facts, vs):
+        if within(when, facts.today, days) and is_for_lbp(request, facts, vs):
             return True
     return False
 
@@ -245,9 +253,11 @@ def recent_pt(record: PatientRecord, knowledge: Knowledge, today: date) -> bool:
         is_pt = vs.matches("pt-referral", request.get("code")) or vs.matches(
             "pt-specialty", request.get("performerType")
         )
+        if not is_pt:
+            continue
         when = fhir.period_date(request, "authoredOn", "occurrencePeriod", "occurrenceDateTime")
         # An active PT referral with no date is still open, so it counts.
-        if is_pt and (within(when, today, days) or (when is None and request.get("status") == "active")):
+        if within(when, today, days) or (when is None and request.get("status") == "active"):
             return True
     return any(
         vs.matches("pt-evaluation", p.get("code")) and within(procedure_date(p), today, days)
@@ -260,19 +270,19 @@ def procedure_date(procedure: Resource) -> date | None:
     return fhir.period_date(procedure, "performedPeriod", "performedDateTime")
 
 
-def opioid_excluded(active: Iterable[Resource], record: PatientRecord, knowledge: Knowledge, today: date) -> bool:
+def opioid_excluded(active: Iterable[CodedCondition], record: PatientRecord, knowledge: Knowledge, today: date) -> bool:
     """CDC exclusions: active cancer, sickle cell disease, terminal illness, hospice or end-of-life care.
 
     Hospice or end-of-life encounters and procedures count within the look-back window.
     """
     vs, days = knowledge.valuesets, knowledge.policy.exclusion_lookback_days
-    if any(vs.matches("opioid-exclusion-conditions", c.get("code")) for c in active):
+    if any("opioid-exclusion-conditions" in sets for _condition, sets in active):
         return True
     for encounter in record.encounters:
+        if not vs.matches("opioid-exclusion-procedures", encounter.get("type")):
+            continue
         when = fhir.period_date(encounter, "period")
-        if vs.matches("opioid-exclusion-procedures", encounter.get("type")) and (
-            when is None or within(when, today, days)
-        ):
+        if when is None or within(when, today, days):
             return True
     for request in record.service_requests:
         if request.get("status") in LIVE_REQUEST_STATUSES and vs.matches(

@@ -1,4 +1,10 @@
-"""Value-set membership as constant-time set lookups, prepared once at start-up."""
+"""Value-set membership as constant-time set lookups, prepared once at start-up.
+
+Each normalised coding maps to the names of the value sets that hold it, so a concept is looked
+up once whatever number of sets the rules ask about; and the codings met in requests are
+remembered with their sets (a bounded memo), so normalising a code is done once per code, not
+once per resource that carries it.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,8 @@ from typing import Any
 from hooks.fhir import Coding, codings
 
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+NO_SETS: frozenset[str] = frozenset()
+MEMO_SIZE = 16_384  # codings remembered per process; the memo starts over when full
 
 # EHRs send the same code system under its OID as often as under its URL.
 SYSTEM_ALIASES = {
@@ -37,6 +45,12 @@ class ValueSets:
 
     def __init__(self, sets: Mapping[str, Iterable[Coding]]) -> None:
         self._sets = {name: frozenset(normalize(*c) for c in codes) for name, codes in sets.items()}
+        holders: dict[Coding, set[str]] = {}
+        for name, members in self._sets.items():
+            for coding in members:
+                holders.setdefault(coding, set()).add(name)
+        self._holders = {coding: frozenset(names) for coding, names in holders.items()}
+        self._memo: dict[Coding, frozenset[str]] = {}  # coding as sent → names of the sets holding it
 
     def __contains__(self, name: str) -> bool:
         return name in self._sets
@@ -47,10 +61,45 @@ class ValueSets:
     def codes(self, name: str) -> frozenset[Coding]:
         return self._sets[name]
 
+    def sets_of_coding(self, system: str, code: str) -> frozenset[str]:
+        """Names of the value sets holding this coding (after normalisation)."""
+        sent = (system, code)
+        found = self._memo.get(sent)
+        if found is None:
+            found = self._holders.get(normalize(system, code), NO_SETS)
+            if len(self._memo) >= MEMO_SIZE:
+                self._memo.clear()
+            self._memo[sent] = found
+        return found
+
+    def sets_of(self, concept: Any) -> frozenset[str]:
+        """Names of the value sets holding any coding of a CodeableConcept (or list of them, or a Coding)."""
+        found = NO_SETS
+        if concept is None:
+            return found
+        memo = self._memo
+        for sent in codings(concept):
+            names = memo.get(sent)
+            if names is None:
+                names = self.sets_of_coding(*sent)
+            if names:
+                found = found | names if found else names
+        return found
+
     def has_any(self, name: str, found: Iterable[Coding]) -> bool:
-        members = self._sets[name]
-        return any(normalize(*coding) in members for coding in found)
+        if name not in self._sets:
+            raise KeyError(name)
+        memo = self._memo
+        for sent in found:
+            names = memo.get(sent)
+            if names is None:
+                names = self.sets_of_coding(*sent)
+            if name in names:
+                return True
+        return False
 
     def matches(self, name: str, concept: Any) -> bool:
         """Whether a CodeableConcept (or list of them) has a coding in the set."""
+        if concept is None and name in self._sets:
+            return False
         return self.has_any(name, codings(concept))
