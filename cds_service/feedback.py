@@ -8,7 +8,7 @@ from typing import Any
 
 from cds_service.errors import BadRequest
 from cds_service.storage import FeedbackEntry
-from cds_service.validation import report, validator
+from cds_service.validation import report
 
 
 def parse_feedback(
@@ -17,7 +17,7 @@ def parse_feedback(
     """Raise BadRequest saying what is wrong, else one FeedbackEntry per `feedback[]` item."""
     if not isinstance(body, dict):
         raise BadRequest("The feedback body must be a JSON object with a 'feedback' array.")
-    report(validator("feedback.schema.json"), body, "", "Invalid CDS Hooks feedback")
+    report("feedback.schema.json", body, "", "Invalid CDS Hooks feedback")
     return [entry(item, service_id, received_at, issuer, tenant) for item in body["feedback"]]
 
 
