@@ -11,9 +11,7 @@ import time
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, select
 
-from cds_service.storage import feedback
 from tests.databases import postgres_schema, unreachable
 from tests.topology import Topology, feedback_item, find_nginx, topology
 
@@ -107,12 +105,7 @@ def test_two_replicas_behind_nginx_share_feedback_and_replay_store_and_survive_o
     assert b.alive()
 
     # 4. Every feedback entry acknowledged with 200 is in PostgreSQL, whichever replica stored it.
-    engine = create_engine(cluster.database_url)
-    try:
-        with engine.connect() as connection:
-            rows = connection.execute(select(feedback.c.card_uuid, feedback.c.outcome, feedback.c.topic)).all()
-    finally:
-        engine.dispose()
+    rows = cluster.stored_feedback()
     stored = {(row.card_uuid, row.outcome) for row in rows}
     assert len(run.acknowledged) == 8 * 4  # 8 rounds, 4 cards each (sign gives 2)
     assert run.acknowledged <= stored, run.acknowledged - stored

@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from sqlalchemy import create_engine, select
 
+from cds_service.storage import feedback
 from tests.tokens import ISSUER, TENANT, SigningKey, bearer, jwks, make_key, token_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -181,6 +183,15 @@ class Topology:
         return requests.post(
             (base or self.nginx_url) + path, json={"feedback": items}, headers=self.headers(path), timeout=timeout
         )
+
+    def stored_feedback(self) -> list[Any]:
+        """Every row of the feedback table the replicas share: (card_uuid, outcome, topic)."""
+        engine = create_engine(self.database_url)
+        try:
+            with engine.connect() as connection:
+                return list(connection.execute(select(feedback.c.card_uuid, feedback.c.outcome, feedback.c.topic)))
+        finally:
+            engine.dispose()
 
     def diagnostics(self) -> str:
         """The end of nginx's error log and of each replica's log: for a failing assertion's message."""

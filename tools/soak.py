@@ -31,11 +31,9 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import create_engine, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cds_service.storage import feedback
 from tests.databases import postgres_schema
 from tests.topology import Replica, Topology, feedback_item, rss_kib, topology
 
@@ -236,12 +234,7 @@ def run(cluster: Topology, minutes: float, rate: float, clients: int, say: Calla
 
 def check_feedback(cluster: Topology, acknowledged: set[tuple[str, str]]) -> tuple[int, int]:
     """How many acknowledged entries are missing from the database, and how many rows have no topic."""
-    engine = create_engine(cluster.database_url)
-    try:
-        with engine.connect() as connection:
-            rows = connection.execute(select(feedback.c.card_uuid, feedback.c.outcome, feedback.c.topic)).all()
-    finally:
-        engine.dispose()
+    rows = cluster.stored_feedback()
     stored = {(row.card_uuid, row.outcome) for row in rows}
     return len(acknowledged - stored), sum(row.topic is None for row in rows)
 
