@@ -64,7 +64,7 @@ def call_service(service_id: str) -> Response:
         log.info("hook call", extra=call)
     for topic in call["topics"]:
         metrics.CARDS_ISSUED.labels(service=service.id, topic=topic).inc()
-    remember_issued(service.id, response["cards"], content().version)
+    remember_issued(service.id, response["cards"])
     return jsonify(response)
 
 
@@ -135,11 +135,20 @@ def authenticate() -> Caller | None:
     return verifier.verify(request.headers.get("Authorization"), audience=public_base_url() + request.path)
 
 
-def remember_issued(service_id: str, cards: list[dict[str, Any]], content_version: str) -> None:
-    """Record which topic each card uuid had, for feedback reports; in the background, never in the way."""
+def remember_issued(service_id: str, cards: list[dict[str, Any]]) -> None:
+    """Record which topic each card uuid had, for feedback reports; in the background, never in the way.
+
+    The content version is the one the card carries: content may be reloaded while a call runs.
+    """
     issued_at = datetime.now(UTC)
     issued = [
-        IssuedCard(card["uuid"], service_id, card["source"]["topic"]["code"], content_version, issued_at)
+        IssuedCard(
+            card["uuid"],
+            service_id,
+            card["source"]["topic"]["code"],
+            card["source"]["extension"][CONTENT_VERSION_EXTENSION],
+            issued_at,
+        )
         for card in cards
     ]
     current_app.extensions["lbp_issued_cards"].record(issued)
