@@ -13,9 +13,12 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+# Development defaults; the database is migrated once (the deploy step), then gunicorn serves.
+DEV_ENV := CDS_REQUIRE_JWT=$${CDS_REQUIRE_JWT:-false} CDS_LOG_FORMAT=$${CDS_LOG_FORMAT:-text}
+
 run: $(BIN)/.installed
-	CDS_REQUIRE_JWT=$${CDS_REQUIRE_JWT:-false} CDS_LOG_FORMAT=$${CDS_LOG_FORMAT:-text} WEB_CONCURRENCY=$${WEB_CONCURRENCY:-2} \
-		$(BIN)/gunicorn -c gunicorn.conf.py --bind 127.0.0.1:8080 wsgi:app
+	$(DEV_ENV) $(BIN)/flask --app wsgi db upgrade
+	$(DEV_ENV) WEB_CONCURRENCY=$${WEB_CONCURRENCY:-2} $(BIN)/gunicorn -c gunicorn.conf.py --bind 127.0.0.1:8080 wsgi:app
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

@@ -1,20 +1,31 @@
 """gunicorn settings for lbp-cds in production: `gunicorn -c gunicorn.conf.py wsgi:app`.
 
-Each value can be overridden by the environment variable named beside it.
+Each value comes from the environment variable documented in the README (cds_service.settings
+.ServerSettings). The service's own settings are checked here too, once, before any worker starts:
+an invalid value stops the instance with one line naming the variable (no traceback per worker).
+Migrations are not run here: `flask --app wsgi db upgrade` is the deploy step before serving.
 """
 
 import gc
 import multiprocessing
 import os
 
-bind = os.environ.get("CDS_BIND", "0.0.0.0:8080")
+from cds_service.settings import ServerSettings, Settings, SettingsError, exit_on_settings_error
+
+try:
+    server = ServerSettings.from_env()
+    Settings.from_env().check()
+except SettingsError as error:
+    exit_on_settings_error(error)
+
+bind = server.bind
 # Threads, because a hook call may wait on the EHR's FHIR server; workers for the CPU work.
 worker_class = "gthread"
-workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2))
-threads = int(os.environ.get("CDS_THREADS", "4"))
+workers = server.workers or multiprocessing.cpu_count() * 2
+threads = server.threads
 # Longer than any FHIR budget: a worker is only killed when it is truly stuck.
-timeout = int(os.environ.get("CDS_WORKER_TIMEOUT", "30"))
-graceful_timeout = int(os.environ.get("CDS_GRACEFUL_TIMEOUT", "20"))
+timeout = server.worker_timeout
+graceful_timeout = server.graceful_timeout
 keepalive = 5
 # Recycle workers now and then, so a slow leak can never grow without bound.
 max_requests = 20000
@@ -22,26 +33,27 @@ max_requests_jitter = 2000
 # The service logs one structured line per hook call itself; no access log.
 accesslog = None
 errorlog = "-"
+loglevel = server.log_level
 # gunicorn's control socket defaults to one path per user (~/.gunicorn/gunicorn.ctl), which two
 # instances on one host would fight over; off unless a path is given.
-if os.environ.get("CDS_CONTROL_SOCKET"):
-    control_socket = os.environ["CDS_CONTROL_SOCKET"]
+if server.control_socket:
+    control_socket = server.control_socket
 else:
-    no_control_socket = True
-loglevel = os.environ.get("CDS_LOG_LEVEL", "info")
+    control_socket_disable = True
 
 # Prometheus multiprocess mode: every worker writes its metrics to files in one folder, and /metrics
 # (served by any worker) adds them up. The folder is emptied when the server starts.
-metrics_folder = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"lbp-cds-metrics-{os.getpid()}")
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics_folder)
+metrics_folder = server.prometheus_multiproc_dir or os.path.join(
+    os.environ.get("TMPDIR", "/tmp"), f"lbp-cds-metrics-{os.getpid()}"
+)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_folder
 
 
 def on_starting(server):
     import shutil
 
-    folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
-    shutil.rmtree(folder, ignore_errors=True)
-    os.makedirs(folder, exist_ok=True)
+    shutil.rmtree(metrics_folder, ignore_errors=True)
+    os.makedirs(metrics_folder, exist_ok=True)
 
 
 def child_exit(server, worker):
@@ -50,10 +62,19 @@ def child_exit(server, worker):
     multiprocess.mark_process_dead(worker.pid)
 
 
-def post_worker_init(worker: object) -> None:
+def post_worker_init(worker):
     """The application is loaded: what it holds lives as long as the worker, so take it out of the
     cyclic garbage collector's sight (gc.freeze). A full collection then scans only what requests
     allocated, not the whole application: on a 10,000-resource prefetch that was most of the call.
     """
     gc.collect()
     gc.freeze()
+
+
+def worker_exit(server, worker):
+    """Store the issued-card records still queued and close connections before the worker goes."""
+    from cds_service.wiring import services_of
+
+    app = getattr(worker, "wsgi", None)
+    if app is not None and hasattr(app, "extensions"):
+        services_of(app).close()

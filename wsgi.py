@@ -6,7 +6,11 @@ content must not stop the command that reports it, and the commands need no JWT 
 
 import os
 
-from cds_service import create_app
+from cds_service.app import create_app
+from cds_service.settings import SettingsError, exit_on_settings_error
 
 from_cli = os.environ.get("FLASK_RUN_FROM_CLI") == "true"
-app = create_app(require_content=not from_cli, serving=not from_cli)
+try:
+    app = create_app(require_content=not from_cli, serving=not from_cli)
+except SettingsError as error:
+    exit_on_settings_error(error)

@@ -10,12 +10,10 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlencode
 
-from cds_service.content import NO_END_DATE, NO_REGION, SUMMARY_LIMIT, Content, Region
+from cards.model import CONTENT_VERSION_EXTENSION, NO_END_DATE, NO_REGION, SUMMARY_LIMIT, CardContent, Region
 from hooks import fhir
 from hooks.decisions import Decision
 
-# Card source extension: the content version whose wording the card shows, so feedback can be tied to it.
-CONTENT_VERSION_EXTENSION = "lbp-cds-content-version"
 SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
@@ -39,7 +37,7 @@ class Uuids:
 
 @dataclass(frozen=True)
 class RenderContext:
-    content: Content
+    content: CardContent
     base_url: str  # absolute, without trailing slash: where this service's pages are served
     patient_id: str
     region: Region | None

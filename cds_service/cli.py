@@ -1,6 +1,7 @@
-"""Command-line tools, all through `flask --app wsgi ...`.
+"""Command-line tools, all through `flask --app wsgi ...`: thin callers of the rooms.
 
-For operators: `db-upgrade`, `feedback-report`. For informatics staff: `content validate`, `content diff`.
+For operators: `db upgrade` (the deploy step before serving), `feedback-report`. For informatics staff:
+`content validate`, `content diff`.
 """
 
 from __future__ import annotations
@@ -11,31 +12,35 @@ from datetime import date, datetime
 from pathlib import Path
 
 import click
-from flask import Flask, current_app
+from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 
-from cds_service.content import Content, check_content
-from cds_service.content_diff import RevisionError, content_at_revision, describe_changes
-from cds_service.report import Key, as_csv, as_text, build_report
-from cds_service.storage import Storage, head_revision
+from cds_service.content.diff import RevisionError, content_at_revision, describe_changes
+from cds_service.content.loader import Content, check_content
+from cds_service.errors import StorageUnavailable
+from cds_service.storage.database import head_revision
+from cds_service.storage.report import Key, as_csv, as_text, build_report
+from cds_service.wiring import current_services
 
 
-def register(app: Flask) -> None:
-    app.cli.add_command(db_upgrade)
+def init_app(app: Flask) -> None:
+    app.cli.add_command(db_commands)
     app.cli.add_command(feedback_report)
     app.cli.add_command(content_commands)
 
 
-def storage() -> Storage:
-    return current_app.extensions["lbp_storage"]
+db_commands = AppGroup("db", help="The database of issued cards, feedback and JWT ids.")
 
 
-@click.command("db-upgrade")
-@with_appcontext
+@db_commands.command("upgrade")
 def db_upgrade() -> None:
-    """Apply the database migrations (Alembic) up to the latest revision."""
-    storage().migrate()
-    click.echo(f"Database schema is at revision {head_revision()} ({storage().engine.url.render_as_string()}).")
+    """Apply the database migrations (Alembic) up to the latest revision: run once before serving."""
+    storage = current_services().storage
+    try:
+        storage.migrate()
+    except StorageUnavailable as error:
+        raise click.ClickException(error.message) from None
+    click.echo(f"Database schema is at revision {head_revision()} ({storage.engine.url.render_as_string()}).")
 
 
 @click.command("feedback-report")
@@ -48,7 +53,8 @@ def feedback_report(since: datetime | None, until: datetime | None, as_csv_flag:
     first, last = day(since), day(until)
     if first and last and first > last:
         raise click.BadParameter("--since is after --until")
-    rows = build_report(storage(), first, last, reason_displays(current_app.extensions["lbp_content"]))
+    services = current_services()
+    rows = build_report(services.storage, first, last, reason_displays(services.current_content()))
     click.echo(as_csv(rows) if as_csv_flag else as_text(rows), nl=False)
 
 
@@ -66,7 +72,7 @@ FOLDER = click.Path(exists=True, file_okay=False, path_type=Path)
 
 
 def content_dir() -> Path:
-    return current_app.config["LBP_SETTINGS"].content_dir
+    return current_services().settings.content_dir
 
 
 def shown(root: Path) -> str:

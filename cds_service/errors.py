@@ -1,14 +1,13 @@
-"""Client errors as exceptions, answered in one place as FHIR OperationOutcomes."""
+"""What a call can fail with, as exceptions any room may raise (web/errors.py answers them).
+
+Each carries the HTTP status and a message the client can act on; `operation_outcome` is the FHIR
+body every error answer has. Nothing here knows about Flask.
+"""
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Mapping
 from typing import Any, ClassVar
-
-from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException
-
-log = logging.getLogger("lbp_cds")
 
 # FHIR issue-type codes for the HTTP statuses this service answers with.
 ISSUE_TYPE_BY_STATUS = {
@@ -54,9 +53,24 @@ class UnknownService(ClientError):
 
 
 class PrefetchUnavailable(ClientError):
-    """Data the service needs was neither prefetched nor fetchable (CDS Hooks: 412)."""
+    """Data the service needs was neither prefetched nor fetchable (CDS Hooks: 412).
+
+    Carries what the gathering did, for the call's log line.
+    """
 
     status = 412
+
+    def __init__(
+        self,
+        message: str,
+        hook_instance: str | None = None,
+        fetched: Mapping[str, float] | None = None,
+        missing: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.hook_instance = hook_instance
+        self.fetched = dict(fetched or {})
+        self.missing = dict(missing or {})
 
 
 class UnsupportedMediaType(ClientError):
@@ -70,6 +84,12 @@ class StorageUnavailable(ClientError):
     headers: ClassVar[dict[str, str]] = {"Retry-After": "30"}
 
 
+class ContentUnavailable(ClientError):
+    """No valid content has ever been loaded (and none was saved): nothing can be answered."""
+
+    status = 503
+
+
 def operation_outcome(status: int, message: str) -> dict[str, Any]:
     return {
         "resourceType": "OperationOutcome",
@@ -81,45 +101,3 @@ def operation_outcome(status: int, message: str) -> dict[str, Any]:
             }
         ],
     }
-
-
-def error_response(status: int, message: str) -> tuple[Response, int]:
-    return jsonify(operation_outcome(status, message)), status
-
-
-def register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(ClientError)
-    def client_error(error: ClientError) -> Response:
-        log.log(
-            logging.WARNING if error.status >= 500 else logging.INFO,
-            "answered %s on %s: %s",
-            error.status,
-            request.path,
-            error.message,
-        )
-        response, status = error_response(error.status, error.message)
-        response.status_code = status
-        response.headers.update(error.headers)
-        return response
-
-    @app.errorhandler(HTTPException)
-    def http_error(error: HTTPException) -> tuple[Response, int]:
-        status = error.code or 500
-        return error_response(status, http_message(status, error))
-
-    @app.errorhandler(Exception)
-    def unexpected(error: Exception) -> tuple[Response, int]:
-        # A bug: log it with the call it happened in, reveal nothing, keep the worker alive.
-        log.exception("unexpected error on %s %s", request.method, request.path)
-        return error_response(500, "The CDS service failed to process this request.")
-
-
-def http_message(status: int, error: HTTPException) -> str:
-    if status == 413:
-        limit = request.max_content_length
-        return f"The request body is larger than the limit of {limit} bytes."
-    if status == 405:
-        return f"{request.method} is not allowed on {request.path}."
-    if status == 404:
-        return f"No resource at {request.path}."
-    return error.description or error.name

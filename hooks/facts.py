@@ -14,7 +14,7 @@ from typing import Any
 
 from hooks import fhir
 from hooks.fhir import Resource
-from hooks.policy import Policy
+from hooks.knowledge import Knowledge
 from hooks.terminology import ValueSets
 
 RED_FLAG_SETS = frozenset({"red-flags-emergent", "red-flags-emergent-non-spine", "red-flags-urgent"})
@@ -24,14 +24,6 @@ DONE_STATUSES = frozenset({"completed"})
 LIVE_REQUEST_STATUSES = frozenset({"active", "completed", "on-hold"})
 PT_ENCOUNTER_STATUSES = frozenset({"finished", "in-progress", "arrived", "triaged", "onleave"})
 DONE_PROCEDURE_STATUSES = frozenset({"completed", "in-progress"})
-
-
-@dataclass(frozen=True)
-class Knowledge:
-    """The clinical content the rules use: value sets and policy."""
-
-    valuesets: ValueSets
-    policy: Policy
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from hooks import fhir
-from hooks.facts import Knowledge, PatientFacts, is_red_flag_concept, reason_concepts
+from hooks.facts import PatientFacts, is_red_flag_concept, reason_concepts
 from hooks.fhir import Resource
+from hooks.knowledge import Knowledge
 
 # Code systems whose codes our referral value sets cover; a referral coded only in an
 # EHR's local system is classified by its text instead.

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from hooks.decisions import Decision
-from hooks.facts import Knowledge, PatientFacts
+from hooks.facts import PatientFacts
+from hooks.knowledge import Knowledge
 from hooks.rules import concerns_program, order_decisions
 from hooks.service import (
     CONDITIONS,

@@ -11,8 +11,9 @@ from hooks.decisions import (
     PRIOR_NOTIFICATION_REQUIRED,
     Decision,
 )
-from hooks.facts import Knowledge, PatientFacts, is_for_lbp
+from hooks.facts import PatientFacts, is_for_lbp
 from hooks.fhir import Resource
+from hooks.knowledge import Knowledge
 from hooks.orders import is_emergent_order, is_opioid_analgesic, is_spine_surgical_referral
 
 

@@ -8,8 +8,9 @@ from typing import Any
 
 from hooks import fhir
 from hooks.decisions import Decision
-from hooks.facts import Knowledge, PatientFacts
+from hooks.facts import PatientFacts
 from hooks.fhir import Resource
+from hooks.knowledge import Knowledge
 
 # Prefetch templates use CDS Hooks 2.0 tokens only. Keys name PatientRecord fields.
 PATIENT = ("patient", "Patient/{{context.patientId}}")

@@ -11,14 +11,15 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 from flask.testing import FlaskClient
 from jsonschema import Draft202012Validator
 
-from cds_service import create_app
-from cds_service.config import Settings
-from cds_service.content import load_content
-from tests.databases import Outage, database
+from cds_service.app import create_app
+from cds_service.content.loader import load_content
+from cds_service.settings import Settings
+from cds_service.wiring import services_of
+from tests.databases import Outage, database, migrated
 
 pytest_plugins = ["tests.fhir_server_fixture"]
 
-SCHEMAS = Path(__file__).resolve().parent.parent / "cds_service" / "schemas"
+SCHEMAS = Path(__file__).resolve().parent.parent / "cds_service" / "pipeline" / "schemas"
 RESPONSE_SCHEMA = Draft202012Validator(json.loads((SCHEMAS / "response.schema.json").read_text()))
 BASE_URL = "https://cds.example.org"
 
@@ -30,7 +31,8 @@ def content():
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    return Settings(public_base_url=BASE_URL, require_jwt=False, database_url=f"sqlite:///{tmp_path}/lbp-cds.sqlite3")
+    database = migrated(f"sqlite:///{tmp_path}/lbp-cds.sqlite3")
+    return Settings(public_base_url=BASE_URL, require_jwt=False, database_url=database)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -44,7 +46,7 @@ def database_url(request, tmp_path):
 def outage(request, tmp_path):
     """A database of either kind, and the means to take it down and bring it back."""
     with database(request.param, tmp_path) as url:
-        broken = Outage(request.param, url)
+        broken = Outage(request.param, migrated(url))
         yield broken
         broken.up()
 
@@ -53,7 +55,7 @@ def outage(request, tmp_path):
 def app(settings, content):
     app = create_app(settings, content=content)
     yield app
-    app.extensions["lbp_storage"].dispose()
+    services_of(app).close()
 
 
 @pytest.fixture

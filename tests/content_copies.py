@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from cds_service.content import DEFAULT_CONTENT_DIR, check_content
+from cds_service.content.loader import DEFAULT_CONTENT_DIR, check_content
 
 
 class ContentCopy:

@@ -60,6 +60,16 @@ def database(kind: str, tmp_path: Path) -> Iterator[str]:
             yield url
 
 
+def migrated(url: str) -> str:
+    """The database brought to the latest schema, as the deploy step (`db upgrade`) does before serving."""
+    from cds_service.storage.database import Storage
+
+    store = Storage(url)
+    store.migrate()
+    store.close()
+    return url
+
+
 def redis_url() -> str:
     client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
     try:

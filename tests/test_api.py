@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from cds_service import create_app
+from cds_service.app import create_app
 from tests.builders import medication_request, ortho_referral, patient
 from tests.conftest import SCHEMAS, assert_conformant
 
@@ -106,7 +106,7 @@ def test_non_json_content_type_is_415(client):
 
 
 def test_body_over_the_limit_is_413(settings, content):
-    small = create_app(replace(settings, max_body_bytes=2000), content=content).test_client()
+    small = create_app(settings.model_copy(update=dict(max_body_bytes=2000)), content=content).test_client()
     body = patient(45).with_lbp().patient_view()
     body["prefetch"]["conditions"]["entry"] *= 50
     response = small.post("/cds-services/lbp-patient-view", json=body)
@@ -124,7 +124,7 @@ def test_unexpected_failure_is_500_without_internals_and_the_app_keeps_serving(a
     def broken(*_args):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr("cds_service.api.build_facts", broken)
+    monkeypatch.setattr("cds_service.pipeline.call.build_facts", broken)
     body = patient(45).with_lbp().patient_view()
     response = client.post("/cds-services/lbp-patient-view", json=body)
     assert response.status_code == 500
@@ -177,7 +177,7 @@ def test_prefetch_bundle_with_outcome_entries_and_extra_resources_is_read(hooks)
 
 
 def test_links_use_the_request_host_when_no_public_url_is_configured(settings, content):
-    local = create_app(replace(settings, public_base_url=None), content=content).test_client()
+    local = create_app(settings.model_copy(update=dict(public_base_url=None)), content=content).test_client()
     body = patient(45).with_lbp().order_select(ortho_referral())
     payload = local.post("/cds-services/lbp-referral-select", json=body, base_url="http://cds.internal:8080").get_json()
     assert_conformant(payload)
@@ -186,7 +186,9 @@ def test_links_use_the_request_host_when_no_public_url_is_configured(settings, c
 
 
 def test_links_behind_a_trusted_proxy_use_the_forwarded_host(settings, content):
-    proxied = create_app(replace(settings, public_base_url=None, trusted_proxy_hops=1), content=content).test_client()
+    proxied = create_app(
+        settings.model_copy(update=dict(public_base_url=None, trusted_proxy_hops=1)), content=content
+    ).test_client()
     body = patient(45).with_lbp().order_select(ortho_referral())
     headers = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "cds.hospital.org"}
     payload = proxied.post("/cds-services/lbp-referral-select", json=body, headers=headers).get_json()

@@ -14,11 +14,12 @@ import pytest
 import responses
 from sqlalchemy import select
 
-from cds_service import create_app
-from cds_service.config import Settings, SettingsError, TrustedIssuer
-from cds_service.storage import feedback
+from cds_service.app import create_app
+from cds_service.settings import Settings, SettingsError, TrustedIssuer
+from cds_service.storage.database import feedback
+from cds_service.wiring import services_of
 from tests.builders import patient
-from tests.databases import redis_url
+from tests.databases import migrated, redis_url
 from tests.tokens import (
     ISSUER,
     JWKS_URL,
@@ -39,7 +40,7 @@ GENERIC_401 = "Authentication failed: send a valid JWT as 'Authorization: Bearer
 
 def trusting(settings: Settings, *jwks_urls: str, tenants: frozenset[str] | None = frozenset({TENANT})) -> Settings:
     issuer = TrustedIssuer(ISSUER, jwks_urls or (JWKS_URL,), tenants)
-    return replace(settings, require_jwt=True, trusted_issuers=MappingProxyType({ISSUER: issuer}))
+    return settings.model_copy(update=dict(require_jwt=True, trusted_issuers=MappingProxyType({ISSUER: issuer})))
 
 
 @pytest.fixture
@@ -64,7 +65,7 @@ def secure_settings(settings):
 def secure(secure_settings, content):
     app = create_app(secure_settings, content=content)
     yield app.test_client()
-    app.extensions["lbp_storage"].dispose()
+    services_of(app).close()
 
 
 def call(client, token: str | None, path: str = SERVICE, body=None):
@@ -126,7 +127,7 @@ def test_other_asymmetric_algorithms_only_when_configured(secure_settings, conte
         mock.get(JWKS_URL, json=jwks(key))
         default = create_app(secure_settings, content=content).test_client()
         assert_refused(call(default, token_for(key, SERVICE)))
-        configured = replace(secure_settings, jwt_algorithms=("ES256", "ES384"))
+        configured = secure_settings.model_copy(update=dict(jwt_algorithms=("ES256", "ES384")))
         assert call(create_app(configured, content=content).test_client(), token_for(key, SERVICE)).status_code == 200
 
 
@@ -232,7 +233,7 @@ def test_key_published_for_another_algorithm_is_401(secure_settings, content):
     rsa = make_key("RS384")
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.get(JWKS_URL, json=jwks(rsa))  # published for RS384
-        both = replace(secure_settings, jwt_algorithms=("RS384", "PS384"))
+        both = secure_settings.model_copy(update=dict(jwt_algorithms=("RS384", "PS384")))
         client = create_app(both, content=content).test_client()
         assert_refused(call(client, token_for(replace(rsa, alg="PS384"), SERVICE)))  # same key, other algorithm
         assert call(client, token_for(rsa, SERVICE)).status_code == 200
@@ -267,7 +268,7 @@ def test_rejection_reason_is_logged_but_never_the_token(secure, ehr, key, caplog
 
 
 def test_replayed_jti_is_401_across_two_instances_sharing_the_database(settings, content, key, ehr, database_url):
-    shared = replace(trusting(settings), database_url=database_url)
+    shared = trusting(settings).model_copy(update=dict(database_url=migrated(database_url)))
     first, second = (create_app(shared, content=content) for _ in range(2))
     token = token_for(key, SERVICE)
     assert call(first.test_client(), token).status_code == 200
@@ -275,11 +276,11 @@ def test_replayed_jti_is_401_across_two_instances_sharing_the_database(settings,
     assert_refused(call(first.test_client(), token))
     assert call(second.test_client(), token_for(key, SERVICE)).status_code == 200  # a fresh jti is fine
     for app in (first, second):
-        app.extensions["lbp_storage"].dispose()
+        services_of(app).close()
 
 
 def test_replayed_jti_is_401_across_two_instances_sharing_redis(settings, content, key, ehr):
-    shared = replace(trusting(settings), redis_url=redis_url())
+    shared = trusting(settings).model_copy(update=dict(redis_url=redis_url()))
     first, second = (create_app(shared, content=content).test_client() for _ in range(2))
     token = token_for(key, SERVICE)
     assert call(first, token).status_code == 200
@@ -293,14 +294,14 @@ def test_a_refused_token_does_not_use_up_its_jti(secure, ehr, key):
 
 
 def test_replay_store_down_is_503_not_401(settings, content, key, ehr, outage):
-    app = create_app(replace(trusting(settings), database_url=outage.url), content=content)
+    app = create_app(trusting(settings).model_copy(update=dict(database_url=outage.url)), content=content)
     outage.down()
     response = call(app.test_client(), token_for(key, SERVICE))
     assert response.status_code == 503
     assert response.headers["Retry-After"]
     outage.up()
     assert call(app.test_client(), token_for(key, SERVICE)).status_code == 200
-    app.extensions["lbp_storage"].dispose()
+    services_of(app).close()
 
 
 # --- which endpoints ------------------------------------------------------------------------------------
@@ -319,7 +320,7 @@ def test_feedback_needs_a_token_for_the_feedback_url(secure, ehr, key):
     assert_refused(call(secure, None, FEEDBACK, body))
     assert_refused(call(secure, token_for(key, SERVICE), FEEDBACK, body))  # aud of the service, not feedback
     assert call(secure, token_for(key, FEEDBACK), FEEDBACK, body).status_code == 200
-    storage = secure.application.extensions["lbp_storage"]
+    storage = services_of(secure.application).storage
     with storage.engine.connect() as connection:
         row = connection.execute(select(feedback)).one()
     assert (row.issuer, row.tenant) == (ISSUER, TENANT)  # who sent it is kept with the feedback

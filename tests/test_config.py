@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from cds_service.config import Settings, SettingsError, TrustedIssuer
+from cds_service.settings import Settings, SettingsError, TrustedIssuer
 
 ISSUERS = {
     "https://ehr.example.com": {"jwks_urls": ["https://ehr.example.com/jwks"], "tenants": ["t1", "t2"]},

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cds_service import create_app
-from cds_service.config import Settings
+from cds_service.app import create_app
+from cds_service.settings import Settings
 from tests.content_copies import ContentCopy
 
 ICD = "http://hl7.org/fhir/sid/icd-10-cm"

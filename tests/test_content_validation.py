@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cds_service.content import ContentError, load_content
+from cds_service.content.loader import ContentError, load_content
 from tests.content_copies import ContentCopy
 
 ICD = "http://hl7.org/fhir/sid/icd-10-cm"

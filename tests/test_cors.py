@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from types import MappingProxyType
 
 import pytest
 
-from cds_service import create_app
-from cds_service.config import TrustedIssuer
+from cds_service.app import create_app
+from cds_service.settings import TrustedIssuer
 from tests.tokens import ISSUER, JWKS_URL
 
 EHR = "https://ehr.example.org"
@@ -28,7 +27,7 @@ def preflight(client, path: str, origin: str = EHR):
 
 def production(settings, **changes):
     issuers = MappingProxyType({ISSUER: TrustedIssuer(ISSUER, (JWKS_URL,))})
-    return replace(settings, require_jwt=True, trusted_issuers=issuers, **changes)
+    return settings.model_copy(update=dict(require_jwt=True, trusted_issuers=issuers, **changes))
 
 
 @pytest.mark.parametrize("path", ENDPOINTS)

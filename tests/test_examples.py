@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cds_service import create_app
+from cds_service.app import create_app
+from cds_service.pipeline.clock import FixedClock
 from tests.conftest import Hooks, topics
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "guideline_data" / "examples"
@@ -19,7 +20,7 @@ INDEX = yaml.safe_load((EXAMPLES / "index.yaml").read_text())
 @pytest.fixture
 def dated_hooks(settings, content) -> Hooks:
     as_of = date.fromisoformat(INDEX["as_of"])
-    return Hooks(create_app(settings, content=content, today=lambda: as_of).test_client())
+    return Hooks(create_app(settings, content=content, clock=FixedClock(as_of)).test_client())
 
 
 @pytest.mark.parametrize("example", INDEX["examples"], ids=lambda e: e["id"])

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from cds_service import create_app
-from cds_service.storage import feedback, issued_cards
+from cds_service.app import create_app
+from cds_service.storage.database import feedback, issued_cards
+from cds_service.wiring import services_of
 from tests.builders import medication_request, patient
+from tests.databases import migrated
 
 SERVICE = "/cds-services/lbp-patient-view"
 FEEDBACK = SERVICE + "/feedback"
@@ -22,9 +23,9 @@ WHEN = "2026-03-04T05:06:07Z"
 
 @pytest.fixture
 def stored_app(settings, content, database_url):
-    app = create_app(replace(settings, database_url=database_url), content=content)
+    app = create_app(settings.model_copy(update=dict(database_url=migrated(database_url))), content=content)
     yield app
-    app.extensions["lbp_storage"].dispose()
+    services_of(app).close()
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def issue_card(client, *, opioid: bool = False) -> dict[str, Any]:
         record = record.with_medication(medication_request(status="active"))
     response = client.post(SERVICE, json=record.patient_view())
     assert response.status_code == 200
-    client.application.extensions["lbp_issued_cards"].flush()
+    services_of(client.application).issued_cards.flush()
     return response.get_json()["cards"][-1 if opioid else 0]
 
 
@@ -65,13 +66,13 @@ def send(client, *items: dict[str, Any], path: str = FEEDBACK):
 
 
 def stored(app) -> list[dict[str, Any]]:
-    with app.extensions["lbp_storage"].engine.connect() as connection:
+    with services_of(app).storage.engine.connect() as connection:
         return [dict(row._mapping) for row in connection.execute(select(feedback).order_by(feedback.c.id))]
 
 
 def test_issued_cards_are_recorded_with_topic_and_content_version(stored_app, client, content):
     card = issue_card(client)
-    with stored_app.extensions["lbp_storage"].engine.connect() as connection:
+    with services_of(stored_app).storage.engine.connect() as connection:
         row = connection.execute(select(issued_cards)).one()._mapping
     assert row["card_uuid"] == card["uuid"]
     assert (row["service_id"], row["topic"]) == ("lbp-patient-view", "physical-therapy-first-line")
@@ -188,7 +189,7 @@ def test_malformed_feedback_is_400_with_a_clear_message(stored_app, client, body
 
 
 def test_feedback_must_be_json_and_within_the_size_limit(settings, content, tmp_path):
-    client = create_app(replace(settings, max_body_bytes=2000), content=content).test_client()
+    client = create_app(settings.model_copy(update=dict(max_body_bytes=2000)), content=content).test_client()
     assert client.post(FEEDBACK, data="feedback", content_type="text/plain").status_code == 415
     assert client.post(FEEDBACK, data="{", content_type="application/json").status_code == 400
     big = {"feedback": [overridden(str(uuid.uuid4()), {"userComment": "x" * 3000})]}
@@ -201,7 +202,7 @@ def test_feedback_to_an_unknown_service_is_404(client):
 
 
 def test_database_down_is_503_and_the_retried_feedback_is_stored(settings, content, outage):
-    app = create_app(replace(settings, database_url=outage.url), content=content)
+    app = create_app(settings.model_copy(update=dict(database_url=outage.url)), content=content)
     client = app.test_client()
     card = issue_card(client)
     outage.down()
@@ -214,18 +215,18 @@ def test_database_down_is_503_and_the_retried_feedback_is_stored(settings, conte
     assert send(client, accepted(card)).status_code == 200  # the EHR retries
     [row] = stored(app)
     assert row["topic"] == "physical-therapy-first-line"
-    app.extensions["lbp_storage"].dispose()
+    services_of(app).close()
 
 
 def test_hook_call_still_answers_cards_while_the_database_is_down(settings, content, outage):
-    app = create_app(replace(settings, database_url=outage.url), content=content)
+    app = create_app(settings.model_copy(update=dict(database_url=outage.url)), content=content)
     outage.down()
     started = time.monotonic()
     response = app.test_client().post(SERVICE, json=patient(45).with_lbp().patient_view())
     assert time.monotonic() - started < 0.5, "a database outage slowed the hook call"
     assert response.get_json()["cards"][0]["source"]["topic"]["code"] == "physical-therapy-first-line"
-    app.extensions["lbp_issued_cards"].flush()
+    services_of(app).issued_cards.flush()
     outage.up()
-    with app.extensions["lbp_storage"].engine.connect() as connection:
+    with services_of(app).storage.engine.connect() as connection:
         assert connection.execute(select(issued_cards)).all() == []  # not recorded, but not in the way
-    app.extensions["lbp_storage"].dispose()
+    services_of(app).close()

@@ -6,7 +6,6 @@ import json
 import logging
 import re
 import time
-from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -14,8 +13,8 @@ import pytest
 import requests
 import responses
 
-from cds_service import create_app
-from cds_service.config import Settings, SettingsError
+from cds_service.app import create_app
+from cds_service.settings import Settings, SettingsError
 from tests.builders import PatientRecordBuilder, bundle, medication_request, ortho_referral, patient, with_fhir_server
 from tests.conftest import Hooks, topics
 
@@ -36,7 +35,7 @@ def fetching(settings, content):
     """An app that may call FHIR; returns a factory so tests can change settings."""
 
     def make(**changes: Any) -> Hooks:
-        configured = replace(settings, fhir_allowlist=(FHIR,), **changes)
+        configured = settings.model_copy(update=dict(fhir_allowlist=(FHIR,), **changes))
         return Hooks(create_app(configured, content=content).test_client())
 
     return make
@@ -145,7 +144,7 @@ def test_prefetch_that_is_not_a_resource_is_fetched(fetching, bad_value):
 )
 def test_server_not_on_the_allow_list_is_never_called(settings, content, allowed):
     record = patient(45).with_lbp()
-    app = create_app(replace(settings, fhir_allowlist=(allowed,)), content=content)
+    app = create_app(settings.model_copy(update=dict(fhir_allowlist=(allowed,))), content=content)
     with fhir_server() as rsps:
         serve(rsps, record)
         body = without_prefetch(record.order_select(ortho_referral()), "conditions")

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from cds_service import create_app
+from cds_service.app import create_app
 from tests.builders import (
     CPT,
     NUCC,
@@ -87,7 +87,7 @@ PREFETCH_KEPT = {"full": None, "partial": ("patient", "conditions"), "none": ()}
 @pytest.fixture
 def hooks_on(fresh_fhir_server, settings, content) -> Hooks:
     fresh_fhir_server.require_token(TOKEN)
-    configured = replace(settings, fhir_allowlist=(fresh_fhir_server.base_url,), fhir_budget_ms=2000)
+    configured = settings.model_copy(update=dict(fhir_allowlist=(fresh_fhir_server.base_url,), fhir_budget_ms=2000))
     return Hooks(create_app(configured, content=content).test_client())
 
 

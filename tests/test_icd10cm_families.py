@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from cds_service import icd10cm
-from cds_service.content import DEFAULT_CONTENT_DIR, load_content
-from cds_service.icd10cm import Families
+from cds_service.content import icd10cm
+from cds_service.content.icd10cm import Families
+from cds_service.content.loader import DEFAULT_CONTENT_DIR, load_content
 from hooks.terminology import ICD10CM
 
 CURATED = Path(__file__).resolve().parent / "fixtures" / "icd10cm_low_back_pain.csv"

@@ -12,7 +12,7 @@ import pytest
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
-from cds_service.json_provider import OrjsonProvider
+from cds_service.web.json_provider import OrjsonProvider
 from tests.builders import ortho_referral, patient
 
 

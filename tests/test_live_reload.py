@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cds_service import create_app, live_content
-from cds_service.config import Settings
-from cds_service.content import ContentError
+from cds_service.app import create_app
+from cds_service.content import live as live_content
+from cds_service.content.loader import ContentError
+from cds_service.pipeline.clock import FixedClock
+from cds_service.settings import Settings
 from tests.conftest import BASE_URL, assert_conformant
 from tests.content_copies import ContentCopy
 
@@ -59,7 +61,7 @@ def service(copy: ContentCopy, tmp_path: Path, reload_seconds: int = 2, **settin
         content_reload_seconds=reload_seconds,
         **settings,
     )
-    return create_app(settings, today=lambda: AS_OF).test_client()
+    return create_app(settings, clock=FixedClock(AS_OF)).test_client()
 
 
 def pt_card(client) -> dict:
@@ -78,7 +80,7 @@ def version(client) -> str:
 def test_version_in_discovery_and_on_every_card(client, content):
     assert version(client) == content.version
     body = json.loads((EXAMPLES / "patient-view-lbp.json").read_text())
-    app = create_app(Settings(public_base_url=BASE_URL, require_jwt=False), content=content, today=lambda: AS_OF)
+    app = create_app(Settings(public_base_url=BASE_URL, require_jwt=False), content=content, clock=FixedClock(AS_OF))
     [card] = app.test_client().post("/cds-services/lbp-patient-view", json=body).get_json()["cards"]
     assert card["source"]["extension"] == {"lbp-cds-content-version": content.version}
 
@@ -162,7 +164,7 @@ def test_start_up_with_broken_files_and_no_good_copy_fails_listing_the_problems(
 def test_without_required_content_hook_calls_are_answered_503_until_fixed(copy, tmp_path, clock):
     copy.replace("cards.yaml", "    indicator: warning\n", "    indicator: critical\n")
     settings = Settings(require_jwt=False, content_dir=copy.root, state_dir=tmp_path / "state")
-    client = create_app(settings, require_content=False, today=lambda: AS_OF).test_client()
+    client = create_app(settings, require_content=False, clock=FixedClock(AS_OF)).test_client()
     response = client.get("/cds-services")
     assert response.status_code == 503
     diagnostics = response.get_json()["issue"][0]["diagnostics"]

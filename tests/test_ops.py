@@ -9,16 +9,17 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from cds_service import create_app
+from cds_service.app import create_app
+from cds_service.wiring import services_of
 from tests.builders import ortho_referral, patient
 from tests.databases import Outage, database
+from tests.topology import migrate_database
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = json.loads((ROOT / "guideline_data/examples/baseline-lbp-referral.json").read_text())
@@ -60,13 +61,13 @@ def postgres_outage(tmp_path):
 
 def test_readyz_is_503_while_the_database_is_unreachable(settings, content, postgres_outage):
     outage = postgres_outage
-    app = create_app(replace(settings, database_url=outage.url), content=content)
+    app = create_app(settings.model_copy(update=dict(database_url=outage.url)), content=content)
     outage.down()
     try:
         response = app.test_client().get("/readyz")
     finally:
         outage.up()
-        app.extensions["lbp_storage"].dispose()
+        services_of(app).close()
     assert response.status_code == 503
     assert response.get_json()["checks"]["database"] == "unreachable"
 
@@ -86,7 +87,7 @@ def test_metrics_count_hook_calls_cards_and_errors(client):
 def test_metrics_count_feedback_by_topic(client):
     body = patient(45).with_lbp().patient_view()
     card = client.post("/cds-services/lbp-patient-view", json=body).get_json()["cards"][0]
-    client.application.extensions["lbp_issued_cards"].flush()
+    services_of(client.application).issued_cards.flush()
     labels = {"service": "lbp-patient-view", "topic": "physical-therapy-first-line", "outcome": "overridden"}
     before = sample(client, "lbp_feedback_total", **labels)
     item = {"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-26T10:00:00Z"}
@@ -114,6 +115,7 @@ def gunicorn(tmp_path):
         "TMPDIR": str(tmp_path),
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    migrate_database(env)
     stderr = (tmp_path / "gunicorn.log").open("w")
     gunicorn_bin = Path(sys.executable).with_name("gunicorn")
     proc = subprocess.Popen([gunicorn_bin, "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env, stderr=stderr)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cds_service import create_app
-from cds_service.config import Settings, SettingsError
+from cds_service.app import create_app
+from cds_service.settings import Settings, SettingsError
 from tests.conftest import BASE_URL
 
 

@@ -13,8 +13,8 @@ import yaml
 from playwright.sync_api import Page, expect, sync_playwright
 from werkzeug.serving import make_server
 
-from cds_service import create_app
-from cds_service.config import Settings
+from cds_service.app import create_app
+from cds_service.settings import Settings
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

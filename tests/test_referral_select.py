@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from cds_service import create_app
+from cds_service.app import create_app
 from hooks.facts import Knowledge
 from hooks.policy import Suspension
 from tests.builders import (

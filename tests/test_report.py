@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
-from cds_service import create_app
-from cds_service.storage import IssuedCard, issued_cards
+from cds_service.app import create_app
+from cds_service.storage.database import IssuedCard, issued_cards
+from cds_service.wiring import services_of
 from tests.builders import medication_request, patient
+from tests.databases import migrated
 
 SERVICE = "/cds-services/lbp-patient-view"
 NOT_APPLICABLE = {
@@ -22,9 +23,9 @@ NOT_APPLICABLE = {
 
 @pytest.fixture
 def app(settings, content, database_url):
-    app = create_app(replace(settings, database_url=database_url), content=content)
+    app = create_app(settings.model_copy(update=dict(database_url=migrated(database_url))), content=content)
     yield app
-    app.extensions["lbp_storage"].dispose()
+    services_of(app).close()
 
 
 def issue(client, opioid: bool = False) -> dict:
@@ -32,7 +33,7 @@ def issue(client, opioid: bool = False) -> dict:
     if opioid:
         record = record.with_medication(medication_request(status="active"))
     cards = client.post(SERVICE, json=record.patient_view()).get_json()["cards"]
-    client.application.extensions["lbp_issued_cards"].flush()
+    services_of(client.application).issued_cards.flush()
     return cards[-1 if opioid else 0]
 
 
@@ -115,7 +116,7 @@ def test_feedback_that_arrived_before_its_issue_record_gets_its_topic(app):
     """Feedback sent to one replica about a card another replica has not recorded yet."""
     client = app.test_client()
     card = issue(client)
-    storage = app.extensions["lbp_storage"]
+    storage = services_of(app).storage
     with storage.engine.begin() as connection:  # as if the issue record had not been written yet
         connection.execute(issued_cards.delete())
     feedback(client, card, "accepted", "2026-05-01T09:00:00Z")

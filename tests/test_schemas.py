@@ -16,7 +16,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 ROOT = Path(__file__).resolve().parent.parent
-SCHEMA_DIR = ROOT / "cds_service" / "schemas"
+SCHEMA_DIR = ROOT / "cds_service" / "pipeline" / "schemas"
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "spec_examples"
 
 SCHEMA_FILES = [

@@ -1,4 +1,4 @@
-"""The database: migrations, start-up, the replay table and the db-upgrade command (SQLite and PostgreSQL)."""
+"""The database: migrations, start-up, the replay table and the db upgrade command (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, inspect, select
 
-from cds_service import storage as storage_module
-from cds_service.config import SettingsError
-from cds_service.storage import Storage, head_revision, jwt_replay, metadata
+from cds_service.settings import SettingsError
+from cds_service.storage import database as storage_module
+from cds_service.storage.database import Storage, head_revision, jwt_replay, metadata
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -26,7 +26,7 @@ def store(database_url):
     store = Storage(database_url)
     store.migrate()
     yield store
-    store.dispose()
+    store.close()
 
 
 def test_migrations_create_exactly_the_tables_the_code_uses(store):
@@ -55,14 +55,14 @@ def test_workers_starting_together_migrate_once(database_url):
     with stores[0].engine.connect() as connection:
         assert MigrationContext.configure(connection).get_current_revision() == head_revision()
     for store in stores:
-        store.dispose()
+        store.close()
 
 
 def test_default_sqlite_file_is_created_under_var_on_first_start(tmp_path, monkeypatch):
     monkeypatch.setattr(storage_module, "REPO_ROOT", tmp_path)
     store = Storage("sqlite:///var/lbp-cds.sqlite3")
     store.migrate()
-    store.dispose()
+    store.close()
     assert (tmp_path / "var" / "lbp-cds.sqlite3").is_file()
 
 
@@ -99,7 +99,7 @@ def test_db_upgrade_command(tmp_path):
         "CDS_REQUIRE_JWT": "false",
     }
     result = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "wsgi", "db-upgrade"],
+        [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from cds_service.validation import fast_validator, validator
+from cds_service.pipeline.validation import fast_validator, validator
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "guideline_data" / "examples").glob("*.json"))

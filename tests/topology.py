@@ -30,7 +30,7 @@ from typing import Any
 import requests
 from sqlalchemy import create_engine, select
 
-from cds_service.storage import feedback
+from cds_service.storage.database import feedback
 from tests.tokens import ISSUER, TENANT, SigningKey, bearer, jwks, make_key, token_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -258,6 +258,21 @@ def wait_until_ready(url: str, process: subprocess.Popen[bytes], log_path: Path,
     raise TopologyError(f"{what} not ready after {START_TIMEOUT_SECONDS:.0f}s:\n{tail(log_path)}")
 
 
+def migrate_database(env: dict[str, str]) -> None:
+    """`flask --app wsgi db upgrade` with the service's environment, as a deploy runs it before serving."""
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise TopologyError(f"db upgrade failed:\n{result.stderr[-2000:]}")
+
+
 def start_replica(name: str, env: dict[str, str], workdir: Path) -> Replica:
     port = free_port()
     log_path = workdir / f"gunicorn-{name}.log"
@@ -372,9 +387,10 @@ def topology(database_url: str, replicas: int = 2, workers: int = 2, threads: in
             "CDS_THREADS": str(threads),
             "PYTHONUNBUFFERED": "1",
         }
+        migrate_database(env)  # the deploy step, once, before any replica serves
         started: list[Replica] = []
         stack.callback(lambda: [replica.stop() for replica in started])
-        for index in range(replicas):  # started together: their workers migrate the schema at the same time
+        for index in range(replicas):
             started.append(start_replica("AB"[index] if replicas <= 2 else str(index), env, workdir))
         for replica in started:
             name = f"replica {replica.name}"

@@ -22,8 +22,8 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cds_service import create_app
-from cds_service.config import Settings
+from cds_service.app import create_app
+from cds_service.settings import Settings
 from tests.builders import CPT, NUCC, medication_request, patient, service_request, with_fhir_server
 from tests.fhir_server_fixture import start_fhir_server
 

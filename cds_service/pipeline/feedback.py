@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cds_service.errors import BadRequest
-from cds_service.storage import FeedbackEntry
-from cds_service.validation import report
+from cds_service.pipeline.validation import report
+from cds_service.storage.database import FeedbackEntry
 
 
 def parse_feedback(

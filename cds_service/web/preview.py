@@ -1,7 +1,7 @@
 """/preview: each bundled example's cards exactly as the service returns them, shown like an EHR sidebar.
 
 For authors: after editing card text or code lists, pick an example and see what clinicians would
-see. The cards come from the same code path as a real hook call (api.answer), with the example's
+see. The cards come from the same code path as a real hook call (pipeline.call), with the example's
 clinical "today" (`as_of` in examples/index.yaml), and with the content the service is serving now.
 """
 
@@ -14,13 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from flask import Blueprint, current_app, render_template, request
+from flask import Blueprint, render_template, request
 from markupsafe import Markup
 
-from cds_service import api
+from cds_service.content.loader import Content
 from cds_service.errors import ClientError
-from cds_service.pages import markdown
-from cds_service.problems import Problem
+from cds_service.pipeline.call import CallDependencies, answer_hook
+from cds_service.web.hook_routes import public_base_url
+from cds_service.web.pages import markdown
+from cds_service.wiring import AppServices, current_services
 
 blueprint = Blueprint("preview", __name__)
 
@@ -45,11 +47,12 @@ class Outcome:
 
 @blueprint.get("/preview")
 def page() -> str:
-    examples_dir = current_app.config["LBP_SETTINGS"].content_dir / "examples"
+    services = current_services()
+    examples_dir = services.settings.content_dir / "examples"
     as_of, examples = read_index(examples_dir / "index.yaml")
     chosen = next((e for e in examples if e.id == request.args.get("example")), examples[0] if examples else None)
-    current = api.content()
-    outcome = run(examples_dir, chosen, as_of) if chosen and current is not None else Outcome()
+    current = services.content.current
+    outcome = run(services, current, examples_dir, chosen, as_of) if chosen and current is not None else Outcome()
     return render_template(
         "preview.html",
         examples=examples,
@@ -58,7 +61,7 @@ def page() -> str:
         outcome=outcome,
         topics=[card["source"]["topic"]["code"] for card in outcome.cards],
         version=current.version if current is not None else None,
-        refused=refused_problems(),
+        refused=list(services.content.problems),
     )
 
 
@@ -71,10 +74,11 @@ def read_index(path: Path) -> tuple[date, list[Example]]:
     return date.fromisoformat(str(index["as_of"])), examples
 
 
-def run(examples_dir: Path, example: Example, as_of: date) -> Outcome:
+def run(services: AppServices, content: Content, examples_dir: Path, example: Example, as_of: date) -> Outcome:
     body = json.loads((examples_dir / f"{example.id}.json").read_text(encoding="utf-8"))
+    deps = CallDependencies(content, services.fetcher, as_of, public_base_url(services))
     try:
-        response = api.answer(api.registry().get(example.service), body, as_of)
+        response = answer_hook(services.registry.get(example.service), body, deps).response()
     except ClientError as error:
         return Outcome(error=f"{error.status}: {error.message}")
     return Outcome(response=response, cards=[with_html(card) for card in response["cards"]])
@@ -83,12 +87,6 @@ def run(examples_dir: Path, example: Example, as_of: date) -> Outcome:
 def with_html(card: dict[str, Any]) -> dict[str, Any]:
     # markdown-it runs with raw HTML off, so its output is safe to insert as it is.
     return {**card, "detail_html": Markup(markdown.render(card.get("detail", "")))}
-
-
-def refused_problems() -> list[Problem]:
-    """Why the files as they are on disk now are not what is being served (empty when they are)."""
-    live = current_app.extensions.get("lbp_live_content")
-    return list(live.problems) if live else []
 
 
 @blueprint.app_template_filter("pretty_json")

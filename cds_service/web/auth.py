@@ -20,9 +20,9 @@ import redis
 import requests
 from cachetools import TTLCache
 
-from cds_service import metrics
-from cds_service.config import ASYMMETRIC_ALGORITHMS, Settings, TrustedIssuer
 from cds_service.errors import StorageUnavailable, Unauthorized
+from cds_service.observability import metrics
+from cds_service.settings import ASYMMETRIC_ALGORITHMS, Settings, TrustedIssuer
 
 log = logging.getLogger("lbp_cds.auth")
 
@@ -53,6 +53,8 @@ class ReplayStore(Protocol):
         """Remember token_id until expires_at; False when it was already remembered."""
         ...
 
+    def close(self) -> None: ...
+
 
 class RedisReplayStore:
     """The replay store when CDS_REDIS_URL is set: SET NX with the token's own expiry."""
@@ -66,6 +68,9 @@ class RedisReplayStore:
         except redis.RedisError as error:
             log.warning("JWT replay store (Redis) unavailable: %s", type(error).__name__)
             raise StorageUnavailable("The JWT replay store cannot be reached.") from error
+
+    def close(self) -> None:
+        self.client.close()
 
 
 class JwksCache:
@@ -148,6 +153,9 @@ class JwtVerifier:
         self.max_lifetime = settings.jwt_max_lifetime_seconds
         self.replay_store = replay_store
         self.jwks = jwks or JwksCache(settings.jwks_cache_seconds)
+
+    def close(self) -> None:
+        self.replay_store.close()
 
     def verify(self, authorization: str | None, audience: str) -> Caller:
         """Check an Authorization header for the endpoint at `audience`; raise Unauthorized if it fails."""

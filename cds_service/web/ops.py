@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, jsonify
 
-from cds_service import metrics
-from cds_service.storage import Storage
+from cds_service.observability import metrics
+from cds_service.wiring import current_services
 
 blueprint = Blueprint("ops", __name__)
 
@@ -18,15 +18,15 @@ def healthz() -> Response:
 
 @blueprint.get("/readyz")
 def readyz() -> tuple[Response, int]:
-    """Ready for traffic: guideline content loaded and valid, and the database reachable."""
-    content = current_app.extensions.get("lbp_content")
-    storage: Storage = current_app.extensions["lbp_storage"]
+    """Ready for traffic: guideline content loaded and valid, and the database reachable and migrated."""
+    services = current_services()
+    content = services.content.current
     checks = {
         "content": "ok" if content is not None else "not loaded",
-        "database": "ok" if storage.reachable() else "unreachable",
+        "database": services.storage.health(),
     }
     ready = all(value == "ok" for value in checks.values())
-    body = {"status": "ready" if ready else "not ready", "checks": checks}
+    body: dict[str, object] = {"status": "ready" if ready else "not ready", "checks": checks}
     if content is not None:
         body["contentVersion"] = content.version
     return jsonify(body), 200 if ready else 503

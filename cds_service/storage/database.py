@@ -45,12 +45,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.sql.dml import Insert
 
-from cds_service.config import SettingsError
 from cds_service.errors import StorageUnavailable
+from cds_service.settings import REPO_ROOT, SettingsError
 
 log = logging.getLogger("lbp_cds")
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 CONNECT_TIMEOUT_SECONDS = 3  # a hook call must not hang on an unreachable database
 REPLAY_CLEANUP_EVERY_SECONDS = 60.0
@@ -259,16 +258,28 @@ class Storage:
         dialect = sqlite if self.dialect == "sqlite" else postgresql
         return dialect.insert(table).on_conflict_do_nothing()
 
-    def reachable(self) -> bool:
-        """A quick round trip to the database (readiness probe)."""
+    def health(self) -> str:
+        """ "ok", or what is wrong, for the readiness probe: unreachable, or the schema not migrated."""
         try:
             with self.engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
-            return True
+                revision = self.schema_revision(connection)
         except Exception:  # any failure means "not ready", never an error page
-            return False
+            return "unreachable"
+        if revision != head_revision():
+            return f"schema at revision {revision or 'none'}, not {head_revision()}: run `flask --app wsgi db upgrade`"
+        return "ok"
 
-    def dispose(self) -> None:
+    @staticmethod
+    def schema_revision(connection: Connection) -> str | None:
+        """The Alembic revision the schema is at; None before the first migration."""
+        try:
+            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except sa_exc.DatabaseError:  # no alembic_version table: never migrated
+            return None
+
+    def close(self) -> None:
+        """Close the pooled connections (safe to call twice; a later use reconnects)."""
         self.engine.dispose()
 
 

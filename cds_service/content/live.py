@@ -22,14 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 from time import monotonic
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
-from flask import Flask, request
-
-from cds_service.config import Settings
-from cds_service.content import Content, ContentError, check_content
-from cds_service.errors import ClientError
-from cds_service.problems import Problem
+from cds_service.content.loader import Content, ContentError, check_content
+from cds_service.content.problems import Problem
 
 log = logging.getLogger("lbp_cds")
 
@@ -38,71 +34,94 @@ VERSION_MEMBER = "VERSION"  # first member of the snapshot: read without unpacki
 Stamp = tuple[tuple[str, int, int], ...] | None
 
 
-class ContentUnavailable(ClientError):
-    """No valid content has ever been loaded (and none was saved): nothing can be answered."""
+class ContentSource(Protocol):
+    """Where a call gets the content it answers with."""
 
-    status = 503
+    @property
+    def current(self) -> Content | None:
+        """The content to answer with now; None when no valid content was ever loaded."""
+        ...
+
+    @property
+    def problems(self) -> list[Problem]:
+        """Why the files as they are now are not served (empty when they are)."""
+        ...
+
+    def check(self) -> None:
+        """Pick up edited files if it is time to look."""
+        ...
+
+    def close(self) -> None: ...
 
 
-def serve(app: Flask, settings: Settings, require: bool) -> LiveContent:
-    """Load the content for `app` and keep it current; `require`: fail when no valid content exists."""
-    live = LiveContent(app, settings)
-    live.start(require)
-    app.extensions["lbp_live_content"] = live
-    app.before_request(live.before_request)
-    watch_sighup(live)
-    return live
+class FixedContent:
+    """Content given once (tests, tools): never reloaded."""
+
+    def __init__(self, content: Content) -> None:
+        self._content = content
+
+    @property
+    def current(self) -> Content:
+        return self._content
+
+    @property
+    def problems(self) -> list[Problem]:
+        return []
+
+    def check(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class LiveContent:
-    def __init__(self, app: Flask, settings: Settings) -> None:
-        self.app = app
-        self.root = settings.content_dir
-        self.interval = settings.content_reload_seconds
-        self.snapshot = Snapshot(settings.state_dir / SNAPSHOT_NAME)
-        self.problems: list[Problem] = []  # why the files as they are now are not served, if they are not
+    """The content of a folder, reloaded when its files change (or on SIGHUP), once valid."""
+
+    def __init__(self, root: Path, reload_seconds: int, state_dir: Path) -> None:
+        self.root = root
+        self.interval = reload_seconds
+        self.snapshot = Snapshot(state_dir / SNAPSHOT_NAME)
+        self._current: Content | None = None
+        self._problems: list[Problem] = []
         self._lock = threading.Lock()
         self._checked = monotonic()
         self._stamp: Stamp = None  # the files as last loaded (or refused)
 
     @property
     def current(self) -> Content | None:
-        return self.app.extensions.get("lbp_content")
+        return self._current
+
+    @property
+    def problems(self) -> list[Problem]:
+        return self._problems
 
     def start(self, require: bool) -> None:
+        """Load the files (else the last good copy); `require`: fail when no valid content exists."""
         self._stamp = files_stamp(self.root)
         content, problems = check_content(self.root)
         if content is not None:
             self._publish(content)
             log.info("content version %s loaded from %s", content.version, self.root)
+            watch_sighup(self)
             return
-        self.problems = problems
+        self._problems = problems
         fallback = self.snapshot.load()
         if fallback is not None:
-            self.app.extensions["lbp_content"] = fallback
+            self._current = fallback
             log.error(
                 "the content in %s is invalid; serving the last good content (version %s) until it is fixed:\n%s",
                 self.root,
                 fallback.version,
                 listing(problems),
             )
-            return
-        if require:
+        else:
             log.error(
                 "the content in %s is invalid and no earlier version was saved:\n%s", self.root, listing(problems)
             )
-            raise ContentError(problems)
-        self.app.extensions["lbp_content"] = None
-        log.error("the content in %s is invalid and no earlier version was saved:\n%s", self.root, listing(problems))
-
-    def before_request(self) -> None:
-        self.check()
-        if self.current is None and request.blueprint != "preview":
-            first = self.problems[0] if self.problems else "unknown"
-            raise ContentUnavailable(
-                f"The clinical content is invalid and no earlier valid version is available "
-                f"({len(self.problems)} problem(s); the first: {first})."
-            )
+            if require:
+                raise ContentError(problems)
+        watch_sighup(self)
 
     def check(self) -> None:
         """Reload when the files changed since the last look, at most every `interval` seconds."""
@@ -120,15 +139,15 @@ class LiveContent:
             self._stamp = files_stamp(self.root)  # before reading: an edit made while loading is seen next time
             content, problems = check_content(self.root)
             if content is None:
-                self.problems = problems
+                self._problems = problems
                 log.error(
                     "edited content in %s refused; still serving version %s:\n%s",
                     self.root,
-                    self.current.version if self.current else "none",
+                    self._current.version if self._current else "none",
                     listing(problems),
                 )
                 return False
-            previous = self.current
+            previous = self._current
             self._publish(content)
             if previous is None or previous.version != content.version:
                 log.info(
@@ -138,9 +157,12 @@ class LiveContent:
         finally:
             self._lock.release()
 
+    def close(self) -> None:
+        _watched.discard(self)
+
     def _publish(self, content: Content) -> None:
-        self.app.extensions["lbp_content"] = content  # one assignment: each request holds old or new
-        self.problems = []
+        self._current = content  # one assignment: each call holds old or new
+        self._problems = []
         self.snapshot.save(self.root, content.version)
 
 

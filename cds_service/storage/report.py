@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from sqlalchemy import and_, distinct, func, select, true
 from sqlalchemy.sql.elements import ColumnElement
 
-from cds_service.storage import Storage, feedback, issued_cards
+from cds_service.storage.database import Storage, feedback, issued_cards
 
 UNKNOWN_TOPIC = "unknown"  # feedback about a card uuid that was never recorded as issued
 TOP_REASONS = 3

@@ -8,7 +8,6 @@ cache key (its hash is), never kept.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import logging
 import threading
 import time
@@ -17,43 +16,15 @@ from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 from cachetools import TTLCache
 from requests.adapters import HTTPAdapter
 
-from cds_service import metrics
+from cds_service.observability import metrics
 from hooks.fhir import Resource, bundle_resources
 
 log = logging.getLogger("lbp_cds.fhir")
-LOOPBACK_NAMES = frozenset({"localhost"})
-
-
-class AllowListError(ValueError):
-    """An allow-list entry the service refuses (e.g. plain http to a remote host)."""
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def parse_allowlist(entries: list[str]) -> tuple[str, ...]:
-    """Base URLs the service may call; https, or http for loopback development servers only."""
-    allowed = []
-    for entry in entries:
-        parts = urlsplit(entry.strip())
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise AllowListError(f"'{entry}' is not an absolute http(s) URL")
-        if parts.scheme == "http" and not is_loopback(parts.hostname):
-            raise AllowListError(f"'{entry}' uses http to a remote host; only https, or http to loopback")
-        allowed.append(entry.strip().rstrip("/"))
-    return tuple(allowed)
 
 
 def is_allowed(url: str, allowlist: tuple[str, ...]) -> bool:
@@ -104,6 +75,11 @@ class FhirFetcher:
 
     def allows(self, fhir_server: str) -> bool:
         return is_allowed(fhir_server, self.allowlist)
+
+    def close(self) -> None:
+        """Stop the fetch threads (fetches in flight are abandoned) and close the connections."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._session.close()
 
     def fetch_all(
         self, fhir_server: str, token: str | None, queries: Mapping[str, tuple[str, str]]

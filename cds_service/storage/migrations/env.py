@@ -9,8 +9,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from cds_service.config import Settings
-from cds_service.storage import make_engine, metadata, resolve_url
+from cds_service.settings import Settings
+from cds_service.storage.database import make_engine, metadata, resolve_url
 
 
 def run_with(connection: Connection) -> None:

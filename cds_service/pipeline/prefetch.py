@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from cds_service.fhir_client import FhirFetcher, is_resource
+from cds_service.pipeline.fhir_client import FhirFetcher, is_resource
 from hooks import fhir
 from hooks.facts import PatientRecord
 from hooks.service import ServiceDefinition

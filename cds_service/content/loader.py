@@ -24,43 +24,16 @@ import yaml
 from cachetools import LRUCache
 from jsonschema import Draft202012Validator
 
-from cds_service.icd10cm import Families, default_families
-from cds_service.problems import FieldPath, Problem, schema_problems, with_lines
-from cds_service.valueset_files import Concept, concepts, load_valuesets
+from cards.model import NO_END_DATE, NO_REGION, PLACEHOLDERS, SUMMARY_LIMIT, Region
+from cds_service.content.icd10cm import Families, default_families
+from cds_service.content.problems import FieldPath, Problem, schema_problems, with_lines
+from cds_service.content.valueset_files import Concept, concepts, load_valuesets
+from cds_service.settings import DEFAULT_CONTENT_DIR
 from hooks.decisions import TOPICS
-from hooks.facts import Knowledge
+from hooks.knowledge import VALUESETS_USED, Knowledge
 from hooks.policy import Policy, Suspension
 from hooks.terminology import ValueSets
 
-DEFAULT_CONTENT_DIR = Path(__file__).resolve().parent.parent / "guideline_data"
-PLACEHOLDERS = frozenset({"region", "notice", "suspended_since", "suspended_until", "basis"})
-NO_REGION = "all regions"  # {region} when the patient's region is not known
-NO_END_DATE = "further notice"  # {suspended_until} of a suspension without an end date
-SUMMARY_LIMIT = 139  # CDS Hooks: a card summary is "<140 characters"
-# The value sets the rules in hooks/ look up by name.
-REQUIRED_VALUESETS = frozenset(
-    {
-        "lbp-trigger",
-        "lbp-context",
-        "red-flags-emergent",
-        "red-flags-emergent-non-spine",
-        "red-flags-urgent",
-        "red-flags-review",
-        "spine-surgery-referral",
-        "spine-surgeon-specialty",
-        "ortho-nonspine-specialty",
-        "msc-specialty",
-        "msc-referral",
-        "pt-referral",
-        "pt-evaluation",
-        "pt-specialty",
-        "medicare-advantage-payer",
-        "opioid-analgesics",
-        "moud",
-        "opioid-exclusion-conditions",
-        "opioid-exclusion-procedures",
-    }
-)
 CARDS, POLICY, ORDERS, DIRECTORY, HANDOUT = (
     "cards.yaml",
     "policy.yaml",
@@ -86,12 +59,6 @@ ContentYamlLoader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-
-
-@dataclass(frozen=True)
-class Region:
-    id: str
-    name: str
 
 
 @dataclass(frozen=True)
@@ -142,7 +109,7 @@ def check_content(
         check_directory(data[DIRECTORY], problems)
         problems += [
             Problem(f"valuesets/{name}.json", (), "this value set is missing, but the rules use it")
-            for name in sorted(REQUIRED_VALUESETS - set(valuesets))
+            for name in sorted(VALUESETS_USED - set(valuesets))
         ]
     if problems:
         return None, with_lines(root, problems)

@@ -18,10 +18,10 @@ from typing import Any
 
 import yaml
 
-from cds_service.content import CARDS, DIRECTORY, HANDOUT, ORDERS, POLICY, Content, ContentYamlLoader
-from cds_service.live_content import safe_extraction
-from cds_service.problems import FieldPath, field_name
-from cds_service.valueset_files import Concept
+from cds_service.content.live import safe_extraction
+from cds_service.content.loader import CARDS, DIRECTORY, HANDOUT, ORDERS, POLICY, Content, ContentYamlLoader
+from cds_service.content.problems import FieldPath, field_name
+from cds_service.content.valueset_files import Concept
 from hooks.terminology import normalize
 
 YAML_FILES = {

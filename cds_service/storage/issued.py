@@ -15,11 +15,13 @@ import threading
 import time
 from collections.abc import Sequence
 
-from cds_service.storage import IssuedCard, Storage
+from cds_service.storage.database import IssuedCard, Storage
 
 log = logging.getLogger("lbp_cds")
 BATCH = 200  # hook calls per transaction, at most
 LINGER_SECONDS = 0.05  # how long the writer waits for more after the first
+CLOSE_TIMEOUT_SECONDS = 5.0  # how long close() waits for the writer to store what it holds
+STOP: Sequence[IssuedCard] = []  # a unique object, handed to the writer by close(): write what came before, then end
 
 
 class IssuedCardRecorder:
@@ -27,7 +29,8 @@ class IssuedCardRecorder:
         self._storage = storage
         self._linger = linger_seconds
         self._queue: queue.Queue[Sequence[IssuedCard]] = queue.Queue(max_pending)
-        threading.Thread(target=self._run, name="issued-cards", daemon=True).start()
+        self._writer = threading.Thread(target=self._run, name="issued-cards", daemon=True)
+        self._writer.start()
 
     def record(self, cards: Sequence[IssuedCard]) -> None:
         """Never blocks: when the writer is far behind, the record is dropped and logged."""
@@ -42,21 +45,38 @@ class IssuedCardRecorder:
         """Wait until everything handed over so far is written (or given up on)."""
         self._queue.join()
 
+    def close(self, timeout: float = CLOSE_TIMEOUT_SECONDS) -> None:
+        """Write what is pending and stop the writer (a worker's exit); records after this are dropped."""
+        if not self._writer.is_alive():
+            return
+        try:
+            self._queue.put(STOP, timeout=timeout)
+        except queue.Full:
+            log.warning("issued-card writer did not drain its queue in %s s; pending records dropped", timeout)
+            return
+        self._writer.join(timeout)
+
     def _run(self) -> None:
-        while True:
+        stopping = False
+        while not stopping:
             batches = [self._queue.get()]
             # Sleep rather than wait on the queue, so that hook calls meanwhile wake nobody.
-            time.sleep(self._linger)
-            while len(batches) < BATCH:
+            if batches[0] is not STOP:
+                time.sleep(self._linger)
+            while len(batches) < BATCH and batches[-1] is not STOP:
                 try:
                     batches.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            cards = [card for batch in batches for card in batch]
-            try:
-                self._storage.record_issued_cards(cards)
-            except Exception:  # bookkeeping: log it, keep the writer alive
-                log.warning("issued cards not recorded (database unavailable): %s", [c.card_uuid for c in cards])
-            finally:
-                for _ in batches:
-                    self._queue.task_done()
+            stopping = batches[-1] is STOP
+            self._write([card for batch in batches for card in batch])
+            for _ in batches:
+                self._queue.task_done()
+
+    def _write(self, cards: list[IssuedCard]) -> None:
+        if not cards:
+            return
+        try:
+            self._storage.record_issued_cards(cards)
+        except Exception:  # bookkeeping: log it, keep the writer alive
+            log.warning("issued cards not recorded (database unavailable): %s", [c.card_uuid for c in cards])

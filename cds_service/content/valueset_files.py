@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cds_service.icd10cm import TABULAR, Families
-from cds_service.problems import Problem
+from cds_service.content.icd10cm import TABULAR, Families
+from cds_service.content.problems import Problem
 from hooks.terminology import ICD10CM, normalize
 
 # Reads and schema-checks one file, adding any problems; None when the file is unusable.

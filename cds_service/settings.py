@@ -1,0 +1,439 @@
+"""Settings from environment variables (pydantic-settings), with embedded development-friendly defaults.
+
+One field per documented variable: `CDS_<FIELD NAME>` unless the field names another variable. The
+README's configuration tables list exactly these (a test compares them). Any invalid value stops
+start-up with one line per variable saying what is wrong (SettingsError).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Annotated, Any, Literal, NoReturn
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.sources.utils import parse_env_vars
+from sqlalchemy.engine import make_url
+
+# Asymmetric JWS algorithms only: `none` and HMAC (a shared secret) are never acceptable (CDS Hooks 2.0.1).
+ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512"})
+DEFAULT_ALGORITHMS = ("ES384", "RS384")  # the two the specification recommends
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONTENT_DIR = REPO_ROOT / "guideline_data"
+DEFAULT_STATE_DIR = REPO_ROOT / "var"
+LOOPBACK_NAMES = frozenset({"localhost"})
+# What pydantic's own checks mean, in the words of the variables' documentation.
+PLAIN_ERRORS = {
+    "int_parsing": "expected a whole number",
+    "int_from_float": "expected a whole number",
+    "greater_than_equal": "must not be negative",
+    "bool_parsing": "expected true or false",
+    "literal_error": "expected one of {expected}",
+}
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value the service cannot use."""
+
+
+@dataclass(frozen=True)
+class TrustedIssuer:
+    """A CDS client allowed to call: where its public keys are, and which tenants it may speak for."""
+
+    issuer: str
+    jwks_urls: tuple[str, ...]
+    tenants: frozenset[str] | None = None  # None: any tenant (or none)
+
+
+# The environment a Settings is read from: os.environ, or a mapping given to from_env (tests, tools).
+_environment: ContextVar[Mapping[str, str] | None] = ContextVar("lbp_cds_environment", default=None)
+
+
+class MappingEnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source, reading a given mapping instead of os.environ."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environment: Mapping[str, str]) -> None:
+        self._environment = environment
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(self._environment, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+
+class EnvironmentSettings(BaseSettings):
+    """Settings read from the environment by `from_env()`; keyword arguments alone otherwise (tests)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CDS_", env_ignore_empty=True, frozen=True, extra="forbid", populate_by_name=True
+    )
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as error:
+            raise SettingsError("\n".join(describe_errors(type(self), error))) from None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        environment = _environment.get()
+        if environment is None:
+            return (init_settings,)
+        return (init_settings, MappingEnvSource(settings_cls, environment))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Any:
+        """Read every variable from `env` (default: the process environment)."""
+        with reading(os.environ if env is None else env):
+            return cls()
+
+    @classmethod
+    def variables(cls) -> dict[str, FieldInfo]:
+        """Each environment variable with its field (default and description)."""
+        return {env_name(cls, name): info for name, info in cls.model_fields.items()}
+
+
+@contextmanager
+def reading(env: Mapping[str, str]) -> Iterator[None]:
+    token = _environment.set(env)
+    try:
+        yield
+    finally:
+        _environment.reset(token)
+
+
+def env_name(cls: type[BaseSettings], field: str) -> str:
+    alias = cls.model_fields[field].validation_alias
+    return alias if isinstance(alias, str) else f"{cls.model_config.get('env_prefix', '')}{field}".upper()
+
+
+def describe_errors(cls: type[BaseSettings], error: ValidationError) -> list[str]:
+    """One line per invalid variable, naming it, its value and what is wrong."""
+    lines = []
+    for problem in error.errors(include_url=False):
+        field = str(problem["loc"][0]) if problem["loc"] else ""
+        name = env_name(cls, field) if field in cls.model_fields else field or "settings"
+        if problem["type"] == "value_error":
+            # Our own validators word their message in full, naming the variable.
+            lines.append(str(problem["ctx"]["error"]))
+            continue
+        plain = PLAIN_ERRORS.get(problem["type"], problem["msg"]).format(**problem.get("ctx", {}))
+        value = problem.get("input")
+        lines.append(f"{name}={value!r}: {plain}" if isinstance(value, str) else f"{name}: {plain}")
+    return lines
+
+
+def comma_separated(raw: Any) -> Any:
+    if isinstance(raw, str):
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
+    return raw
+
+
+CommaList = Annotated[tuple[str, ...], NoDecode]
+
+
+class Settings(EnvironmentSettings):
+    """The service's settings (CDS_* variables)."""
+
+    public_base_url: str | None = Field(
+        None,
+        description="public URL of this service, e.g. `https://cds.example.org`; card links and JWT audiences are "
+        "built from it (required when `CDS_REQUIRE_JWT=true`); default: taken from the request",
+    )
+    require_jwt: bool = Field(
+        True, description="`false` only for local development and demos (a warning is logged at start-up)"
+    )
+    trusted_issuers: Annotated[Mapping[str, TrustedIssuer], NoDecode] = Field(
+        default_factory=lambda: MappingProxyType({}),
+        description='JSON object: issuer (`iss`) → `{"jwks_urls": [...], "tenants": [...]}` (`tenants` optional); '
+        "required when `CDS_REQUIRE_JWT=true`",
+    )
+    jwt_algorithms: CommaList = Field(
+        DEFAULT_ALGORITHMS,
+        description="accepted JWS algorithms, among RS256/384/512, ES256/384/512, PS256/384/512; `none` and HS* "
+        "are always refused",
+    )
+    jwt_leeway_seconds: int = Field(30, ge=0, description="clock skew tolerated on `exp`, `iat`, `nbf`")
+    jwt_max_lifetime_seconds: int = Field(
+        3600, ge=0, description="longest accepted token lifetime (`exp − iat`, or `exp − now` without `iat`)"
+    )
+    jwks_cache_seconds: int = Field(
+        600,
+        ge=0,
+        description="how long a fetched JWK Set is reused (an unknown `kid` refetches it at most once a minute)",
+    )
+    redis_url: str | None = Field(
+        None,
+        description="e.g. `redis://redis:6379/0`: keep the JWT replay (`jti`) store in Redis instead of the database",
+    )
+    cors_origins: Annotated[tuple[str, ...] | None, NoDecode] = Field(
+        None,
+        description="comma-separated browser origins allowed to call discovery, the services and feedback; "
+        "default: `*` if `CDS_REQUIRE_JWT=false`, else none",
+    )
+    database_url: str = Field(
+        "sqlite:///var/lbp-cds.sqlite3",
+        description="issued cards, feedback and the JWT replay store; a relative SQLite path is under the "
+        "repository root; PostgreSQL: `postgresql+psycopg://user:password@host:5432/lbp`",
+    )
+    max_body_bytes: int = Field(5 * 1024 * 1024, ge=0, description="request body limit (413 beyond)")
+    trusted_proxy_hops: int = Field(0, ge=0, description="how many reverse proxies' `X-Forwarded-*` headers to trust")
+    content_dir: Path = Field(DEFAULT_CONTENT_DIR, description="where the clinical content is read from")
+    fhir_allowlist: CommaList = Field(
+        (),
+        description="comma-separated FHIR base URLs the service may call when prefetch is missing; default: "
+        "empty (never fetch)",
+    )
+    fhir_budget_ms: int = Field(
+        350,
+        ge=0,
+        description='time budget for all FHIR fetching of one hook call (the spec asks for answers "on the order '
+        'of 500 ms")',
+    )
+    fhir_page_limit: int = Field(
+        5, ge=0, description="most `Bundle.link[next]` pages followed per query; more is incomplete data"
+    )
+    fhir_cache_seconds: int = Field(30, ge=0, description="FHIR response cache lifetime; `0` turns it off")
+    fhir_cache_size: int = Field(1024, ge=0, description="most cached FHIR responses")
+    log_format: Literal["json", "text"] = Field(
+        "json", description="`json`: one JSON object per log line; `text` for people (`make run` uses it)"
+    )
+    content_reload_seconds: int = Field(
+        2,
+        ge=0,
+        description="how often (at most, on the next request) the service looks whether the content files "
+        "changed; `0` turns this off (SIGHUP still reloads)",
+    )
+    preview_enabled: bool | None = Field(
+        None,
+        description="serve the `/preview` card preview page (404 when off); default: `true` when "
+        "`CDS_REQUIRE_JWT=false`, else `false`",
+    )
+    state_dir: Path = Field(
+        DEFAULT_STATE_DIR,
+        description="where the service keeps the last content that passed validation (`content-last-good.tar`), "
+        "served if it starts while the files are invalid",
+    )
+
+    @property
+    def shows_preview(self) -> bool:
+        return not self.require_jwt if self.preview_enabled is None else self.preview_enabled
+
+    @property
+    def allowed_origins(self) -> tuple[str, ...]:
+        if self.cors_origins is not None:
+            return self.cors_origins
+        return () if self.require_jwt else ("*",)
+
+    def check(self) -> None:
+        """Refuse to serve when JWTs are required but could never be verified."""
+        if not self.require_jwt:
+            return
+        missing = [
+            name
+            for name, value in (
+                ("CDS_TRUSTED_ISSUERS", self.trusted_issuers),
+                ("CDS_PUBLIC_BASE_URL", self.public_base_url),
+            )
+            if not value
+        ]
+        if missing:
+            raise SettingsError(
+                f"CDS_REQUIRE_JWT=true needs {' and '.join(missing)}: the issuers whose JWTs are trusted and the "
+                "public URL JWT audiences are checked against (or set CDS_REQUIRE_JWT=false for development only)"
+            )
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        url = value.strip().rstrip("/")
+        if urlsplit(url).scheme not in ("https", "http") or not urlsplit(url).netloc:
+            raise ValueError(f"CDS_PUBLIC_BASE_URL={value!r}: expected an absolute URL such as https://cds.example.org")
+        return url
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if urlsplit(value.strip()).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"CDS_REDIS_URL={value!r}: expected a redis://, rediss:// or unix:// URL")
+        return value.strip()
+
+    @field_validator("trusted_issuers", mode="before")
+    @classmethod
+    def _issuers(cls, value: Any) -> Any:
+        return parse_trusted_issuers(value) if isinstance(value, str) else value
+
+    @field_validator("jwt_algorithms", mode="before")
+    @classmethod
+    def _algorithms(cls, value: Any) -> Any:
+        names = comma_separated(value)
+        refused = [name for name in names if name not in ASYMMETRIC_ALGORITHMS]
+        if refused or not names:
+            raise ValueError(
+                f"CDS_JWT_ALGORITHMS={value!r}: {', '.join(refused) or 'empty'} not allowed; choose among "
+                f"{', '.join(sorted(ASYMMETRIC_ALGORITHMS))} (none and HMAC are never accepted)"
+            )
+        return names
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> Any:
+        origins = comma_separated(value)
+        if origins is None:
+            return None
+        origins = tuple(origin.rstrip("/") for origin in origins)
+        for origin in origins:
+            if origin != "*" and not (urlsplit(origin).scheme in ("https", "http") and urlsplit(origin).netloc):
+                raise ValueError(f"CDS_CORS_ORIGINS: {origin!r} is not an origin such as https://ehr.example.org")
+        return origins or None
+
+    @field_validator("fhir_allowlist", mode="before")
+    @classmethod
+    def _allowlist(cls, value: Any) -> Any:
+        try:
+            return parse_allowlist(list(comma_separated(value)))
+        except ValueError as error:
+            raise ValueError(f"CDS_FHIR_ALLOWLIST: {error}") from None
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"CDS_DATABASE_URL: not a database URL ({error})") from None
+        if url.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ValueError(f"CDS_DATABASE_URL: {url.get_backend_name()} is not supported (sqlite or postgresql)")
+        return value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _log_format(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
+class ServerSettings(EnvironmentSettings):
+    """gunicorn's settings (read by gunicorn.conf.py)."""
+
+    bind: str = Field("0.0.0.0:8080", description="address to listen on")
+    workers: int | None = Field(
+        None,
+        ge=1,
+        validation_alias="WEB_CONCURRENCY",
+        description="worker processes; default: 2 × CPU count",
+    )
+    threads: int = Field(4, ge=1, description="threads per worker (a call may wait on the EHR's FHIR server)")
+    worker_timeout: int = Field(
+        30, ge=1, description="seconds before a stuck worker is restarted (well beyond the FHIR budget)"
+    )
+    graceful_timeout: int = Field(20, ge=0, description="seconds a worker gets to finish its calls on shutdown")
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
+        "info", description="gunicorn's own log level"
+    )
+    control_socket: str | None = Field(
+        None,
+        description="path of gunicorn's control socket; off by default, as its default path is one per user and "
+        "instances on one host would share it",
+    )
+    prometheus_multiproc_dir: str | None = Field(
+        None,
+        validation_alias="PROMETHEUS_MULTIPROC_DIR",
+        description="where workers write their metrics for `/metrics`; default: a fresh folder under `$TMPDIR`",
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+
+def parse_trusted_issuers(raw: str) -> Mapping[str, TrustedIssuer]:
+    """CDS_TRUSTED_ISSUERS: {"<iss>": {"jwks_urls": ["https://..."], "tenants": ["..."]}, ...}."""
+    if raw.strip() == "":
+        return MappingProxyType({})
+    try:
+        data = json.loads(raw)
+    except ValueError as error:
+        raise ValueError(f"CDS_TRUSTED_ISSUERS is not valid JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise ValueError('CDS_TRUSTED_ISSUERS: expected a JSON object {"<issuer>": {"jwks_urls": [...]}}')
+    return MappingProxyType({issuer: parse_issuer(issuer, entry) for issuer, entry in data.items()})
+
+
+def parse_issuer(issuer: str, entry: Any) -> TrustedIssuer:
+    where = f"CDS_TRUSTED_ISSUERS[{issuer!r}]"
+    if not issuer:
+        raise ValueError("CDS_TRUSTED_ISSUERS: an issuer must not be empty")
+    if not isinstance(entry, dict):
+        raise ValueError(f'{where}: expected an object such as {{"jwks_urls": ["https://.../jwks.json"]}}')
+    unknown = set(entry) - {"jwks_urls", "tenants"}
+    if unknown:
+        raise ValueError(f"{where}: unknown member(s) {', '.join(sorted(unknown))}; expected jwks_urls, tenants")
+    urls = string_list(entry.get("jwks_urls"), f"{where}.jwks_urls")
+    if not urls:
+        raise ValueError(f"{where}.jwks_urls: list at least one JWKS URL")
+    for url in urls:
+        if urlsplit(url).scheme not in ("https", "http") or not urlsplit(url).netloc:
+            raise ValueError(f"{where}.jwks_urls: {url!r} is not an http(s) URL")
+    tenants = None
+    if "tenants" in entry:
+        tenants = frozenset(string_list(entry["tenants"], f"{where}.tenants"))
+        if not tenants:
+            raise ValueError(f"{where}.tenants: list at least one tenant, or leave tenants out")
+    return TrustedIssuer(issuer=issuer, jwks_urls=tuple(urls), tenants=tenants)
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_allowlist(entries: list[str]) -> tuple[str, ...]:
+    """Base URLs the service may call; https, or http for loopback development servers only."""
+    allowed = []
+    for entry in entries:
+        parts = urlsplit(entry.strip())
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError(f"'{entry}' is not an absolute http(s) URL")
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
+            raise ValueError(f"'{entry}' uses http to a remote host; only https, or http to loopback")
+        allowed.append(entry.strip().rstrip("/"))
+    return tuple(allowed)
+
+
+def string_list(value: Any, where: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"{where}: expected a list of non-empty strings")
+    return value
+
+
+def exit_on_settings_error(error: SettingsError) -> NoReturn:
+    """Stop start-up with the message alone: one line per variable, no traceback."""
+    for line in str(error).splitlines():
+        print(f"lbp-cds: invalid setting: {line}", file=sys.stderr)
+    raise SystemExit(2)

@@ -1,0 +1,141 @@
+"""The CDS Hooks HTTP API: discovery, service calls and feedback. No clinical rule lives here.
+
+Each route is a thin caller: authenticate, read the body, hand it to the pipeline, then answer, log,
+count and record from the typed result.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from cards.model import CONTENT_VERSION_EXTENSION
+from cds_service.errors import BadRequest, ClientError, PrefetchUnavailable, UnsupportedMediaType
+from cds_service.observability import metrics
+from cds_service.pipeline.call import CallResult, answer_hook
+from cds_service.pipeline.feedback import parse_feedback
+from cds_service.storage.database import IssuedCard
+from cds_service.web.auth import Caller
+from cds_service.wiring import AppServices, current_services
+
+log = logging.getLogger("lbp_cds")
+blueprint = Blueprint("cds_hooks", __name__)
+
+
+@blueprint.get("/cds-services")
+def discovery() -> Response:
+    services = current_services()
+    # The content version tells which wording and code lists this service answers with right now.
+    version = services.current_content().version
+    return jsonify({**services.registry.discovery(), "extension": {CONTENT_VERSION_EXTENSION: version}})
+
+
+@blueprint.post("/cds-services/<service_id>")
+def call_service(service_id: str) -> Response:
+    services = current_services()
+    service = services.registry.get(service_id)
+    started = time.perf_counter()
+    try:
+        authenticate(services)
+        body = read_json_body()
+        result = answer_hook(service, body, services.call_dependencies(public_base_url(services)))
+    except ClientError as error:
+        log_call(service.id, error.status, started, refused=error)
+        raise
+    except Exception:
+        log_call(service.id, 500, started)
+        raise
+    log_call(service.id, 200, started, result=result)
+    for topic in result.topics:
+        metrics.CARDS_ISSUED.labels(service=service.id, topic=topic).inc()
+    record_issued(services, service.id, result)
+    return jsonify(result.response())
+
+
+def log_call(
+    service_id: str,
+    status: int,
+    started: float,
+    result: CallResult | None = None,
+    refused: ClientError | None = None,
+) -> None:
+    """One line per hook call: what was answered, how long it took, which data was fetched or missing."""
+    seconds = time.perf_counter() - started
+    metrics.HOOK_SECONDS.labels(service=service_id, status=status).observe(seconds)
+    fields: dict[str, Any] = {
+        "event": "hook_call",
+        "service": service_id,
+        "status": status,
+        "topics": list(result.topics) if result else [],
+        "fetched": dict(result.fetched) if result else {},
+        "missing": sorted(result.missing) if result else [],
+        "ms": round(seconds * 1000, 2),
+    }
+    if result is not None:
+        fields["hookInstance"] = result.hook_instance
+    if isinstance(refused, PrefetchUnavailable):
+        fields["hookInstance"] = refused.hook_instance
+        fields["fetched"], fields["missing"] = refused.fetched, sorted(refused.missing)
+    log.info("hook call", extra=fields)
+
+
+def record_issued(services: AppServices, service_id: str, result: CallResult) -> None:
+    """Record which topic each card uuid had, for feedback reports; in the background, never in the way."""
+    issued_at = datetime.now(UTC)
+    services.issued_cards.record(
+        [IssuedCard(card.uuid, service_id, card.topic, result.content_version, issued_at) for card in result.issued]
+    )
+
+
+@blueprint.post("/cds-services/<service_id>/feedback")
+def receive_feedback(service_id: str) -> Response:
+    """Answer 200 only once every entry is committed: the EHR retries on anything else."""
+    services = current_services()
+    service = services.registry.get(service_id)
+    caller = authenticate(services)
+    body = read_json_body()
+    entries = parse_feedback(
+        body,
+        service.id,
+        received_at=datetime.now(UTC),
+        issuer=caller.issuer if caller else None,
+        tenant=caller.tenant if caller else None,
+    )
+    new = services.storage.record_feedback(entries)
+    for topic, outcome in new:
+        metrics.FEEDBACK.labels(service=service.id, topic=topic or "unknown", outcome=outcome).inc()
+    log.info(
+        "feedback stored",
+        extra={"event": "feedback", "service": service.id, "entries": len(entries), "new": len(new)},
+    )
+    return jsonify({})
+
+
+def authenticate(services: AppServices) -> Caller | None:
+    """The verified caller, or None when JWTs are not required (development)."""
+    if services.jwt_verifier is None:
+        return None
+    audience = public_base_url(services) + request.path
+    return services.jwt_verifier.verify(request.headers.get("Authorization"), audience=audience)
+
+
+def read_json_body() -> Any:
+    if not request.mimetype or not (request.mimetype == "application/json" or request.mimetype.endswith("+json")):
+        raise UnsupportedMediaType(
+            f"Send the request as application/json (got {request.mimetype or 'no Content-Type'})."
+        )
+    raw = request.get_data(cache=False)  # enforces the body-size limit (413)
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BadRequest(f"The request body is not valid JSON: {error}") from None
+
+
+def public_base_url(services: AppServices) -> str:
+    """Where this service's pages are reachable: configured, else as the request was addressed."""
+    return services.settings.public_base_url or request.host_url.rstrip("/")

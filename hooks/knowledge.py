@@ -1,0 +1,41 @@
+"""The clinical content the rules read: value sets and policy, and the names of the sets they use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hooks.policy import Policy
+from hooks.terminology import ValueSets
+
+# The value sets the rules look up by name: the content must provide every one of them.
+VALUESETS_USED = frozenset(
+    {
+        "lbp-trigger",
+        "lbp-context",
+        "red-flags-emergent",
+        "red-flags-emergent-non-spine",
+        "red-flags-urgent",
+        "red-flags-review",
+        "spine-surgery-referral",
+        "spine-surgeon-specialty",
+        "ortho-nonspine-specialty",
+        "msc-specialty",
+        "msc-referral",
+        "pt-referral",
+        "pt-evaluation",
+        "pt-specialty",
+        "medicare-advantage-payer",
+        "opioid-analgesics",
+        "moud",
+        "opioid-exclusion-conditions",
+        "opioid-exclusion-procedures",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    """The clinical content the rules use: value sets and policy."""
+
+    valuesets: ValueSets
+    policy: Policy
