@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal, NoReturn
@@ -40,6 +41,8 @@ PLAIN_ERRORS = {
     "greater_than_equal": "must not be negative",
     "bool_parsing": "expected true or false",
     "literal_error": "expected one of {expected}",
+    "date_from_datetime_parsing": "expected a date as YYYY-MM-DD",
+    "date_parsing": "expected a date as YYYY-MM-DD",
 }
 
 
@@ -225,6 +228,11 @@ class Settings(EnvironmentSettings):
         None,
         description="serve the `/preview` card preview page (404 when off); default: `true` when "
         "`CDS_REQUIRE_JWT=false`, else `false`",
+    )
+    clinical_date: date | None = Field(
+        None,
+        description="fixes the clinical today (ages, look-back windows, suspensions) for every call, as "
+        "`YYYY-MM-DD`: for tests, demos and training systems only, never in production; default: today",
     )
     state_dir: Path = Field(
         DEFAULT_STATE_DIR,

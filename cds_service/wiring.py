@@ -17,7 +17,7 @@ from cds_service.content.loader import Content
 from cds_service.errors import ContentUnavailable
 from cds_service.pipeline import validation
 from cds_service.pipeline.call import CallDependencies
-from cds_service.pipeline.clock import Clock, SystemClock
+from cds_service.pipeline.clock import Clock, FixedClock, SystemClock
 from cds_service.pipeline.fhir_client import FhirFetcher
 from cds_service.pipeline.registry import Registry
 from cds_service.settings import Settings
@@ -76,7 +76,7 @@ def build_services(
         settings=settings,
         registry=Registry(SERVICES),
         content=FixedContent(content) if content is not None else live_content(settings, require_content),
-        clock=clock or SystemClock(),
+        clock=clock or settings_clock(settings),
         fetcher=FhirFetcher(
             allowlist=settings.fhir_allowlist,
             budget_ms=settings.fhir_budget_ms,
@@ -88,6 +88,15 @@ def build_services(
         issued_cards=IssuedCardRecorder(storage),
         jwt_verifier=jwt_verifier(settings, storage),
     )
+
+
+def settings_clock(settings: Settings) -> Clock:
+    if settings.clinical_date is None:
+        return SystemClock()
+    log.warning(
+        "CDS_CLINICAL_DATE=%s: every call is judged as of that date (tests and demos only)", settings.clinical_date
+    )
+    return FixedClock(settings.clinical_date)
 
 
 def live_content(settings: Settings, require: bool) -> LiveContent:
