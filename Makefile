@@ -23,6 +23,7 @@ run: $(BIN)/.installed
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # Checks guideline_data as informatics staff do (prints each problem with file, line and field).
 validate: $(BIN)/.installed

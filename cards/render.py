@@ -119,7 +119,7 @@ def render_action(template: Mapping[str, Any], decision: Decision, ctx: RenderCo
 
 
 def new_order(name: str, decision: Decision, ctx: RenderContext) -> dict[str, Any]:
-    resource = thaw(ctx.content.orders[name])
+    resource: dict[str, Any] = thaw(ctx.content.orders[name])
     resource["subject"] = {"reference": f"Patient/{ctx.patient_id}"}
     if decision.reason_codes:
         resource["reasonCode"] = [thaw(code) for code in decision.reason_codes]

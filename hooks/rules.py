@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 from hooks.decisions import (
     MSC_EVALUATION_FIRST,
@@ -42,22 +43,25 @@ def referral_decisions(orders: Iterable[Resource], facts: PatientFacts, knowledg
             continue
         if is_emergent_order(order, facts, knowledge) or not is_for_lbp(order, facts, knowledge.valuesets):
             continue
-        reasons = {
-            "order": order,
-            "reason_codes": tuple(order.get("reasonCode") or ()),
-            "reason_references": tuple(
+        about = Decision(
+            MSC_EVALUATION_FIRST,
+            order=order,
+            reason_codes=tuple(order.get("reasonCode") or ()),
+            reason_references=tuple(
                 r["reference"] for r in order.get("reasonReference") or () if isinstance(r.get("reference"), str)
             ),
-        }
+        )
         suspension = knowledge.policy.suspension_on(facts.today)
         if facts.msc_done or facts.medicare_advantage:
             basis = "msc-done" if facts.msc_done else "medicare-advantage"
-            decisions.append(Decision(PRIOR_NOTIFICATION_REQUIRED, basis=basis, **reasons))
+            decisions.append(replace(about, topic=PRIOR_NOTIFICATION_REQUIRED, basis=basis))
         elif suspension is not None:
-            decisions.append(Decision(MSC_EVALUATION_FIRST, suspension=suspension, **reasons))
-            decisions.append(Decision(PRIOR_NOTIFICATION_REQUIRED, suspension=suspension, basis="suspended", **reasons))
+            decisions.append(replace(about, suspension=suspension))
+            decisions.append(
+                replace(about, topic=PRIOR_NOTIFICATION_REQUIRED, suspension=suspension, basis="suspended")
+            )
         else:
-            decisions.append(Decision(MSC_EVALUATION_FIRST, **reasons))
+            decisions.append(about)
     return decisions
 
 

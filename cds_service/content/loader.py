@@ -181,8 +181,10 @@ class Reader:
             file = f"schemas/{kind}.schema.json"
             text = self.text(self.root / file, file)
             schema = None if text is None else parse(text, self.root / file, file, self.problems)
-            valid = text is not None and isinstance(schema, dict)
-            self._schemas[kind] = (text, Draft202012Validator(schema)) if valid else None
+            if text is not None and isinstance(schema, dict):
+                self._schemas[kind] = (text, Draft202012Validator(schema))
+            else:
+                self._schemas[kind] = None
         return self._schemas[kind]
 
 

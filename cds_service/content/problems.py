@@ -8,7 +8,7 @@ composing a file (JSON is YAML too, so the same lookup serves both).
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -64,13 +64,13 @@ def schema_problems(file: str, errors: Iterable[ValidationError]) -> list[Proble
 
 def describe(file: str, error: ValidationError) -> list[Problem]:
     path: FieldPath = tuple(error.absolute_path)
-    schema = error.schema if isinstance(error.schema, Mapping) else {}
+    schema: Mapping[str, Any] = error.schema if isinstance(error.schema, Mapping) else {}
     if error.validator == "additionalProperties":
         return unknown_fields(file, path, error)
     if error.validator == "required":
         return [
             Problem(file, path, f'the required field "{name}" is missing')
-            for name in error.validator_value
+            for name in as_list(error.validator_value)
             if isinstance(error.instance, Mapping) and name not in error.instance
         ]
     # A schema may word its own problem (x-problem), except for a value of the wrong kind.
@@ -79,8 +79,9 @@ def describe(file: str, error: ValidationError) -> list[Problem]:
 
 
 def unknown_fields(file: str, path: FieldPath, error: ValidationError) -> list[Problem]:
-    known = list((error.schema or {}).get("properties", {}))
-    extras = [key for key in error.instance if key not in known]
+    schema = error.schema if isinstance(error.schema, Mapping) else {}
+    known = list(schema.get("properties", {}))
+    extras = [key for key in as_list(error.instance) if key not in known]
     problems = []
     for key in extras:
         hint = difflib.get_close_matches(str(key), known, n=1)
@@ -94,12 +95,12 @@ def unknown_fields(file: str, path: FieldPath, error: ValidationError) -> list[P
 
 def plain_message(error: ValidationError) -> str:
     value, limit, kind = error.instance, error.validator_value, error.validator
-    messages = {
+    messages: dict[str, Callable[[], str]] = {
         "type": lambda: f"should be {' or '.join(TYPE_WORDS.get(t, t) for t in as_list(limit))}, not {shown(value)}",
-        "enum": lambda: f"{shown(value)} is not allowed here; use one of: {', '.join(map(str, limit))}",
+        "enum": lambda: f"{shown(value)} is not allowed here; use one of: {', '.join(map(str, as_list(limit)))}",
         "const": lambda: f"must be {shown(limit)}, not {shown(value)}",
         "minLength": lambda: "is empty" if limit == 1 else f"must be at least {limit} characters long",
-        "maxLength": lambda: f"is {len(value)} characters long; at most {limit} are allowed",
+        "maxLength": lambda: f"is {len(str(value))} characters long; at most {limit} are allowed",
         "pattern": lambda: f"{shown(value)} is not written in the expected form",
         "minItems": lambda: "is an empty list; list at least one entry" if limit == 1 else f"needs {limit} entries",
         "minProperties": lambda: "is empty; give at least one entry",
@@ -116,7 +117,12 @@ def plain_message(error: ValidationError) -> str:
 
 
 def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
+    """A schema keyword's value, or an instance's keys, as a list (a single value becomes one entry)."""
+    if isinstance(value, list):
+        return value
+    if isinstance(value, Mapping):
+        return list(value)
+    return [value]
 
 
 def shown(value: Any) -> str:

@@ -30,6 +30,6 @@ def exposition() -> tuple[bytes, str]:
     """The text exposition format: all workers' metrics under gunicorn, this process's otherwise."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE
     return generate_latest(REGISTRY), CONTENT_TYPE

@@ -47,7 +47,8 @@ def override_coding(override: Mapping[str, Any] | None) -> Mapping[str, Any]:
         return {}
     if "code" in override:
         return override
-    return override.get("reason", {})
+    reason: Mapping[str, Any] = override.get("reason", {})
+    return reason
 
 
 def parse_timestamp(stamp: str) -> datetime:

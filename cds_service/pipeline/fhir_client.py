@@ -186,6 +186,6 @@ def is_resource(value: Any) -> bool:
 
 def next_link(bundle: Mapping[str, Any]) -> str | None:
     for link in bundle.get("link") or []:
-        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
-            return link["url"]
+        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(url := link.get("url"), str):
+            return url
     return None

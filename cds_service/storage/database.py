@@ -255,8 +255,9 @@ class Storage:
             return connection.execute(statement, row).first() is not None
 
     def insert_ignoring_duplicates(self, table: Table) -> Insert:
-        dialect = sqlite if self.dialect == "sqlite" else postgresql
-        return dialect.insert(table).on_conflict_do_nothing()
+        if self.dialect == "sqlite":
+            return sqlite.insert(table).on_conflict_do_nothing()
+        return postgresql.insert(table).on_conflict_do_nothing()
 
     def health(self) -> str:
         """ "ok", or what is wrong, for the readiness probe: unreachable, or the schema not migrated."""

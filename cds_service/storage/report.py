@@ -42,7 +42,7 @@ def day_range(since: date | None, until: date | None) -> tuple[datetime | None, 
     return start, end
 
 
-def within(column: ColumnElement, start: datetime | None, end: datetime | None) -> ColumnElement[bool]:
+def within(column: ColumnElement[datetime], start: datetime | None, end: datetime | None) -> ColumnElement[bool]:
     conditions = [column >= start] if start else []
     conditions += [column < end] if end else []
     return and_(true(), *conditions)

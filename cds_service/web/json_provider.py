@@ -18,12 +18,13 @@ from typing import Any
 import orjson
 from flask import Response
 from flask.json.provider import DefaultJSONProvider
+from werkzeug.sansio.response import Response as BaseResponse
 
 BASE_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 class OrjsonProvider(DefaultJSONProvider):
-    def response(self, *args: Any, **kwargs: Any) -> Response:
+    def response(self, *args: Any, **kwargs: Any) -> BaseResponse:
         if (self.compact is None and self._app.debug) or self.compact is False:
             return super().response(*args, **kwargs)  # indented for people: rare, leave it to the default
         obj = self._prepare_response_obj(args, kwargs)
@@ -32,4 +33,4 @@ class OrjsonProvider(DefaultJSONProvider):
             body = orjson.dumps(obj, default=self.default, option=options)
         except orjson.JSONEncodeError:
             return super().response(*args, **kwargs)
-        return self._app.response_class(body, mimetype=self.mimetype)
+        return Response(body, mimetype=self.mimetype)
