@@ -1,0 +1,195 @@
+"""Starting the service as deployed: settings refused in one line, workers that boot and are replaced
+while the database is down, and the issued-card records a stopping worker still holds."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import create_engine, select
+
+from cds_service.storage.database import issued_cards
+from tests.databases import database
+from tests.topology import migrate_database
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = json.loads((ROOT / "guideline_data/examples/baseline-lbp-referral.json").read_text())
+SERVICE = "/cds-services/lbp-referral-select"
+START_SECONDS = 40
+pytestmark = pytest.mark.processes
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def service_env(tmp_path: Path, port: int, **variables: str) -> dict[str, str]:
+    """What a deployment sets: development JWT settings, state and metrics under tmp_path."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CDS_")},
+        "CDS_REQUIRE_JWT": "false",
+        "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'cds.sqlite3'}",
+        "CDS_STATE_DIR": str(tmp_path / "state"),
+        "CDS_BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "2",
+        "TMPDIR": str(tmp_path),
+        "PYTHONUNBUFFERED": "1",
+        **variables,
+    }
+
+
+def run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+GUNICORN = [str(Path(sys.executable).with_name("gunicorn")), "-c", "gunicorn.conf.py", "wsgi:app"]
+FLASK = [sys.executable, "-m", "flask", "--app", "wsgi"]
+
+
+@contextmanager
+def gunicorn(env: dict[str, str], log: Path, *options: str) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as output:
+        process = subprocess.Popen([*GUNICORN[:3], *options, GUNICORN[3]], cwd=ROOT, env=env, stderr=output)
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_for_service(base: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Until discovery answers (readiness may be 503 on purpose); fail early if gunicorn stops."""
+    deadline = time.monotonic() + START_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"gunicorn stopped (exit {process.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            if requests.get(f"{base}/cds-services", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            time.sleep(0.1)
+    pytest.fail(f"gunicorn did not answer in {START_SECONDS}s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("CDS_TRUSTED_ISSUERS", '{"https://ehr.example.org": {"jwks_url": "https://e/k"}}', "CDS_TRUSTED_ISSUERS"),
+        ("CDS_DATABASE_URL", "postgresql+psycopg://lbp@db.example.org:54x2/lbp", "CDS_DATABASE_URL"),
+        ("CDS_FHIR_BUDGET_MS", "fast", "CDS_FHIR_BUDGET_MS"),
+        ("CDS_THREADS", "0", "CDS_THREADS"),
+    ],
+)
+@pytest.mark.parametrize("command", ["gunicorn", "db upgrade"])
+def test_a_misconfigured_variable_stops_start_up_with_one_line_naming_it(tmp_path, variable, value, named, command):
+    env = service_env(tmp_path, free_port(), **{variable: value})
+    result = run(GUNICORN if command == "gunicorn" else [*FLASK, "db", "upgrade"], env)
+    if command == "db upgrade" and variable == "CDS_THREADS":
+        assert result.returncode == 0, result.stderr  # a gunicorn variable: the migration does not read it
+        return
+    assert result.returncode != 0
+    problems = [line for line in result.stderr.splitlines() if line.startswith("lbp-cds: invalid setting:")]
+    assert len(problems) == 1, result.stderr
+    assert named in problems[0]
+    assert "Traceback" not in result.stderr
+    assert "Booting worker" not in result.stderr  # stopped before any worker started
+
+
+def test_a_worker_booted_while_the_database_is_down_serves_hook_calls(tmp_path):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    dead = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test"  # nothing listens there
+    env = service_env(tmp_path, port, CDS_DATABASE_URL=dead)
+    log = tmp_path / "gunicorn.log"
+    with gunicorn(env, log) as process:
+        wait_for_service(base, process, log)
+        answer = requests.post(base + SERVICE, json=EXAMPLE, timeout=10)
+        assert answer.status_code == 200
+        assert [card["source"]["topic"]["code"] for card in answer.json()["cards"]] == ["msc-evaluation-first"]
+        ready = requests.get(f"{base}/readyz", timeout=10)
+        assert ready.status_code == 503
+        assert ready.json()["checks"] == {"content": "ok", "database": "unreachable"}
+        feedback = requests.post(f"{base}{SERVICE}/feedback", json=feedback_for(answer.json()), timeout=10)
+        assert feedback.status_code == 503 and feedback.headers["Retry-After"]
+
+
+def feedback_for(response: dict) -> dict:
+    card = response["cards"][0]
+    entry = {
+        "card": card["uuid"],
+        "outcome": "accepted",
+        "acceptedSuggestions": [{"id": card["suggestions"][0]["uuid"]}],
+        "outcomeTimestamp": "2026-11-26T10:00:00Z",
+    }
+    return {"feedback": [entry]}
+
+
+def worker_pids(master: int) -> set[int]:
+    children = Path(f"/proc/{master}/task/{master}/children")
+    return {int(pid) for pid in children.read_text().split()} if children.exists() else set()
+
+
+@pytest.mark.parametrize("replaced_by", ["SIGHUP", "max_requests"])
+def test_workers_replaced_during_a_database_outage_keep_the_instance_serving(tmp_path, replaced_by):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    dead = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test"
+    env = service_env(tmp_path, port, CDS_DATABASE_URL=dead)
+    log = tmp_path / "gunicorn.log"
+    options = ("--max-requests", "3", "--max-requests-jitter", "0") if replaced_by == "max_requests" else ()
+    with gunicorn(env, log, *options) as process:
+        wait_for_service(base, process, log)
+        before = worker_pids(process.pid)
+        if replaced_by == "SIGHUP":
+            process.send_signal(signal.SIGHUP)
+        statuses = []
+        for _ in range(20):  # each new connection may reach a worker that has just been replaced
+            try:
+                statuses.append(requests.post(base + SERVICE, json=EXAMPLE, timeout=10).status_code)
+            except requests.ConnectionError:
+                statuses.append(0)
+        wait_for_service(base, process, log)
+        assert process.poll() is None, log.read_text()[-3000:]
+        assert requests.post(base + SERVICE, json=EXAMPLE, timeout=10).status_code == 200
+        assert worker_pids(process.pid) - before, "no worker was replaced"
+    assert set(statuses) == {200}, statuses
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_stopping_worker_stores_the_issued_cards_it_still_holds(tmp_path, kind):
+    with database(kind, tmp_path) as url:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        env = service_env(tmp_path, port, CDS_DATABASE_URL=url, WEB_CONCURRENCY="1")
+        migrate_database(env)
+        log = tmp_path / "gunicorn.log"
+        with gunicorn(env, log) as process:
+            wait_for_service(base, process, log)
+            uuids = [
+                requests.post(base + SERVICE, json=EXAMPLE, timeout=10).json()["cards"][0]["uuid"] for _ in range(5)
+            ]
+            process.send_signal(signal.SIGTERM)  # at once: the writer may still hold the last records
+            process.wait(timeout=30)
+        engine = create_engine(url)
+        try:
+            with engine.connect() as connection:
+                stored = set(connection.execute(select(issued_cards.c.card_uuid)).scalars())
+        finally:
+            engine.dispose()
+    assert set(uuids) <= stored
