@@ -24,7 +24,30 @@ class Decision:
     basis: str | None = None  # why a referral may proceed: msc-done, medicare-advantage or suspended
     reason_codes: tuple[Any, ...] = ()  # CodeableConcepts to carry into suggested orders
     reason_references: tuple[str, ...] = ()  # 'Condition/id' to carry into suggested orders
+    # appointment-book: the proposed Appointment the card is about, the card text variant (see
+    # VARIANTS), what the PN form will ask for (a key of form_needs in cards.yaml), and the signed
+    # reference to the pre-filled form (set by the pipeline once it has stored the form's context).
+    appointment: Resource | None = None
+    variant: str | None = None
+    form_needs: str | None = None
+    form_token: str | None = None
 
+    @property
+    def about(self) -> Resource | None:
+        """The context resource (draft order or proposed appointment) the card is about."""
+        return self.order if self.order is not None else self.appointment
+
+
+# Card text variants the rules use, per topic (cards.yaml `variants:`): the surgical practice's
+# cards at appointment-book say other things than the referring clinician's at order time.
+AT_BOOKING = "at-booking"
+AT_BOOKING_UNCHECKED = "at-booking-unchecked"  # the PN records could not be read
+VARIANTS: dict[str, frozenset[str]] = {
+    PRIOR_NOTIFICATION_REQUIRED: frozenset({AT_BOOKING, AT_BOOKING_UNCHECKED}),
+    MSC_EVALUATION_FIRST: frozenset({AT_BOOKING}),
+}
+# What the PN form asks about the MSC step (cards.yaml `form_needs:`).
+FORM_NEEDS = frozenset({"msc-done", "no-msc"})
 
 # Which patient data (prefetch keys) can turn each card into a wrong one when missing:
 # red flags and exclusions silence cards, MSC visits and coverage change the MSC card into

@@ -15,6 +15,7 @@ from typing import Any
 from hooks import fhir
 from hooks.fhir import Resource
 from hooks.knowledge import Knowledge
+from hooks.notifications import PriorNotificationOnFile
 from hooks.terminology import ValueSets
 
 RED_FLAG_SETS = frozenset({"red-flags-emergent", "red-flags-emergent-non-spine", "red-flags-urgent"})
@@ -82,6 +83,12 @@ class PatientFacts:
     lbp_conditions: tuple[str, ...] = ()  # 'Condition/id' of active LBP diagnoses
     conditions_by_key: Mapping[str, Resource] = field(default_factory=dict)
     active_medication_requests: tuple[Resource, ...] = ()
+    service_requests_by_key: Mapping[str, Resource] = field(default_factory=dict)
+    coverage_keys: tuple[str, ...] = ()  # 'Coverage/id' of the coverages in force today, as sent
+    # Facts the pipeline adds (not from FHIR): the patient's Prior Notifications on file (None: they
+    # could not be read), and whether the patient lives outside every MSC region of the directory.
+    prior_notifications: tuple[PriorNotificationOnFile, ...] | None = ()
+    outside_msc_regions: bool = False
 
 
 def build_facts(record: PatientRecord, knowledge: Knowledge, today: date) -> PatientFacts:
@@ -102,6 +109,8 @@ def build_facts(record: PatientRecord, knowledge: Knowledge, today: date) -> Pat
         lbp_conditions=tuple(k for c in lbp_conditions if (k := fhir.resource_key(c))),
         conditions_by_key={k: c for c in record.conditions if (k := fhir.resource_key(c))},
         active_medication_requests=tuple(m for m in record.medication_requests if m.get("status") == "active"),
+        service_requests_by_key={k: r for r in record.service_requests if (k := fhir.resource_key(r))},
+        coverage_keys=tuple(k for c in record.coverages if in_force(c, today) and (k := fhir.resource_key(c))),
     )
     # Whether an MSC visit was "for LBP" needs the facts above.
     return replace(facts, msc_done=msc_done(record, facts, knowledge))
@@ -145,15 +154,20 @@ def is_red_flag_concept(concept: Any, vs: ValueSets) -> bool:
 
 def is_medicare_advantage(coverage: Resource, knowledge: Knowledge, today: date) -> bool:
     """An active Coverage whose payer type is Medicare Advantage, or a configured MA plan."""
-    if coverage.get("status") not in LIVE_COVERAGE_STATUSES:
-        return False
-    period = coverage.get("period") or {}
-    start, end = fhir.parse_date(period.get("start")), fhir.parse_date(period.get("end"), latest=True)
-    if (start and start > today) or (end and end < today):
+    if not in_force(coverage, today):
         return False
     if knowledge.valuesets.matches("medicare-advantage-payer", coverage.get("type")):
         return True
     return bool(plan_identifiers(coverage) & knowledge.policy.medicare_advantage_plan_ids)
+
+
+def in_force(coverage: Resource, today: date) -> bool:
+    """Active, and today within its period (when it has one)."""
+    if coverage.get("status") not in LIVE_COVERAGE_STATUSES:
+        return False
+    period = coverage.get("period") or {}
+    start, end = fhir.parse_date(period.get("start")), fhir.parse_date(period.get("end"), latest=True)
+    return not ((start and start > today) or (end and end < today))
 
 
 def plan_identifiers(coverage: Resource) -> set[str]:

@@ -29,6 +29,8 @@ VALUESETS_USED = frozenset(
         "moud",
         "opioid-exclusion-conditions",
         "opioid-exclusion-procedures",
+        "visit-follow-up",
+        "visit-emergency",
     }
 )
 

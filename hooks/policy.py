@@ -31,6 +31,9 @@ class Policy:
     referral_text_patterns: tuple[re.Pattern[str], ...]
     referral_text_exclusions: tuple[re.Pattern[str], ...]
     suspensions: tuple[Suspension, ...] = field(default=())
+    prior_notification_window_days: int = 90  # a PN filed this recently covers the visit (the episode)
+    # appointmentType text that marks a follow-up visit, when it carries no standard code.
+    follow_up_text_patterns: tuple[re.Pattern[str], ...] = field(default=())
 
     def suspension_on(self, day: date) -> Suspension | None:
         return next((s for s in self.suspensions if s.covers(day)), None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hooks.decisions import Decision
+from hooks.decisions import MSC_EVALUATION_FIRST, OPIOID_SPARING_ALTERNATIVES, PRIOR_NOTIFICATION_REQUIRED, Decision
 from hooks.facts import PatientFacts
 from hooks.knowledge import Knowledge
 from hooks.rules import concerns_program, order_decisions
@@ -40,4 +40,5 @@ SERVICE = ServiceDefinition(
     prefetch=prefetch(PATIENT, CONDITIONS, COVERAGES, ENCOUNTERS, SERVICE_REQUESTS, PROCEDURES),
     decide=decide,
     relevant=relevant,
+    crd_topics=(MSC_EVALUATION_FIRST, PRIOR_NOTIFICATION_REQUIRED, OPIOID_SPARING_ALTERNATIVES),
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hooks import referral_select
+from hooks.coverage import CoverageAssertion, referral_assertions
 from hooks.decisions import Decision
 from hooks.facts import PatientFacts
 from hooks.knowledge import Knowledge
@@ -12,6 +13,11 @@ from hooks.service import HookInput, ServiceDefinition
 
 def decide(hook_input: HookInput, facts: PatientFacts, knowledge: Knowledge) -> list[Decision]:
     return order_decisions(hook_input.draft_orders(), facts, knowledge)
+
+
+def coverage(hook_input: HookInput, facts: PatientFacts, knowledge: Knowledge) -> list[CoverageAssertion]:
+    """CRD Coverage Information: the Prior Notification requirement on each spine-surgical referral."""
+    return referral_assertions(hook_input.draft_orders(), facts, knowledge)
 
 
 def relevant(hook_input: HookInput, knowledge: Knowledge) -> bool:
@@ -29,4 +35,7 @@ SERVICE = ServiceDefinition(
     prefetch=referral_select.SERVICE.prefetch,  # the same patient data as at order-select
     decide=decide,
     relevant=relevant,
+    crd_topics=referral_select.SERVICE.crd_topics,
+    coverage=coverage,
+    reads_prior_notifications=True,
 )

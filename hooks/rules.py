@@ -38,11 +38,7 @@ def concerns_program(orders: Iterable[Resource], knowledge: Knowledge) -> bool:
 def referral_decisions(orders: Iterable[Resource], facts: PatientFacts, knowledge: Knowledge) -> list[Decision]:
     """MSC evaluation first, or Prior Notification when the referral may proceed."""
     decisions: list[Decision] = []
-    for order in orders:
-        if not is_spine_surgical_referral(order, knowledge):
-            continue
-        if is_emergent_order(order, facts, knowledge) or not is_for_lbp(order, facts, knowledge.valuesets):
-            continue
+    for order in program_referrals(orders, facts, knowledge):
         about = Decision(
             MSC_EVALUATION_FIRST,
             order=order,
@@ -63,6 +59,17 @@ def referral_decisions(orders: Iterable[Resource], facts: PatientFacts, knowledg
         else:
             decisions.append(about)
     return decisions
+
+
+def program_referrals(orders: Iterable[Resource], facts: PatientFacts, knowledge: Knowledge) -> list[Resource]:
+    """The spine-surgical referrals for low back pain among these orders, emergent ones left out."""
+    return [
+        order
+        for order in orders
+        if is_spine_surgical_referral(order, knowledge)
+        and not is_emergent_order(order, facts, knowledge)
+        and is_for_lbp(order, facts, knowledge.valuesets)
+    ]
 
 
 def opioid_decisions(orders: Iterable[Resource], facts: PatientFacts, knowledge: Knowledge) -> list[Decision]:

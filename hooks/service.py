@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hooks import fhir
+from hooks.coverage import CoverageAssertion
 from hooks.decisions import Decision
 from hooks.facts import PatientFacts
 from hooks.fhir import Resource
@@ -35,9 +36,16 @@ class HookInput:
         selected = set(self.context.get("selections") or ())
         return [r for r in self.draft_orders() if fhir.resource_key(r) in selected]
 
+    def appointments(self) -> list[Resource]:
+        """appointment-book: the proposed Appointments."""
+        found = fhir.bundle_resources(self.context.get("appointments"))
+        return [r for r in found if r.get("resourceType") == "Appointment"]
+
 
 Decide = Callable[[HookInput, PatientFacts, Knowledge], list[Decision]]
 Relevant = Callable[[HookInput, Knowledge], bool]
+# Da Vinci CRD Coverage Information: what the program requires of each request resource in scope.
+Cover = Callable[[HookInput, PatientFacts, Knowledge], list[CoverageAssertion]]
 
 
 def always(_hook_input: HookInput, _knowledge: Knowledge) -> bool:
@@ -55,6 +63,13 @@ class ServiceDefinition:
     # Whether the call could produce a card at all, judged from the context alone; when it
     # cannot (an order-select for a lab test), no patient data is needed.
     relevant: Relevant = always
+    # Da Vinci CRD: the card topics this service can answer with (discovery offers a configuration
+    # option for each one's CRD card type); empty for a service that is not a CRD service.
+    crd_topics: tuple[str, ...] = ()
+    # CRD Coverage Information system actions (order-sign, appointment-book); None: none supplied.
+    coverage: Cover | None = None
+    # Whether its rules read the patient's Prior Notifications on file (the pipeline reads them).
+    reads_prior_notifications: bool = False
 
     def discovery(self) -> dict[str, Any]:
         return {

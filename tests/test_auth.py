@@ -21,6 +21,7 @@ from cds_service.wiring import services_of
 from tests.builders import patient
 from tests.databases import migrated, redis_url
 from tests.tokens import (
+    FORM_KEY,
     ISSUER,
     JWKS_URL,
     OTHER_JWKS_URL,
@@ -40,7 +41,9 @@ GENERIC_401 = "Authentication failed: send a valid JWT as 'Authorization: Bearer
 
 def trusting(settings: Settings, *jwks_urls: str, tenants: frozenset[str] | None = frozenset({TENANT})) -> Settings:
     issuer = TrustedIssuer(ISSUER, jwks_urls or (JWKS_URL,), tenants)
-    return settings.model_copy(update=dict(require_jwt=True, trusted_issuers=MappingProxyType({ISSUER: issuer})))
+    return settings.model_copy(
+        update=dict(require_jwt=True, trusted_issuers=MappingProxyType({ISSUER: issuer}), form_signing_key=FORM_KEY)
+    )
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ SCHEMA_FILES = [
     "context/order-select.schema.json",
     "context/order-sign.schema.json",
     "context/patient-view.schema.json",
+    "context/appointment-book.schema.json",
 ]
 
 CARD_UUID = "4e0a3a1e-3283-4575-ab82-028d55fe2719"
@@ -198,10 +199,23 @@ def strict_response():
                     "resourceType": "ServiceRequest",
                     "id": "mri-1",
                     "status": "draft",
+                    "extension": [COVERAGE_INFORMATION],
                 },
             }
         ],
     }
+
+
+# The one kind of system action lbp-cds answers with: Da Vinci CRD Coverage Information.
+COVERAGE_INFORMATION = {
+    "url": "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information",
+    "extension": [
+        {"url": "coverage", "valueReference": {"reference": "Coverage/cov-1"}},
+        {"url": "covered", "valueCode": "covered"},
+        {"url": "date", "valueDate": "2026-11-26"},
+        {"url": "coverage-assertion-id", "valueString": "b0f8a4f2-7f3c-4d58-9f51-3c0e4a8f6e11"},
+    ],
+}
 
 
 # --------------------------------------------------------------------------
@@ -876,7 +890,8 @@ def test_strict_unknown_members_rejected():
     errors = {e.json_path: e for e in validator(RESPONSE).iter_errors(body)}
     expected = {
         "$": "'extra'",
-        "$.cards[0]": "'extension', 'sumary'",
+        "$.cards[0]": "'sumary'",
+        "$.cards[0].extension": "'lbp-cds-content-version'",
         "$.cards[0].source.extension": "'com.example'",
         "$.cards[0].suggestions[0].actions[0]": "'comment'",
         "$.cards[0].links[0]": "'autolaunchable'",

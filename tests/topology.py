@@ -31,7 +31,7 @@ import requests
 from sqlalchemy import create_engine, select
 
 from cds_service.storage.database import feedback
-from tests.tokens import ISSUER, TENANT, SigningKey, bearer, jwks, make_key, token_for
+from tests.tokens import FORM_KEY, ISSUER, TENANT, SigningKey, bearer, jwks, make_key, token_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO_ROOT / "guideline_data" / "examples"
@@ -381,6 +381,7 @@ def topology(database_url: str, replicas: int = 2, workers: int = 2, threads: in
             "CDS_REQUIRE_JWT": "true",
             "CDS_TRUSTED_ISSUERS": json.dumps({ISSUER: {"jwks_urls": [jwks_url], "tenants": [TENANT]}}),
             "CDS_PUBLIC_BASE_URL": nginx_url,
+            "CDS_FORM_SIGNING_KEY": FORM_KEY.get_secret_value(),
             "CDS_TRUSTED_PROXY_HOPS": "1",
             "CDS_DATABASE_URL": database_url,
             "WEB_CONCURRENCY": str(workers),

@@ -24,12 +24,14 @@ import yaml
 from cachetools import LRUCache
 from jsonschema import Draft202012Validator
 
-from cards.model import NO_END_DATE, NO_REGION, PLACEHOLDERS, SUMMARY_LIMIT, Region
+from cards.model import LONGEST_APPOINTMENT, NO_END_DATE, NO_REGION, PLACEHOLDERS, SUMMARY_LIMIT, Region
+from cds_service.content.crd import CRD, check_crd
+from cds_service.content.forms import FORMS_DIR, PN_FORM_ID, Form, build_form
 from cds_service.content.icd10cm import Families, default_families
 from cds_service.content.problems import FieldPath, Problem, schema_problems, with_lines
 from cds_service.content.valueset_files import Concept, concepts, load_valuesets
 from cds_service.settings import DEFAULT_CONTENT_DIR
-from hooks.decisions import TOPICS
+from hooks.decisions import FORM_NEEDS, TOPICS, VARIANTS
 from hooks.knowledge import VALUESETS_USED, Knowledge
 from hooks.policy import Policy, Suspension
 from hooks.terminology import ValueSets
@@ -83,6 +85,8 @@ class Content:
     directory: Directory
     handout_markdown: str
     version: str  # hash of every content file: ties feedback to the exact wording shown
+    crd: Mapping[str, Any] = field(default_factory=dict)  # crd.yaml: CRD card types, options, coverage text
+    forms: Mapping[str, Form] = field(default_factory=dict)  # forms/*.questionnaire.json, by Questionnaire id
     # Every value set as the rules see it (ICD-10-CM families expanded), for reviewers' diffs.
     valuesets: Mapping[str, tuple[Concept, ...]] = field(default_factory=dict)
 
@@ -100,13 +104,16 @@ def check_content(
     """The content, or None with every problem found (each with its line)."""
     problems: list[Problem] = []
     reader = Reader(root, problems)
-    data = {name: reader.read(root / name) for name in (CARDS, POLICY, ORDERS, DIRECTORY)}
+    data = {name: reader.read(root / name) for name in (CARDS, POLICY, ORDERS, DIRECTORY, CRD)}
     valuesets = load_valuesets(root, reader.read, families or default_families(), problems)
     handout = read_text(root, HANDOUT, problems)
+    form_files = {path.relative_to(root).as_posix(): reader.read(path) for path in form_paths(root, problems)}
     if not problems:
         policy = build_policy(data[POLICY], problems)
         check_cards(data[CARDS], data[ORDERS], longest_values(data), problems)
         check_directory(data[DIRECTORY], problems)
+        check_crd(data[CRD], problems)
+        forms = build_forms(form_files, problems)
         problems += [
             Problem(f"valuesets/{name}.json", (), "this value set is missing, but the rules use it")
             for name in sorted(VALUESETS_USED - set(valuesets))
@@ -124,8 +131,37 @@ def check_content(
         handout_markdown=handout,
         version=content_version(root),
         valuesets=MappingProxyType(concepts(valuesets)),
+        crd=freeze(data[CRD]),
+        forms=MappingProxyType(forms),
     )
     return content, []
+
+
+# Files in these folders share one schema (schemas/<kind>.schema.json); others have their own.
+SCHEMA_BY_FOLDER = {"valuesets": "valueset", FORMS_DIR: "questionnaire"}
+
+
+def form_paths(root: Path, problems: list[Problem]) -> list[Path]:
+    paths = sorted((root / FORMS_DIR).glob("*.questionnaire.json"))
+    if not paths:
+        problems.append(
+            Problem(f"{FORMS_DIR}/", (), "there is no form (*.questionnaire.json), but the service serves one")
+        )
+    return paths
+
+
+def build_forms(files: Mapping[str, Any], problems: list[Problem]) -> dict[str, Form]:
+    forms: dict[str, Form] = {}
+    for file, data in files.items():
+        form = build_form(file, data, problems)
+        if form.id in forms:
+            problems.append(Problem(file, ("id",), f'the Questionnaire id "{form.id}" is used by another form'))
+        forms[form.id] = form
+    if PN_FORM_ID not in forms:
+        problems.append(
+            Problem(f"{FORMS_DIR}/", (), f'the Prior Notification form (Questionnaire id "{PN_FORM_ID}") is missing')
+        )
+    return forms
 
 
 # Files already parsed and checked, by (file, schema text, file text): a reload after one edit checks
@@ -146,7 +182,7 @@ class Reader:
         """The file's data, or None when it has problems (added to self.problems)."""
         file = path.relative_to(self.root).as_posix()
         text = self.text(path, file)
-        schema = self.schema("valueset" if path.parent.name == "valuesets" else path.stem)
+        schema = self.schema(SCHEMA_BY_FOLDER.get(path.parent.name, path.stem))
         if text is None or schema is None:
             return None
         key = (file, schema[0], text)
@@ -245,6 +281,8 @@ def build_policy(data: Mapping[str, Any], problems: list[Problem]) -> Policy:
         suspensions=tuple(
             build_suspension(s, index, problems) for index, s in enumerate(data["msc_requirement_suspensions"])
         ),
+        prior_notification_window_days=lookback["prior_notification"],
+        follow_up_text_patterns=compile_patterns(data["visit_text"]["follow_up"], "follow_up", problems, "visit_text"),
     )
 
 
@@ -257,14 +295,16 @@ def build_suspension(data: Mapping[str, Any], index: int, problems: list[Problem
     return Suspension(start=start, end=end, notice=data["notice"])
 
 
-def compile_patterns(patterns: list[str], field: str, problems: list[Problem]) -> tuple[re.Pattern[str], ...]:
+def compile_patterns(
+    patterns: list[str], field: str, problems: list[Problem], section: str = "referral_text"
+) -> tuple[re.Pattern[str], ...]:
     compiled = []
     for index, pattern in enumerate(patterns):
         try:
             compiled.append(re.compile(pattern, re.IGNORECASE))
         except re.error as error:
             message = f"'{pattern}' is not a valid text pattern: {error}"
-            problems.append(Problem(POLICY, ("referral_text", field, index), message))
+            problems.append(Problem(POLICY, (section, field, index), message))
     return tuple(compiled)
 
 
@@ -298,6 +338,17 @@ def check_cards(
         check_placeholders(("links", name, "label"), link["label"], problems)
     for name, text in cards["bases"].items():
         check_placeholders(("bases", name), text, problems)
+    for name, text in cards["form_needs"].items():
+        check_placeholders(("form_needs", name), text, problems)
+    problems += [
+        Problem(CARDS, ("form_needs",), f'"{name}" is missing, but the rules use it')
+        for name in sorted(FORM_NEEDS - set(cards["form_needs"]))
+    ]
+    for name, link in cards["links"].items():
+        if link.get("signed_form") and "path" not in link:
+            problems.append(
+                Problem(CARDS, ("links", name), "a signed_form link is a page of this service: give it a path")
+            )
 
 
 def check_card(
@@ -313,6 +364,37 @@ def check_card(
         problems.append(
             Problem(CARDS, at, f'"{topic}" is not a card the rules issue (they issue: {", ".join(TOPICS)})')
         )
+    check_card_text(at, card, cards, orders, longest, problems)
+    suspended = card.get("when_suspended") or {}
+    for name in ("summary", "detail"):
+        path = (*at, "when_suspended", name)
+        if name in suspended and check_placeholders(path, suspended[name], problems) and name == "summary":
+            check_summary(path, suspended[name], longest, problems)
+    variants = card.get("variants") or {}
+    for name, variant in variants.items():
+        if name not in VARIANTS.get(topic, ()):
+            used = ", ".join(sorted(VARIANTS.get(topic, ()))) or "none"
+            problems.append(
+                Problem(
+                    CARDS, (*at, "variants", name), f'the rules use no variant "{name}" of this card (they use: {used})'
+                )
+            )
+        check_card_text((*at, "variants", name), variant, cards, orders, longest, problems)
+    problems += [
+        Problem(CARDS, at, f'the variant "{name}" is missing under variants, but the rules use it')
+        for name in sorted(VARIANTS.get(topic, frozenset()) - set(variants))
+    ]
+
+
+def check_card_text(
+    at: FieldPath,
+    card: Mapping[str, Any],
+    cards: Mapping[str, Any],
+    orders: Mapping[str, Any],
+    longest: Mapping[str, str],
+    problems: list[Problem],
+) -> None:
+    """Names, order templates, placeholders and summary length of one card text (a card or a variant)."""
     check_names(at, "links", card["links"], cards["links"], "under links in cards.yaml", problems)
     check_names(
         at,
@@ -333,12 +415,10 @@ def check_card(
                         f'"{action["resource"]}" is not an order defined in orders.yaml (defined: {", ".join(orders)})',
                     )
                 )
-    suspended = card.get("when_suspended") or {}
-    texts = [((*at, name), card[name]) for name in ("summary", "detail")]
-    texts += [((*at, "when_suspended", name), suspended[name]) for name in ("summary", "detail") if name in suspended]
-    for path, text in texts:
-        if check_placeholders(path, text, problems) and path[-1] == "summary":
-            check_summary(path, text, longest, problems)
+    for name in ("summary", "detail"):
+        path = (*at, name)
+        if check_placeholders(path, card[name], problems) and name == "summary":
+            check_summary(path, card[name], longest, problems)
 
 
 def check_names(
@@ -408,6 +488,8 @@ def longest_values(data: Mapping[str, Any]) -> dict[str, str]:
     }
     bases = [fill(text, values) for text in data[CARDS]["bases"].values()]
     values["basis"] = max(bases, key=len)
+    values["appointment_date"], values["appointment_with"] = LONGEST_APPOINTMENT
+    values["form_needs"] = max(data[CARDS]["form_needs"].values(), key=len)
     return values
 
 

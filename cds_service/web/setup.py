@@ -7,7 +7,7 @@ from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from cds_service.settings import Settings
-from cds_service.web import errors, hook_routes, ops, pages, preview
+from cds_service.web import errors, hook_routes, ops, pages, preview, prior_notification
 from cds_service.web.json_provider import OrjsonProvider
 from cds_service.wiring import current_services
 
@@ -30,6 +30,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     errors.init_app(app)
     app.register_blueprint(hook_routes.blueprint)
     app.register_blueprint(pages.blueprint)
+    app.register_blueprint(prior_notification.blueprint)
     app.register_blueprint(ops.blueprint)
     if settings.shows_preview:
         app.register_blueprint(preview.blueprint)
@@ -46,7 +47,8 @@ def pick_up_content_edits() -> None:
 
 
 def enable_cors(app: Flask, settings: Settings) -> None:
-    """Browser-based CDS clients (CDS Hooks "Cross-Origin Resource Sharing"): discovery, services, feedback."""
+    """Browser-based CDS clients (CDS Hooks "Cross-Origin Resource Sharing"): discovery, services, feedback,
+    and the FHIR endpoints of Prior Notification (a browser-based form filler posts QuestionnaireResponses)."""
     origins = list(settings.allowed_origins)
     if not origins:
         return
@@ -59,7 +61,10 @@ def enable_cors(app: Flask, settings: Settings) -> None:
         "send_wildcard": origins == ["*"],
         "max_age": 600,
     }
-    CORS(app, resources={r"/cds-services(/.*)?$": options})
+    CORS(
+        app,
+        resources={r"/cds-services(/.*)?$": options, r"/fhir/(Questionnaire|QuestionnaireResponse)(/.*)?$": options},
+    )
 
 
 def add_security_headers(response: Response) -> Response:
