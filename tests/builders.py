@@ -139,7 +139,7 @@ def appointment(
     practice_npi: str | None = PRACTICE_NPI,
     aid: str | None = None,
 ) -> dict[str, Any]:
-    """A proposed Appointment with a surgeon (a contained PractitionerRole naming the practice), for appointment-book."""
+    """A proposed Appointment with a surgeon (a contained PractitionerRole naming the practice)."""
     resource: dict[str, Any] = {"resourceType": "Appointment", "id": aid or next_id("apt"), "status": status}
     contained: list[dict[str, Any]] = []
     participants: list[dict[str, Any]] = [{"actor": {"reference": "Patient/p1"}, "status": "accepted"}]

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from flask.testing import FlaskClient
 from jsonschema import Draft202012Validator
@@ -15,6 +16,7 @@ from cds_service.app import create_app
 from cds_service.content.loader import load_content
 from cds_service.settings import Settings
 from cds_service.wiring import services_of
+from tests import crd_profile
 from tests.databases import Outage, database, migrated
 
 pytest_plugins = ["tests.fhir_server_fixture"]
@@ -75,6 +77,17 @@ def assert_conformant(response: dict[str, Any]) -> None:
             for action in suggestion["actions"]:
                 if action["type"] == "create":
                     ServiceRequest.model_validate(action["resource"])
+    for action in response.get("systemActions", []):
+        assert_coverage_information_action(action)
+
+
+def assert_coverage_information_action(action: dict[str, Any]) -> None:
+    """A Da Vinci CRD Coverage Information system action: valid FHIR, one extension per its profile."""
+    resource = action["resource"]
+    assert resource["resourceType"] in crd_profile.CONTEXTS
+    get_fhir_model_class(resource["resourceType"]).model_validate(resource)  # R4B: fhir.resources has no R4 4.0.1
+    [extension] = crd_profile.coverage_information(resource)
+    assert crd_profile.problems(extension) == []
 
 
 class Hooks:
@@ -84,11 +97,18 @@ class Hooks:
         self.client = client
 
     def call(self, service_id: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return self.answer(service_id, body)["cards"]
+
+    def answer(self, service_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The whole checked response: cards and systemActions."""
         response = self.client.post(f"/cds-services/{service_id}", json=body)
         assert response.status_code == 200, response.get_json()
-        payload = response.get_json()
+        payload: dict[str, Any] = response.get_json()
         assert_conformant(payload)
-        return payload["cards"]
+        return payload
+
+    def book(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return self.call("lbp-appointment-book", body)
 
     def select(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         return self.call("lbp-referral-select", body)

@@ -284,8 +284,12 @@ def new_record(
 
 
 def submission_key(response: Mapping[str, Any], submission: Submission) -> str:
-    """The same response from the same EHR (and form link) is the same submission: stored once."""
-    content = {k: v for k, v in response.items() if k not in ("id", "meta")}
+    """The same response from the same EHR (and form link) is the same submission: stored once.
+
+    The web form's `authored` is the server's clock at each post, so it does not tell two posts apart.
+    """
+    server_set = ("id", "meta", "authored") if submission.via == "web-form" else ("id", "meta")
+    content = {k: v for k, v in response.items() if k not in server_set}
     scope = submission.scope
     basis = [scope.issuer, scope.tenant, submission.context.id if submission.context else None, content]
     return hashlib.sha256(json.dumps(basis, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

@@ -245,11 +245,15 @@ def open_context(services: AppServices, token: str) -> tuple[FormContext | None,
     try:
         context = services.prior_notifications.form_context(context_id, datetime.now(UTC))
     except StorageUnavailable:
+        posted = request.method == "POST"
         response = page(
             "pn_message.html",
             status=503,
-            title="The form cannot be opened right now",
-            message="The plan's records are unavailable for a moment. Try again in a minute.",
+            title="Not saved: try again in a minute" if posted else "The form cannot be opened right now",
+            message="The Prior Notification could not be saved right now, so it was NOT filed. Go back (your "
+            "browser keeps what you typed) and send it again in a minute."
+            if posted
+            else "The plan's records are unavailable for a moment. Try again in a minute.",
         )
         response.headers["Retry-After"] = "30"
         return None, response
