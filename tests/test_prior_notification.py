@@ -44,7 +44,14 @@ def stored_app(settings, content, database_url):
 
 @pytest.fixture
 def client(stored_app):
+    """On SQLite and PostgreSQL: for what the records' storage decides."""
     return stored_app.test_client()
+
+
+@pytest.fixture
+def sqlite_client(app):
+    """On SQLite only: for what does not depend on the database."""
+    return app.test_client()
 
 
 def rows(app) -> list[dict]:
@@ -64,8 +71,8 @@ def test_the_form_is_a_valid_fhir_questionnaire():
     Questionnaire.model_validate(json.loads(FORM.read_text()))  # R4B: fhir.resources has no R4 4.0.1 models
 
 
-def test_the_questionnaire_is_served_as_fhir_with_its_canonical_url(client):
-    response = client.get("/fhir/Questionnaire/lbp-prior-notification")
+def test_the_questionnaire_is_served_as_fhir_with_its_canonical_url(sqlite_client):
+    response = sqlite_client.get("/fhir/Questionnaire/lbp-prior-notification")
     assert response.status_code == 200
     assert response.mimetype == "application/fhir+json"
     served = response.get_json()
@@ -76,8 +83,8 @@ def test_the_questionnaire_is_served_as_fhir_with_its_canonical_url(client):
     assert {"member-id", "practice-npi", "surgeon-npi", "visit-date", "diagnosis-code", "msc-done", "attested"} <= links
 
 
-def test_an_unknown_questionnaire_is_404(client):
-    response = client.get("/fhir/Questionnaire/nope")
+def test_an_unknown_questionnaire_is_404(sqlite_client):
+    response = sqlite_client.get("/fhir/Questionnaire/nope")
     assert response.status_code == 404
     assert response.get_json()["resourceType"] == "OperationOutcome"
 
@@ -136,8 +143,8 @@ def test_the_form_from_the_card_is_submitted_and_its_record_is_shown_and_stored(
     assert row["response"]["subject"] == {"reference": "Patient/p1"}
 
 
-def test_the_form_pages_run_no_script_and_are_not_cached(client):
-    page = client.get(form_link(book(client)))
+def test_the_form_pages_run_no_script_and_are_not_cached(sqlite_client):
+    page = sqlite_client.get(form_link(book(sqlite_client)))
     policy = page.headers["Content-Security-Policy"]
     assert "default-src 'none'" in policy and "script-src" not in policy and "form-action 'self'" in policy
     assert page.headers["Cache-Control"] == "no-store"
@@ -145,8 +152,8 @@ def test_the_form_pages_run_no_script_and_are_not_cached(client):
     assert "<script" not in html and "onclick" not in html
 
 
-def test_the_form_is_accessible_every_field_has_a_label_and_groups_a_legend(client):
-    html = client.get(form_link(book(client))).get_data(as_text=True)
+def test_the_form_is_accessible_every_field_has_a_label_and_groups_a_legend(sqlite_client):
+    html = sqlite_client.get(form_link(book(sqlite_client))).get_data(as_text=True)
     assert '<html lang="en">' in html
     for field_id in ("member-id", "practice-npi", "visit-date", "diagnosis-code", "attester-name", "attested"):
         assert f'<label for="{field_id}">' in html
@@ -160,8 +167,8 @@ def test_an_invalid_submission_shows_each_problem_beside_its_item_and_stores_not
     assert response.status_code == 400
     html = unescape(response.get_data(as_text=True))
     assert "Please correct 3 answers" in html
-    assert "item 'practice-npi' (Practice NPI (organization, 10 digits))" in html
-    assert "item 'attester-name' (Name of the person submitting) is required" in html
+    assert "Practice NPI (organization, 10 digits): '12345' does not have the expected form" in html
+    assert "Name of the person submitting: an answer is required" in html
     assert 'aria-invalid="true"' in html and 'value="12345"' in html  # what was typed is kept
     assert rows(stored_app) == []
 
@@ -173,11 +180,13 @@ def test_an_msc_date_typed_before_answering_no_is_not_an_answer(stored_app, clie
     assert "msc-date" not in json.dumps(row["response"])
 
 
-def test_msc_done_needs_its_date(stored_app, client):
-    card = book(client)
-    response = client.post(form_link(card), data=completed_fields(**{"msc-done": "true", "msc-not-done-reason": ""}))
+def test_msc_done_needs_its_date(sqlite_client):
+    card = book(sqlite_client)
+    response = sqlite_client.post(
+        form_link(card), data=completed_fields(**{"msc-done": "true", "msc-not-done-reason": ""})
+    )
     assert response.status_code == 400
-    assert "item 'msc-date' (Date of the MSC evaluation) is required" in unescape(response.get_data(as_text=True))
+    assert "Date of the MSC evaluation: an answer is required" in unescape(response.get_data(as_text=True))
 
 
 def test_the_msc_notes_can_be_attached(stored_app, client):
@@ -204,27 +213,27 @@ def test_a_corrected_resubmission_is_a_new_record(stored_app, client):
     assert sorted(r["visit_date"].isoformat() for r in rows(stored_app)) == ["2026-12-10", "2026-12-17"]
 
 
-def test_a_tampered_link_is_404_and_an_expired_one_410(client, monkeypatch):
-    link = form_link(book(client))
-    assert client.get(link[:-3] + "xyz").status_code == 404
+def test_a_tampered_link_is_404_and_an_expired_one_410(sqlite_client, monkeypatch):
+    link = form_link(book(sqlite_client))
+    assert sqlite_client.get(link[:-3] + "xyz").status_code == 404
     signed_at = int(datetime.now(UTC).timestamp()) - 31 * 86400  # a link made 31 days ago (links last 30)
     monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda self: signed_at)
-    old_link = form_link(book(client))
+    old_link = form_link(book(sqlite_client))
     monkeypatch.undo()
-    expired = client.get(old_link)
+    expired = sqlite_client.get(old_link)
     assert expired.status_code == 410 and "expired" in expired.get_data(as_text=True)
-    assert client.get(link).status_code == 200
+    assert sqlite_client.get(link).status_code == 200
 
 
-def test_the_saved_record_is_shown_only_through_its_own_link(client):
-    first, second = book(client), book(client)
-    record_id = file_on_form(client, first)
-    assert client.get(f"{form_link(first)}/records/{record_id}").status_code == 200
-    assert client.get(f"{form_link(second)}/records/{record_id}").status_code == 404
+def test_the_saved_record_is_shown_only_through_its_own_link(sqlite_client):
+    first, second = book(sqlite_client), book(sqlite_client)
+    record_id = file_on_form(sqlite_client, first)
+    assert sqlite_client.get(f"{form_link(first)}/records/{record_id}").status_code == 200
+    assert sqlite_client.get(f"{form_link(second)}/records/{record_id}").status_code == 404
 
 
-def test_the_blank_form_is_printable_and_cannot_be_submitted(client):
-    page = client.get("/prior-notification/form")
+def test_the_blank_form_is_printable_and_cannot_be_submitted(sqlite_client):
+    page = sqlite_client.get("/prior-notification/form")
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert "This is the blank form" in html and "<form" not in html and "@media print" in html
@@ -274,15 +283,18 @@ def test_a_json_submission_is_stored_and_answered_201_then_200_when_resent(store
     ("body", "message"),
     [
         (response_json(**{"practice-npi": "12345"}), "item 'practice-npi' (Practice NPI (organization, 10 digits))"),
-        (response_json(**{"attester-name": None}), "item 'attester-name' (Name of the person submitting) is required"),
-        (response_json(**{"msc-date": None}), "item 'msc-date' (Date of the MSC evaluation) is required"),
+        (
+            response_json(**{"attester-name": None}),
+            "item 'attester-name' (Name of the person submitting): an answer is required",
+        ),
+        (response_json(**{"msc-date": None}), "item 'msc-date' (Date of the MSC evaluation): an answer is required"),
         (
             response_json(**{"visit-date": "10/12/2026"}),
-            "item 'visit-date' (Planned date of the initial office visit) '10/12/2026' is not a date",
+            "item 'visit-date' (Planned date of the initial office visit): '10/12/2026' is not a date",
         ),
         (
             response_json(**{"surgeon-specialty": {"system": "x", "code": "y"}}),
-            "item 'surgeon-specialty' (Surgeon's specialty) must be one of its options",
+            "item 'surgeon-specialty' (Surgeon's specialty): must be one of its options",
         ),
         (response_json(**{"attested": {"system": "urn:lbp-cds:prior-notification", "code": "no"}}), "item 'attested'"),
         (
@@ -315,9 +327,9 @@ def test_an_invalid_json_submission_is_400_naming_the_item(stored_app, client, b
     assert rows(stored_app) == []
 
 
-def test_a_json_submission_must_be_json(client):
-    assert client.post(RESPONSES, data="x", content_type="text/plain").status_code == 415
-    assert client.post(RESPONSES, data="{", content_type="application/fhir+json").status_code == 400
+def test_a_json_submission_must_be_json(sqlite_client):
+    assert sqlite_client.post(RESPONSES, data="x", content_type="text/plain").status_code == 415
+    assert sqlite_client.post(RESPONSES, data="{", content_type="application/fhir+json").status_code == 400
 
 
 def test_the_database_down_answers_503_and_the_retried_json_is_stored(settings, content, outage):
@@ -334,11 +346,11 @@ def test_the_database_down_answers_503_and_the_retried_json_is_stored(settings, 
     services_of(app).close()
 
 
-def test_a_json_submission_makes_the_next_booking_find_the_pn(client):
-    hooks = Hooks(client)
+def test_a_json_submission_makes_the_next_booking_find_the_pn(sqlite_client):
+    hooks = Hooks(sqlite_client)
     body = adult_with_lbp().appointment_book(appointment())
     assert hooks.book(body)[0]["source"]["topic"]["code"] == "prior-notification-required"
-    assert client.post(RESPONSES, json=response_json()).status_code == 201
+    assert sqlite_client.post(RESPONSES, json=response_json()).status_code == 201
     assert [c["source"]["topic"]["code"] for c in hooks.book(body)] == ["msc-evaluation-first"]
 
 
@@ -408,16 +420,16 @@ def test_an_ehr_reads_only_what_it_filed_and_the_plans_staff_read_everything(sec
     assert everything["entry"][0]["fullUrl"].startswith(f"{BASE_URL}{RESPONSES}/")
 
 
-def test_the_records_search_takes_dates_and_a_count(client):
+def test_the_records_search_takes_dates_and_a_count(sqlite_client):
     for visit in ("2026-12-10", "2026-12-11", "2026-12-12"):
-        assert client.post(RESPONSES, json=response_json(**{"visit-date": visit})).status_code == 201
+        assert sqlite_client.post(RESPONSES, json=response_json(**{"visit-date": visit})).status_code == 201
     today = datetime.now(UTC).date().isoformat()
-    assert client.get(f"{RESPONSES}?_lastUpdated=ge{today}").get_json()["total"] == 3
-    assert client.get(f"{RESPONSES}?_lastUpdated=le2020-01-01").get_json()["total"] == 0
-    assert client.get(f"{RESPONSES}?_count=2").get_json()["total"] == 2
-    assert client.get(f"{RESPONSES}?patient=p2").get_json()["total"] == 0
+    assert sqlite_client.get(f"{RESPONSES}?_lastUpdated=ge{today}").get_json()["total"] == 3
+    assert sqlite_client.get(f"{RESPONSES}?_lastUpdated=le2020-01-01").get_json()["total"] == 0
+    assert sqlite_client.get(f"{RESPONSES}?_count=2").get_json()["total"] == 2
+    assert sqlite_client.get(f"{RESPONSES}?patient=p2").get_json()["total"] == 0
     for bad in ("_count=0", "_lastUpdated=2026", "status=completed"):
-        assert client.get(f"{RESPONSES}?{bad}").status_code == 400, bad
+        assert sqlite_client.get(f"{RESPONSES}?{bad}").status_code == 400, bad
 
 
 # --- the export ----------------------------------------------------------------------------------------

@@ -32,7 +32,8 @@ Answers = dict[str, list[Any]]  # linkId → its answer values (str, bool, Codin
 @dataclass(frozen=True)
 class ItemProblem:
     link_id: str | None  # None: about the response as a whole
-    message: str
+    message: str  # names the item by linkId and text: what a 400 says
+    plain: str = ""  # the item's text and the problem: what the web form shows beside the field
 
     def __str__(self) -> str:
         return self.message
@@ -114,12 +115,12 @@ def check_items(given: Any, items: tuple[FormItem, ...], where: str, answers: An
             )
             continue
         if item.link_id in seen:
-            problems.append(ItemProblem(item.link_id, named(item, "appears twice: give its answers in one item")))
+            problems.append(about(item, "given twice: give its answers in one item"))
             continue
         seen.add(item.link_id)
         if item.type == "group":
             if "answer" in entry:
-                problems.append(ItemProblem(item.link_id, named(item, "is a group: it holds items, not answers")))
+                problems.append(about(item, "a group holds items, not answers"))
             problems += check_items(entry.get("item"), item.items, f"{where}[{index}] ({item.link_id})", answers)
         else:
             problems += check_answers(item, entry.get("answer"), answers)
@@ -130,18 +131,18 @@ def check_answers(item: FormItem, given: Any, answers: Answers) -> list[ItemProb
     if given is None:
         return []
     if not isinstance(given, list):
-        return [ItemProblem(item.link_id, named(item, "answer must be a list"))]
+        return [about(item, "answer must be a list")]
     if item.type == "display":
-        return [ItemProblem(item.link_id, named(item, "is text to read, not a question"))]
+        return [about(item, "text to read, not a question")]
     if len(given) > 1 and not item.repeats:
-        return [ItemProblem(item.link_id, named(item, "takes one answer"))]
+        return [about(item, "takes one answer")]
     member = ANSWER_MEMBER[item.type]
     problems = []
     for answer in given:
         value = answer.get(member) if isinstance(answer, dict) else None
         message = value_problem(item, value) if value is not None else f"needs {member}"
         if message:
-            problems.append(ItemProblem(item.link_id, named(item, message)))
+            problems.append(about(item, message))
         else:
             answers.setdefault(item.link_id, []).append(canonical(item, value))
     return problems
@@ -214,15 +215,11 @@ def check_required(items: tuple[FormItem, ...], answers: Answers) -> list[ItemPr
     problems = []
     for item in walk_enabled(items, answers, enabled=True):
         if item[1] and item[0].required and item[0].type != "group" and item[0].link_id not in answers:
-            problems.append(ItemProblem(item[0].link_id, named(item[0], "is required")))
+            problems.append(about(item[0], "an answer is required"))
         if not item[1] and item[0].link_id in answers:
             condition = item[0].enable_when
             assert condition is not None
-            problems.append(
-                ItemProblem(
-                    item[0].link_id, named(item[0], f"must not be answered given the answer to '{condition.question}'")
-                )
-            )
+            problems.append(about(item[0], f"must not be answered given the answer to '{condition.question}'"))
     return problems
 
 
@@ -249,8 +246,9 @@ def is_enabled(item: FormItem, answers: Answers) -> bool:
     return condition.answer in given
 
 
-def named(item: FormItem, message: str) -> str:
-    return f"item '{item.link_id}' ({item.text}) {message}"
+def about(item: FormItem, problem: str) -> ItemProblem:
+    """A problem with one item: named by linkId and text for a client, by its text for the form's user."""
+    return ItemProblem(item.link_id, f"item '{item.link_id}' ({item.text}): {problem}", f"{item.text}: {problem}")
 
 
 def first(answers: Answers, link_id: str) -> Any:

@@ -295,9 +295,10 @@ def field_value(value: Any) -> str:
 
 
 def by_item(problems: list[ItemProblem]) -> dict[str | None, str]:
+    """The first problem of each item, in the words of the form (its question's text)."""
     errors: dict[str | None, str] = {}
     for problem in problems:
-        errors.setdefault(problem.link_id, problem.message)
+        errors.setdefault(problem.link_id, problem.plain or problem.message)
     return errors
 
 
