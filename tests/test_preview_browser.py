@@ -72,11 +72,11 @@ def test_each_example_shows_its_cards(page, server, content, example):
     assert [c["source"]["topic"]["code"] for c in raw["cards"]] == example["expected_topics"]
     if not example["expected_topics"]:
         expect(page.get_by_text("No cards: the EHR shows nothing for this example.")).to_be_visible()
-    for index, topic in enumerate(example["expected_topics"]):
+    for index in range(len(example["expected_topics"])):
         card = cards.nth(index)
         expect(card.locator(".summary")).to_have_text(raw["cards"][index]["summary"])
         expect(card.locator(".links a").first).to_be_visible()
-        if content.cards["cards"][topic].get("suggestions"):
+        if raw["cards"][index].get("suggestions"):  # a variant of the card (e.g. at booking) may have none
             expect(card.locator("button.suggestion").first).to_be_visible()
 
 

@@ -49,6 +49,7 @@ FORM_CSP = (
 DEFAULT_COUNT, MAX_COUNT = 100, 1000
 LAST_UPDATED = re.compile(r"^(ge|le)([0-9]{4}-[0-9]{2}-[0-9]{2})$")
 SEARCH_PARAMETERS = frozenset({"patient", "_lastUpdated", "_count"})
+UNAVAILABLE = "The plan's records are unavailable for a moment. Try again in a minute."
 
 
 # --------------------------------------------------------------------------
@@ -215,7 +216,12 @@ def saved(token: str, record_id: str) -> Response:
     context, failure = open_context(services, token)
     if context is None:
         return failure
-    stored = services.prior_notifications.get(record_id, context.scope)
+    try:
+        stored = services.prior_notifications.get(record_id, context.scope)
+    except StorageUnavailable:
+        response = page("pn_message.html", status=503, title="Try again in a minute", message=UNAVAILABLE)
+        response.headers["Retry-After"] = "30"
+        return response
     if stored is None or stored.form_context_id != context.id:
         return page(
             "pn_message.html",
@@ -253,7 +259,7 @@ def open_context(services: AppServices, token: str) -> tuple[FormContext | None,
             message="The Prior Notification could not be saved right now, so it was NOT filed. Go back (your "
             "browser keeps what you typed) and send it again in a minute."
             if posted
-            else "The plan's records are unavailable for a moment. Try again in a minute.",
+            else UNAVAILABLE,
         )
         response.headers["Retry-After"] = "30"
         return None, response
