@@ -59,14 +59,27 @@ class Visit:
     msc_expected: bool
 
 
-def visits(hook_input: HookInput, facts: PatientFacts, knowledge: Knowledge) -> list[Visit]:
+def initial_spine_visits(
+    hook_input: HookInput, facts: PatientFacts, knowledge: Knowledge
+) -> list[tuple[Resource, Resolve]]:
+    """The proposed visits the program's requirements are about, each with how its references resolve."""
     if not in_scope(facts):
         return []
     found = []
     for appointment in being_booked(hook_input.appointments()):
         resolve = resolver(appointment, facts)
-        if not is_initial_spine_visit_for_lbp(appointment, resolve, facts, knowledge):
-            continue
+        if is_initial_spine_visit_for_lbp(appointment, resolve, facts, knowledge):
+            found.append((appointment, resolve))
+    return found
+
+
+def needs_prior_notifications(hook_input: HookInput, facts: PatientFacts, knowledge: Knowledge) -> bool:
+    return bool(initial_spine_visits(hook_input, facts, knowledge))
+
+
+def visits(hook_input: HookInput, facts: PatientFacts, knowledge: Knowledge) -> list[Visit]:
+    found = []
+    for appointment, resolve in initial_spine_visits(hook_input, facts, knowledge):
         state, on_file = pn_state(
             facts.prior_notifications,
             appointment_id=appointment.get("id"),
@@ -127,5 +140,5 @@ SERVICE = ServiceDefinition(
     relevant=relevant,
     crd_topics=(PRIOR_NOTIFICATION_REQUIRED, MSC_EVALUATION_FIRST),
     coverage=coverage,
-    reads_prior_notifications=True,
+    needs_prior_notifications=needs_prior_notifications,
 )

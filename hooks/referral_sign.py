@@ -7,7 +7,7 @@ from hooks.coverage import CoverageAssertion, referral_assertions
 from hooks.decisions import Decision
 from hooks.facts import PatientFacts
 from hooks.knowledge import Knowledge
-from hooks.rules import concerns_program, order_decisions
+from hooks.rules import concerns_program, in_scope, order_decisions, program_referrals
 from hooks.service import HookInput, ServiceDefinition
 
 
@@ -18,6 +18,11 @@ def decide(hook_input: HookInput, facts: PatientFacts, knowledge: Knowledge) -> 
 def coverage(hook_input: HookInput, facts: PatientFacts, knowledge: Knowledge) -> list[CoverageAssertion]:
     """CRD Coverage Information: the Prior Notification requirement on each spine-surgical referral."""
     return referral_assertions(hook_input.draft_orders(), facts, knowledge)
+
+
+def needs_prior_notifications(hook_input: HookInput, facts: PatientFacts, knowledge: Knowledge) -> bool:
+    """Only a spine-surgical referral's coverage information says whether a PN is on file."""
+    return in_scope(facts) and bool(program_referrals(hook_input.draft_orders(), facts, knowledge))
 
 
 def relevant(hook_input: HookInput, knowledge: Knowledge) -> bool:
@@ -37,5 +42,5 @@ SERVICE = ServiceDefinition(
     relevant=relevant,
     crd_topics=referral_select.SERVICE.crd_topics,
     coverage=coverage,
-    reads_prior_notifications=True,
+    needs_prior_notifications=needs_prior_notifications,
 )

@@ -46,6 +46,7 @@ Decide = Callable[[HookInput, PatientFacts, Knowledge], list[Decision]]
 Relevant = Callable[[HookInput, Knowledge], bool]
 # Da Vinci CRD Coverage Information: what the program requires of each request resource in scope.
 Cover = Callable[[HookInput, PatientFacts, Knowledge], list[CoverageAssertion]]
+Needs = Callable[[HookInput, PatientFacts, Knowledge], bool]
 
 
 def always(_hook_input: HookInput, _knowledge: Knowledge) -> bool:
@@ -68,8 +69,9 @@ class ServiceDefinition:
     crd_topics: tuple[str, ...] = ()
     # CRD Coverage Information system actions (order-sign, appointment-book); None: none supplied.
     coverage: Cover | None = None
-    # Whether its rules read the patient's Prior Notifications on file (the pipeline reads them).
-    reads_prior_notifications: bool = False
+    # Whether this call's rules need the patient's Prior Notifications on file (the pipeline then reads
+    # them from storage); judged from the context and the facts, so other calls cost no database read.
+    needs_prior_notifications: Needs | None = None
 
     def discovery(self) -> dict[str, Any]:
         return {

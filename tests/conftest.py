@@ -54,6 +54,15 @@ def outage(request, tmp_path):
 
 
 @pytest.fixture
+def postgres_outage(tmp_path):
+    """A PostgreSQL database that can be taken down (a locked SQLite file still reads: some cases need this one)."""
+    with database("postgresql", tmp_path) as url:
+        broken = Outage("postgresql", migrated(url))
+        yield broken
+        broken.up()
+
+
+@pytest.fixture
 def app(settings, content):
     app = create_app(settings, content=content)
     yield app

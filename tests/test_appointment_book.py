@@ -22,6 +22,7 @@ from tests.builders import (
     NEUROSURGEON,
     SNOMED,
     appointment,
+    medication_request,
     ortho_referral,
     patient,
     service_request,
@@ -362,9 +363,8 @@ def test_with_the_database_down_the_pn_card_says_it_could_not_check_and_links_th
     services_of(app).close()
 
 
-def test_after_a_failed_read_the_next_calls_do_not_wait_for_the_database(settings, content, outage):
-    if outage.kind == "sqlite":
-        pytest.skip("a locked SQLite file still reads")
+def test_after_a_failed_read_the_next_calls_do_not_wait_for_the_database(settings, content, postgres_outage):
+    outage = postgres_outage
     app = create_app(settings.model_copy(update=dict(database_url=outage.url)), content=content)
     hooks = Hooks(app.test_client())
     outage.down()
@@ -377,3 +377,17 @@ def test_after_a_failed_read_the_next_calls_do_not_wait_for_the_database(setting
     store._down_until = 0.0
     assert "No Prior Notification on file" in hooks.book(body)[0]["summary"]
     services_of(app).close()
+
+
+def test_only_calls_the_pn_rule_is_about_read_the_pn_records(app, hooks, monkeypatch):
+    store = services_of(app).prior_notifications
+    reads = []
+    original = store.on_file
+    monkeypatch.setattr(store, "on_file", lambda *args: reads.append(args) or original(*args))
+    hooks.book(adult_with_lbp().appointment_book(appointment(appointment_type="FOLLOWUP")))
+    hooks.book(patient(14).with_lbp().with_coverage(COMMERCIAL_SOPT).appointment_book(appointment()))
+    hooks.sign(adult_with_lbp().order_sign(medication_request(reason="M54.50")))  # an opioid, no referral
+    assert reads == []
+    hooks.book(adult_with_lbp().appointment_book(appointment()))
+    hooks.sign(adult_with_lbp().order_sign(ortho_referral()))
+    assert [args[1] for args in reads] == ["p1", "p1"]  # (scope, patient id, since)

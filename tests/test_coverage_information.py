@@ -137,9 +137,10 @@ def test_outdated_coverage_information_is_replaced_and_other_extensions_kept(app
     assert "doc-needed" not in the_extension(updated)
 
 
-def test_with_the_database_down_the_pn_requirement_is_indeterminate_for_a_technical_reason(settings, content, outage):
-    if outage.kind == "sqlite":
-        pytest.skip("a locked SQLite file still reads")
+def test_with_the_database_down_the_pn_requirement_is_indeterminate_for_a_technical_reason(
+    settings, content, postgres_outage
+):
+    outage = postgres_outage
     app = create_app(settings.model_copy(update=dict(database_url=outage.url)), content=content)
     hooks = Hooks(app.test_client())
     outage.down()

@@ -103,6 +103,7 @@ CONTEXT = {
     "order-select": load_schema("context/order-select.schema.json"),
     "order-sign": load_schema("context/order-sign.schema.json"),
     "patient-view": load_schema("context/patient-view.schema.json"),
+    "appointment-book": load_schema("context/appointment-book.schema.json"),
 }
 
 
@@ -1066,3 +1067,30 @@ def test_each_error_reported_once():
     reported = [(e.json_path, e.validator, e.message) for e in validator(RESPONSE).iter_errors(body)]
     assert len(reported) == len(set(reported)), reported
     assert len(reported) == 10, reported
+
+
+# --------------------------------------------------------------------------
+# appointment-book context
+# --------------------------------------------------------------------------
+
+CRD_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "crd"
+
+
+@pytest.mark.parametrize("name", ["ig-examples/CRDServiceRequest4.json", "test-kit/appointment_book_hook_request.json"])
+def test_crd_appointment_book_requests_validate(name):
+    body = json.loads((CRD_FIXTURES / name).read_text())
+    assert_valid(REQUEST, body)
+    assert_valid(CONTEXT["appointment-book"], body["context"])
+
+
+def test_appointment_book_appointments_must_be_a_bundle_of_appointments():
+    body = json.loads((CRD_FIXTURES / "ig-examples/CRDServiceRequest4.json").read_text())
+    context = body["context"]
+    schema = CONTEXT["appointment-book"]
+    as_array = {**context, "appointments": [e["resource"] for e in context["appointments"]["entry"]]}
+    assert_error(schema, as_array, "$.appointments", "type")  # the hook's STU3-era example shape
+    other = copy.deepcopy(context)
+    other["appointments"]["entry"][0]["resource"]["resourceType"] = "ServiceRequest"
+    assert_error(schema, other, "$.appointments.entry[0].resource.resourceType", "const")
+    by_patient = {**context, "userId": "Patient/123"}
+    assert_valid(schema, by_patient)  # a patient booking their own appointment

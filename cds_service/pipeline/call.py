@@ -110,7 +110,7 @@ def answer_hook(service: ServiceDefinition, body: Any, deps: CallDependencies) -
     region = content.directory.region_for(facts.postal_code)
     facts = replace(facts, outside_msc_regions=facts.postal_code is not None and region is None)
     patient_id = body["context"]["patientId"]
-    if service.reads_prior_notifications:
+    if service.needs_prior_notifications and service.needs_prior_notifications(hook_input, facts, knowledge):
         since = deps.today - timedelta(days=knowledge.policy.prior_notification_window_days)
         facts = replace(
             facts, prior_notifications=notifications_on_file(deps.notifications, deps.scope, patient_id, since)
