@@ -82,7 +82,9 @@ def fill(template: str, values: Mapping[str, Any], where: str) -> str:
     """str.format_map, with a message naming the template when a field is unknown."""
     try:
         return template.format_map(values)
-    except (KeyError, AttributeError, IndexError) as exc:
+    except KeyError as exc:
+        raise RecipeError(f"{where}: unknown field {exc.args[0]!r} in {template!r}") from None
+    except (AttributeError, IndexError) as exc:
         raise RecipeError(f"{where}: unknown field {exc} in {template!r}") from None
     except ValueError as exc:
         raise RecipeError(f"{where}: bad template {template!r}: {exc}") from None
@@ -296,7 +298,7 @@ class Fields(dict[str, str]):
         try:
             return self[name]
         except KeyError:
-            raise AttributeError(name) from None
+            raise AttributeError(f"{name!r}; the source has {', '.join(sorted(self))}") from None
 
 
 @dataclass(frozen=True)
@@ -769,7 +771,9 @@ def write_all(valuesets: Sequence[ValueSet], out_dir: Path, check_only: bool) ->
             print(f"written  {path.name:40} {len(vs.codes):5d} codes")
             continue
         print(f"STALE    {path.name:40} {'missing' if current is None else 'differs from what its recipe gives'}")
-        diff = difflib.unified_diff((current or "").splitlines(), text.splitlines(), "committed", "recipe", n=0)
+        diff = difflib.unified_diff(
+            (current or "").splitlines(), text.splitlines(), "committed", "recipe", n=0, lineterm=""
+        )
         for line in list(diff)[2:14]:
             print(f"         {line[:160]}")
     expected = {f"{vs.id}.json" for vs in valuesets}
