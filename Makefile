@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: run test test-deps lint validate format
+.PHONY: run test test-deps lint check-valuesets validate format
 NODE_STAMP := tests/fhir_server/node_modules/.installed-package-lock.json
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
@@ -20,10 +20,15 @@ run: $(BIN)/.installed
 	$(DEV_ENV) $(BIN)/flask --app wsgi db upgrade
 	$(DEV_ENV) WEB_CONCURRENCY=$${WEB_CONCURRENCY:-2} $(BIN)/gunicorn -c gunicorn.conf.py --bind 127.0.0.1:8080 wsgi:app
 
-lint: $(BIN)/.installed
+lint: $(BIN)/.installed check-valuesets
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# Fails, naming each file, when guideline_data/valuesets/ is not what tools/valuesets/recipes/ produce
+# (fix the recipe, or run `python tools/build_valuesets.py` and commit).
+check-valuesets: $(BIN)/.installed
+	$(BIN)/python tools/build_valuesets.py --check
 
 # Checks guideline_data as informatics staff do (prints each problem with file, line and field).
 validate: $(BIN)/.installed
