@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+from cds_service.pipeline.clock import SystemClock
+
 ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
 SNOMED = "http://snomed.info/sct"
 NUCC = "http://nucc.org/provider-taxonomy"
@@ -40,13 +42,18 @@ def concept(code: str, system: str = ICD10, display: str | None = None) -> dict[
     return {"coding": [coding]}
 
 
+def clinical_today() -> date:
+    """Today as the service sees it by default: the date in the program's time zone, not the host's."""
+    return SystemClock().today()
+
+
 def days_ago(days: int) -> str:
-    return (date.today() - timedelta(days=days)).isoformat()
+    return (clinical_today() - timedelta(days=days)).isoformat()
 
 
 def birth_date_for_age(age: int) -> str:
     """Birth date of someone who turns `age` today."""
-    today = date.today()
+    today = clinical_today()
     try:
         return today.replace(year=today.year - age).isoformat()
     except ValueError:  # 29 February

@@ -16,6 +16,7 @@ from tests.builders import (
     NUCC,
     SNOMED,
     birth_date_for_age,
+    clinical_today,
     days_ago,
     ortho_referral,
     patient,
@@ -211,9 +212,9 @@ def test_day_before_eighteenth_birthday_is_out_of_scope(hooks):
 
 
 def test_birth_year_only_is_read_conservatively(hooks):
-    year = str(date.today().year - 18)  # may or may not have turned 18 yet: no card
+    year = str(clinical_today().year - 18)  # may or may not have turned 18 yet: no card
     assert hooks.select(patient(None, birth_date=year).with_lbp().order_select(ortho_referral())) == []
-    old = str(date.today().year - 19)
+    old = str(clinical_today().year - 19)
     assert topics(hooks.select(patient(None, birth_date=old).with_lbp().order_select(ortho_referral()))) == [MSC]
 
 
@@ -347,7 +348,9 @@ NOTICE = "Due to the COVID-19 emergency, the MSC requirement is suspended until 
 
 def test_suspended_requirement_turns_the_card_info_and_quotes_the_notice(content, settings):
     suspended = with_policy(
-        content, settings, suspensions=(Suspension(start=date.today() - timedelta(days=30), end=None, notice=NOTICE),)
+        content,
+        settings,
+        suspensions=(Suspension(start=clinical_today() - timedelta(days=30), end=None, notice=NOTICE),),
     )
     msc, pn = suspended.select(adult_with_lbp().order_select(ortho_referral()))
     assert msc["source"]["topic"]["code"] == MSC and msc["indicator"] == "info"
