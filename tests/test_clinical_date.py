@@ -12,7 +12,6 @@ from cds_service.app import create_app
 from cds_service.pipeline.clock import SystemClock
 from cds_service.settings import Settings, SettingsError
 from cds_service.wiring import services_of
-from hooks.knowledge import Knowledge
 from hooks.policy import Suspension
 from tests.builders import ortho_referral, patient
 from tests.conftest import Hooks, topics
@@ -27,7 +26,7 @@ BORN = "2008-03-10"  # 18 on 10 March 2026
 def hooks_at(settings, content, instant: datetime, policy_changes=None) -> Hooks:
     if policy_changes:
         policy = replace(content.knowledge.policy, **policy_changes)
-        content = replace(content, knowledge=Knowledge(content.knowledge.valuesets, policy))
+        content = replace(content, knowledge=replace(content.knowledge, policy=policy))
     clock = SystemClock(CHICAGO, instant=lambda: instant)
     return Hooks(create_app(settings, content=content, clock=clock).test_client())
 

@@ -49,12 +49,12 @@ def test_misspelt_field_is_named_with_a_suggestion(copy):
 
 
 def test_card_naming_a_link_that_does_not_exist(copy):
-    copy.replace("cards.yaml", "links: [fritz-2012, program-policy]", "links: [fritz-2021, program-policy]")
+    copy.replace("cards.yaml", "links: [fritz-2012, apta-direct-access", "links: [fritz-2021, apta-direct-access")
     line = copy.line_of("cards.yaml", "links: [fritz-2021")
     assert copy.problems() == [
         f'cards.yaml, line {line}, field cards > physical-therapy-first-line > links > entry 1: "fritz-2021" is not '
         'defined under links in cards.yaml (did you mean "fritz-2012"?) (defined: msc-handout, msc-directory, '
-        "program-policy, cdc-opioid-guideline, fritz-2012)"
+        "program-policy, cdc-opioid-guideline, acp-low-back-pain, fritz-2012, apta-direct-access)"
     ]
 
 
