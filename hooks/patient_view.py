@@ -22,13 +22,12 @@ from hooks.service import (
 
 
 def decide(hook_input: HookInput, facts: PatientFacts, knowledge: Knowledge) -> list[Decision]:
-    """First-line PT and opioid-sparing care; a recent red-flag finding asks to rule out an emergency first."""
+    """First-line PT and opioid-sparing care; a recent red-flag finding asks to rule out an emergency
+    first, in place of first-line PT advice."""
     if not in_scope(facts):
         return []
-    review = chart_review(facts)
-    if review:
-        return review
-    return physical_therapy_decisions(facts) + opioid_decisions(facts.active_medication_requests, facts, knowledge)
+    first = chart_review(facts) or physical_therapy_decisions(facts)
+    return first + opioid_decisions(facts.active_medication_requests, facts, knowledge)
 
 
 SERVICE = ServiceDefinition(

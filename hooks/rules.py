@@ -47,9 +47,8 @@ def order_decisions(orders: list[Resource], facts: PatientFacts, knowledge: Know
         o for o in orders if is_spine_surgical_referral(o, knowledge, facts.references) and not urgent(o, knowledge)
     ]
     review = red_flag_review(referrals, facts, knowledge)
-    if review:
-        return review
-    return referral_decisions(referrals, facts, knowledge) + opioid_decisions(orders, facts, knowledge)
+    spine = review or referral_decisions(referrals, facts, knowledge)
+    return spine + opioid_decisions(orders, facts, knowledge)
 
 
 def urgent(order: Resource, knowledge: Knowledge) -> bool:
