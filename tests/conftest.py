@@ -17,7 +17,7 @@ from cds_service.settings import Settings
 from cds_service.wiring import services_of
 from tests.databases import Outage, database, migrated
 
-pytest_plugins = ["tests.fhir_server_fixture"]
+pytest_plugins = ["tests.fhir_server_fixture", "tests.ehr_forms"]
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "cds_service" / "pipeline" / "schemas"
 RESPONSE_SCHEMA = Draft202012Validator(json.loads((SCHEMAS / "response.schema.json").read_text()))

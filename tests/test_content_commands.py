@@ -56,7 +56,7 @@ def test_diff_shows_codes_card_text_and_policy_that_change(content, copy, tmp_pa
     copy.edit_valueset("lbp-trigger", swap_codes)
     copy.replace("policy.yaml", "physical_therapy: 90", "physical_therapy: 60")
     copy.replace("cards.yaml", "(no PT in the last 90 days)", "(no PT in the last 60 days)")
-    copy.replace("cards.yaml", "- **Direct access:** Minnesota", "- **Direct access:** In Minnesota")
+    copy.replace("cards.yaml", "- **Direct access:** every US state", "- **Direct access:** Every US state")
     result = run(content, "diff", str(old.root), str(copy.root))
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
@@ -74,10 +74,10 @@ def test_diff_shows_codes_card_text_and_policy_that_change(content, copy, tmp_pa
     assert '(no PT in the last 90 days)" is now "Low back pain: consider physical therapy' in lines[9]
     assert lines[10:13] == [
         "  ~ cards > physical-therapy-first-line > detail:",
-        "      was: - **Direct access:** Minnesota, Wisconsin and 24 other states let patients see a physical "
-        "therapist without a referral, with provisions.",
-        "      now: - **Direct access:** In Minnesota, Wisconsin and 24 other states let patients see a physical "
-        "therapist without a referral, with provisions.",
+        "      was: - **Direct access:** every US state now lets patients see a physical therapist without a "
+        "referral in some form; Minnesota and Wisconsin allow it with provisions (APTA 2024).",
+        "      now: - **Direct access:** Every US state now lets patients see a physical therapist without a "
+        "referral in some form; Minnesota and Wisconsin allow it with provisions (APTA 2024).",
     ]
     assert lines[13:] == ["Policy (policy.yaml):", "  ~ lookback_days > physical_therapy: 90 is now 60"]
 
