@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+from tests.clinical_date import TODAY
+
 ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
 SNOMED = "http://snomed.info/sct"
 NUCC = "http://nucc.org/provider-taxonomy"
@@ -41,16 +43,19 @@ def concept(code: str, system: str = ICD10, display: str | None = None) -> dict[
 
 
 def days_ago(days: int) -> str:
-    return (date.today() - timedelta(days=days)).isoformat()
+    """`days` before the suite's clinical today (tests/clinical_date.py), as the app's clock counts."""
+    return (TODAY - timedelta(days=days)).isoformat()
 
 
 def birth_date_for_age(age: int) -> str:
-    """Birth date of someone who turns `age` today."""
-    today = date.today()
+    """The latest birth date of someone who is `age` on the suite's clinical today: born `age` years ago today.
+
+    On 29 February, when that year had none, 28 February: the day after, 1 March, is still a year younger.
+    """
     try:
-        return today.replace(year=today.year - age).isoformat()
+        return TODAY.replace(year=TODAY.year - age).isoformat()
     except ValueError:  # 29 February
-        return date(today.year - age, 3, 1).isoformat()
+        return date(TODAY.year - age, 2, 28).isoformat()
 
 
 def with_fhir_server(body: dict[str, Any], server: str, token: str, keep: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from cds_service.app import create_app
 from cds_service.content.loader import load_content
 from cds_service.settings import Settings
 from cds_service.wiring import services_of
+from tests.clinical_date import CLOCK
 from tests.databases import Outage, database, migrated
 
 pytest_plugins = ["tests.fhir_server_fixture"]
@@ -53,7 +54,7 @@ def outage(request, tmp_path):
 
 @pytest.fixture
 def app(settings, content):
-    app = create_app(settings, content=content)
+    app = create_app(settings, content=content, clock=CLOCK)
     yield app
     services_of(app).close()
 

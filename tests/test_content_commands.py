@@ -9,6 +9,7 @@ import pytest
 
 from cds_service.app import create_app
 from cds_service.settings import Settings
+from tests.clinical_date import CLOCK
 from tests.content_copies import ContentCopy
 
 ICD = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -21,7 +22,7 @@ def copy(tmp_path) -> ContentCopy:
 
 def run(content, *args: str, content_dir: Path | None = None):
     settings = Settings(require_jwt=False, **({"content_dir": content_dir} if content_dir else {}))
-    app = create_app(settings, content=content)
+    app = create_app(settings, content=content, clock=CLOCK)
     return app.test_cli_runner().invoke(args=["content", *args])
 
 

@@ -14,6 +14,7 @@ from cds_service.app import create_app
 from cds_service.storage.database import feedback, issued_cards
 from cds_service.wiring import services_of
 from tests.builders import medication_request, patient
+from tests.clinical_date import CLOCK
 from tests.databases import migrated
 
 SERVICE = "/cds-services/lbp-patient-view"
@@ -23,7 +24,9 @@ WHEN = "2026-03-04T05:06:07Z"
 
 @pytest.fixture
 def stored_app(settings, content, database_url):
-    app = create_app(settings.model_copy(update=dict(database_url=migrated(database_url))), content=content)
+    app = create_app(
+        settings.model_copy(update=dict(database_url=migrated(database_url))), content=content, clock=CLOCK
+    )
     yield app
     services_of(app).close()
 
@@ -189,7 +192,9 @@ def test_malformed_feedback_is_400_with_a_clear_message(stored_app, client, body
 
 
 def test_feedback_must_be_json_and_within_the_size_limit(settings, content, tmp_path):
-    client = create_app(settings.model_copy(update=dict(max_body_bytes=2000)), content=content).test_client()
+    client = create_app(
+        settings.model_copy(update=dict(max_body_bytes=2000)), content=content, clock=CLOCK
+    ).test_client()
     assert client.post(FEEDBACK, data="feedback", content_type="text/plain").status_code == 415
     assert client.post(FEEDBACK, data="{", content_type="application/json").status_code == 400
     big = {"feedback": [overridden(str(uuid.uuid4()), {"userComment": "x" * 3000})]}
@@ -202,7 +207,7 @@ def test_feedback_to_an_unknown_service_is_404(client):
 
 
 def test_database_down_is_503_and_the_retried_feedback_is_stored(settings, content, outage):
-    app = create_app(settings.model_copy(update=dict(database_url=outage.url)), content=content)
+    app = create_app(settings.model_copy(update=dict(database_url=outage.url)), content=content, clock=CLOCK)
     client = app.test_client()
     card = issue_card(client)
     outage.down()
@@ -219,7 +224,7 @@ def test_database_down_is_503_and_the_retried_feedback_is_stored(settings, conte
 
 
 def test_hook_call_still_answers_cards_while_the_database_is_down(settings, content, outage):
-    app = create_app(settings.model_copy(update=dict(database_url=outage.url)), content=content)
+    app = create_app(settings.model_copy(update=dict(database_url=outage.url)), content=content, clock=CLOCK)
     outage.down()
     started = time.monotonic()
     response = app.test_client().post(SERVICE, json=patient(45).with_lbp().patient_view())

@@ -16,6 +16,7 @@ import responses
 from cds_service.app import create_app
 from cds_service.settings import Settings, SettingsError
 from tests.builders import PatientRecordBuilder, bundle, medication_request, ortho_referral, patient, with_fhir_server
+from tests.clinical_date import CLOCK
 from tests.conftest import Hooks, topics
 
 FHIR = "https://ehr.example.org/fhir/R4"
@@ -36,7 +37,7 @@ def fetching(settings, content):
 
     def make(**changes: Any) -> Hooks:
         configured = settings.model_copy(update=dict(fhir_allowlist=(FHIR,), **changes))
-        return Hooks(create_app(configured, content=content).test_client())
+        return Hooks(create_app(configured, content=content, clock=CLOCK).test_client())
 
     return make
 
@@ -144,7 +145,7 @@ def test_prefetch_that_is_not_a_resource_is_fetched(fetching, bad_value):
 )
 def test_server_not_on_the_allow_list_is_never_called(settings, content, allowed):
     record = patient(45).with_lbp()
-    app = create_app(settings.model_copy(update=dict(fhir_allowlist=(allowed,))), content=content)
+    app = create_app(settings.model_copy(update=dict(fhir_allowlist=(allowed,))), content=content, clock=CLOCK)
     with fhir_server() as rsps:
         serve(rsps, record)
         body = without_prefetch(record.order_select(ortho_referral()), "conditions")

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from cds_service.app import create_app
 from cds_service.wiring import services_of
 from tests.builders import ortho_referral, patient
+from tests.clinical_date import CLOCK, EXAMPLES_AS_OF
 from tests.databases import Outage, database
 from tests.topology import migrate_database
 
@@ -61,7 +62,7 @@ def postgres_outage(tmp_path):
 
 def test_readyz_is_503_while_the_database_is_unreachable(settings, content, postgres_outage):
     outage = postgres_outage
-    app = create_app(settings.model_copy(update=dict(database_url=outage.url)), content=content)
+    app = create_app(settings.model_copy(update=dict(database_url=outage.url)), content=content, clock=CLOCK)
     outage.down()
     try:
         response = app.test_client().get("/readyz")
@@ -103,11 +104,15 @@ def free_port() -> int:
 
 @pytest.fixture
 def gunicorn(tmp_path):
-    """lbp-cds under gunicorn with the repository's gunicorn.conf.py: 2 workers, JSON logs on stderr."""
+    """lbp-cds under gunicorn with the repository's gunicorn.conf.py: 2 workers, JSON logs on stderr.
+
+    It judges calls as of the bundled examples' date, the requests the tests send it.
+    """
     port = free_port()
     env = {
         **os.environ,
         "CDS_REQUIRE_JWT": "false",
+        "CDS_CLINICAL_DATE": EXAMPLES_AS_OF.isoformat(),
         "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'cds.sqlite3'}",
         "CDS_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
         "CDS_BIND": f"127.0.0.1:{port}",

@@ -6,6 +6,7 @@ import pytest
 
 from cds_service.app import create_app
 from cds_service.settings import Settings, SettingsError
+from tests.clinical_date import CLOCK
 from tests.conftest import BASE_URL
 
 
@@ -26,7 +27,7 @@ def test_preview_is_on_in_development_and_configurable(env, shown, content, tmp_
     }
     settings = Settings.from_env({**production, **env})
     assert settings.shows_preview is shown
-    status = create_app(settings, content=content).test_client().get("/preview").status_code
+    status = create_app(settings, content=content, clock=CLOCK).test_client().get("/preview").status_code
     assert status == (200 if shown else 404)
 
 
@@ -38,7 +39,9 @@ def test_reload_interval_setting():
 
 
 def test_preview_shows_the_example_as_of_its_date(content):
-    client = create_app(Settings(public_base_url=BASE_URL, require_jwt=False), content=content).test_client()
+    client = create_app(
+        Settings(public_base_url=BASE_URL, require_jwt=False), content=content, clock=CLOCK
+    ).test_client()
     page = client.get("/preview?example=msc-done").get_data(as_text=True)
     # Dated examples only give their cards on their own "today" (the MSC visit is two months before it).
     assert 'data-topic="prior-notification-required"' in page

@@ -15,6 +15,7 @@ from werkzeug.serving import make_server
 
 from cds_service.app import create_app
 from cds_service.settings import Settings
+from tests.clinical_date import CLOCK
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -32,7 +33,7 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 @pytest.fixture(scope="module")
 def server(content) -> Iterator[str]:
     """The service on a free local port, as `make run` serves it (development settings)."""
-    app = create_app(Settings(require_jwt=False), content=content)
+    app = create_app(Settings(require_jwt=False), content=content, clock=CLOCK)
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()

@@ -21,6 +21,7 @@ from tests.builders import (
     patient,
     service_request,
 )
+from tests.clinical_date import CLOCK, TODAY
 from tests.conftest import BASE_URL, Hooks, topics
 
 MSC = "msc-evaluation-first"
@@ -36,7 +37,7 @@ def with_policy(content, settings, **changes):
     """An app whose guideline policy differs from the shipped one."""
     policy = replace(content.knowledge.policy, **changes)
     changed = replace(content, knowledge=Knowledge(content.knowledge.valuesets, policy))
-    return Hooks(create_app(settings, content=changed).test_client())
+    return Hooks(create_app(settings, content=changed, clock=CLOCK).test_client())
 
 
 # --- the baseline card --------------------------------------------------------------------------------
@@ -211,9 +212,12 @@ def test_day_before_eighteenth_birthday_is_out_of_scope(hooks):
 
 
 def test_birth_year_only_is_read_conservatively(hooks):
-    year = str(date.today().year - 18)  # may or may not have turned 18 yet: no card
+    # The earliest birth year of someone who may not be 18 yet (a year alone is read at its last day): no
+    # card. 18 years before today's year, except on 31 December, when everyone born then is 18.
+    uncertain = (TODAY + timedelta(days=1)).year - 18
+    year = str(uncertain)
     assert hooks.select(patient(None, birth_date=year).with_lbp().order_select(ortho_referral())) == []
-    old = str(date.today().year - 19)
+    old = str(uncertain - 1)  # certainly 18: a card
     assert topics(hooks.select(patient(None, birth_date=old).with_lbp().order_select(ortho_referral()))) == [MSC]
 
 
@@ -347,7 +351,7 @@ NOTICE = "Due to the COVID-19 emergency, the MSC requirement is suspended until 
 
 def test_suspended_requirement_turns_the_card_info_and_quotes_the_notice(content, settings):
     suspended = with_policy(
-        content, settings, suspensions=(Suspension(start=date.today() - timedelta(days=30), end=None, notice=NOTICE),)
+        content, settings, suspensions=(Suspension(start=TODAY - timedelta(days=30), end=None, notice=NOTICE),)
     )
     msc, pn = suspended.select(adult_with_lbp().order_select(ortho_referral()))
     assert msc["source"]["topic"]["code"] == MSC and msc["indicator"] == "info"
