@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import signal
-import time
 from datetime import date
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from cds_service.pipeline.clock import FixedClock
 from cds_service.settings import Settings
 from tests.conftest import BASE_URL, assert_conformant
 from tests.content_copies import ContentCopy
+from tests.waiting import wait_for
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "guideline_data" / "examples"
 AS_OF = date.fromisoformat(yaml.safe_load((EXAMPLES / "index.yaml").read_text())["as_of"])
@@ -137,9 +137,7 @@ def test_sighup_reloads_at_once(copy, tmp_path):
     before = version(client)
     copy.replace("cards.yaml", PT_SUMMARY, EDITED_SUMMARY)
     os.kill(os.getpid(), signal.SIGHUP)
-    deadline = time.monotonic() + 10
-    while version(client) == before and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: version(client) != before, message="the content reloaded after SIGHUP")
     assert pt_card(client)["summary"] == EDITED_SUMMARY
 
 
