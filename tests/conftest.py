@@ -23,6 +23,19 @@ pytest_plugins = ["tests.fhir_server_fixture"]
 SCHEMAS = Path(__file__).resolve().parent.parent / "cds_service" / "pipeline" / "schemas"
 RESPONSE_SCHEMA = Draft202012Validator(json.loads((SCHEMAS / "response.schema.json").read_text()))
 BASE_URL = "https://cds.example.org"
+# Fixtures that start an external process: a test using one must carry the `processes` marker.
+PROCESS_FIXTURES = frozenset({"fhir_server"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`pytest -m "not processes"` must start no external process: the fixtures that do need the marker."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("processes") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError("tests that start processes lack @pytest.mark.processes: " + ", ".join(unmarked))
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,8 @@ from tests.conftest import Hooks, topics
 
 TOKEN = "integration-token"
 
+pytestmark = pytest.mark.processes  # the Node FHIR server (tests/fhir_server)
+
 
 def record_resources(record: PatientRecordBuilder) -> list[dict[str, Any]]:
     return [

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 # The plugin module is imported inside the tests, not here, so that pytest can assert-rewrite it first.
 pytest_plugins = ["tests.fhir_server_fixture"]
 
+pytestmark = pytest.mark.processes  # the Node server (tests/fhir_server)
+
 
 def _patient(pid: str) -> dict[str, Any]:
     return {"resourceType": "Patient", "id": pid, "name": [{"family": f"Test-{pid}"}], "gender": "female"}

@@ -146,6 +146,7 @@ def gunicorn(tmp_path):
     stderr.close()
 
 
+@pytest.mark.processes
 def test_metrics_add_up_every_gunicorn_worker(gunicorn):
     base, _log = gunicorn
     session = requests.Session()
@@ -167,6 +168,7 @@ def hook_call_lines(log: Path) -> list[dict]:
     return [line for line in lines if line.get("event") == "hook_call"]
 
 
+@pytest.mark.processes
 def test_one_json_log_line_per_hook_call_without_secrets(gunicorn):
     base, log = gunicorn
     body = json.loads(json.dumps(EXAMPLE))

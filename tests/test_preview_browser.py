@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 INDEX = yaml.safe_load((ROOT / "guideline_data" / "examples" / "index.yaml").read_text())
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
+pytestmark = pytest.mark.processes
+
 
 @pytest.fixture(scope="module")
 def server(content) -> Iterator[str]:

@@ -15,7 +15,7 @@ from tests.databases import postgres_schema, unreachable
 from tests.topology import Topology, feedback_item, find_nginx, topology
 from tests.waiting import wait_for
 
-pytestmark = pytest.mark.scale_out
+pytestmark = [pytest.mark.scale_out, pytest.mark.processes]
 
 SERVICES = ("lbp-referral-select", "lbp-referral-sign", "lbp-patient-view")
 CALLS_AFTER_KILL = 24
