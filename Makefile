@@ -24,9 +24,12 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Checks guideline_data as informatics staff do (prints each problem with file, line and field).
+# Checks guideline_data as informatics staff do (prints each problem with file, line and field). The command loads
+# the content as the service does, which saves it as the last good copy: into a throwaway CDS_STATE_DIR here, so
+# that a check (and `make test`) writes nothing into the checkout.
 validate: $(BIN)/.installed
-	$(BIN)/flask --app wsgi content validate
+	state=$$(mktemp -d) && CDS_STATE_DIR=$$state $(BIN)/flask --app wsgi content validate; \
+		status=$$?; rm -rf "$$state"; exit $$status
 
 # What the tests need beyond Python: Debian's chromium (browser test) and nginx (scale-out test), and the
 # test FHIR server's npm packages, installed from its lockfile. apt-get runs only when one is missing.
@@ -39,8 +42,9 @@ $(NODE_STAMP): tests/fhir_server/package-lock.json
 	npm ci --prefix tests/fhir_server --no-audit --no-fund
 	cp $< $@
 
+# No bytecode or cache is written into the checkout (pytest runs with -p no:cacheprovider).
 test: lint validate test-deps
-	$(BIN)/python -m pytest
+	PYTHONDONTWRITEBYTECODE=1 $(BIN)/python -m pytest
 
 format: $(BIN)/.installed
 	$(BIN)/ruff check --fix .

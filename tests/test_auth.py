@@ -20,6 +20,7 @@ from cds_service.storage.database import feedback
 from cds_service.wiring import services_of
 from tests.builders import patient
 from tests.clinical_date import CLOCK
+from tests.conftest import private_env
 from tests.databases import migrated, redis_url
 from tests.tokens import (
     ISSUER,
@@ -389,7 +390,7 @@ def test_jwks_from_a_real_http_server(settings, content):
     ],
 )
 def test_requiring_jwts_without_issuers_or_public_url_fails_at_start_up(env, expected, tmp_path, content):
-    settings = Settings.from_env({**env, "CDS_DATABASE_URL": f"sqlite:///{tmp_path}/x.sqlite3"})
+    settings = Settings.from_env({**env, **private_env(tmp_path)})
     with pytest.raises(SettingsError, match=expected):
         create_app(settings, content=content, clock=CLOCK)
 

@@ -18,6 +18,7 @@ from cds_service.app import create_app
 from cds_service.wiring import services_of
 from tests.builders import ortho_referral, patient
 from tests.clinical_date import CLOCK, EXAMPLES_AS_OF
+from tests.conftest import private_env
 from tests.databases import Outage, database
 from tests.topology import migrate_database
 from tests.waiting import wait_for
@@ -106,14 +107,15 @@ def free_port() -> int:
 def gunicorn(tmp_path):
     """lbp-cds under gunicorn with the repository's gunicorn.conf.py: 2 workers, JSON logs on stderr.
 
-    It judges calls as of the bundled examples' date, the requests the tests send it.
+    Its database and state folder are under tmp_path; it judges calls as of the bundled examples' date,
+    the requests the tests send it.
     """
     port = free_port()
     env = {
-        **os.environ,
+        **{name: value for name, value in os.environ.items() if not name.startswith("CDS_")},
+        **private_env(tmp_path),
         "CDS_REQUIRE_JWT": "false",
         "CDS_CLINICAL_DATE": EXAMPLES_AS_OF.isoformat(),
-        "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'cds.sqlite3'}",
         "CDS_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
         "CDS_BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": "2",

@@ -373,7 +373,7 @@ def topology(
     """nginx in front of `replicas` gunicorns with `workers` each, JWTs required, sharing database_url.
 
     The replicas judge every call as of `clinical_date` (default: the date the bundled examples they are sent
-    are written for).
+    are written for) and keep their state folder in the topology's temporary folder, as nginx its files.
     """
     key = make_key("ES384")
     with ExitStack() as stack:
@@ -389,6 +389,7 @@ def topology(
             "CDS_PUBLIC_BASE_URL": nginx_url,
             "CDS_TRUSTED_PROXY_HOPS": "1",
             "CDS_DATABASE_URL": database_url,
+            "CDS_STATE_DIR": str(workdir / "state"),
             "CDS_CLINICAL_DATE": clinical_date.isoformat(),
             "WEB_CONCURRENCY": str(workers),
             "CDS_THREADS": str(threads),
