@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from cds_service.pipeline.clock import SystemClock
+from tests.clinical_date import TODAY
 
 ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
 SNOMED = "http://snomed.info/sct"
@@ -44,21 +44,24 @@ def concept(code: str, system: str = ICD10, display: str | None = None) -> dict[
 
 
 def clinical_today() -> date:
-    """Today as the service sees it by default: the date in the program's time zone, not the host's."""
-    return SystemClock().today()
+    """The suite's clinical today (tests/clinical_date.py): what every app the tests start is told it is."""
+    return TODAY
 
 
 def days_ago(days: int) -> str:
-    return (clinical_today() - timedelta(days=days)).isoformat()
+    """`days` before the suite's clinical today (tests/clinical_date.py), as the app's clock counts."""
+    return (TODAY - timedelta(days=days)).isoformat()
 
 
 def birth_date_for_age(age: int) -> str:
-    """Birth date of someone who turns `age` today."""
-    today = clinical_today()
+    """The latest birth date of someone who is `age` on the suite's clinical today: born `age` years ago today.
+
+    On 29 February, when that year had none, 28 February: the day after, 1 March, is still a year younger.
+    """
     try:
-        return today.replace(year=today.year - age).isoformat()
+        return TODAY.replace(year=TODAY.year - age).isoformat()
     except ValueError:  # 29 February
-        return date(today.year - age, 3, 1).isoformat()
+        return date(TODAY.year - age, 2, 28).isoformat()
 
 
 def with_fhir_server(body: dict[str, Any], server: str, token: str, keep: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import pytest
 from cds_service.app import create_app
 from cds_service.wiring import services_of
 from tests.builders import PatientRecordBuilder, with_fhir_server
+from tests.clinical_date import CLOCK
 from tests.conftest import Hooks
 from tests.fhir_server_fixture import FhirTestServer
 
@@ -47,6 +48,6 @@ class Ehr:
 def ehr(fresh_fhir_server, settings, content):
     fresh_fhir_server.require_token(TOKEN)
     configured = settings.model_copy(update=dict(fhir_allowlist=(fresh_fhir_server.base_url,), fhir_budget_ms=3000))
-    app = create_app(configured, content=content)
+    app = create_app(configured, content=content, clock=CLOCK)
     yield Ehr(Hooks(app.test_client()), fresh_fhir_server)
     services_of(app).close()

@@ -14,7 +14,7 @@ from cds_service.settings import Settings, SettingsError
 from cds_service.wiring import services_of
 from hooks.policy import Suspension
 from tests.builders import ortho_referral, patient
-from tests.conftest import Hooks, topics
+from tests.conftest import Hooks, private_settings, topics
 
 CHICAGO = ZoneInfo("America/Chicago")
 # 21:30 in Minnesota on 9 March 2026 is already 03:30 on 10 March in UTC.
@@ -59,7 +59,7 @@ def test_system_clock_reads_the_instant_in_the_program_zone():
 
 
 def test_the_service_clock_uses_the_configured_zone(tmp_path):
-    settings = Settings(require_jwt=False, program_timezone="Pacific/Kiritimati", database_url="sqlite://")
+    settings = private_settings(tmp_path, require_jwt=False, program_timezone="Pacific/Kiritimati")
     app = create_app(settings)
     try:
         clock = services_of(app).clock

@@ -12,6 +12,7 @@ import pytest
 from cds_service.app import create_app
 from hooks.policy import Suspension
 from tests.builders import clinical_today, days_ago, medication_request, ortho_referral, patient, service_request
+from tests.clinical_date import CLOCK
 from tests.conftest import Hooks, topics
 from tests.ehr_forms import FORMS
 
@@ -27,7 +28,7 @@ def with_policy(content, settings, **changes):
     policy = replace(content.knowledge.policy, **changes)
     return Hooks(
         create_app(
-            settings, content=replace(content, knowledge=replace(content.knowledge, policy=policy))
+            settings, content=replace(content, knowledge=replace(content.knowledge, policy=policy)), clock=CLOCK
         ).test_client()
     )
 
@@ -39,12 +40,14 @@ def select(record):
 # --- the primary coverage decides ----------------------------------------------------------------------
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("form", FORMS)
 def test_medicare_advantage_secondary_to_commercial_coverage_does_not_exempt(ehr, form):
     record = patient(67).with_lbp().with_coverage(COMMERCIAL, order=1).with_coverage(MEDICARE_ADVANTAGE_HMO, order=2)
     assert topics(ehr.cards(form, record, select)) == [MSC]
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("form", FORMS)
 def test_primary_medicare_advantage_with_a_secondary_commercial_coverage_exempts(ehr, form):
     record = patient(67).with_lbp().with_coverage(COMMERCIAL, order=2).with_coverage(MEDICARE_ADVANTAGE_HMO, order=1)
@@ -54,7 +57,9 @@ def test_primary_medicare_advantage_with_a_secondary_commercial_coverage_exempts
 def test_without_coverage_order_the_plans_own_coverage_decides(content, settings):
     record = patient(67).with_lbp().with_coverage(COMMERCIAL, payor="OTHER-PLAN")
     record.with_coverage(MEDICARE_ADVANTAGE_HMO, payor="HP-MA")
-    assert topics(Hooks(create_app(settings, content=content).test_client()).select(select(record))) == [MSC]
+    assert topics(Hooks(create_app(settings, content=content, clock=CLOCK).test_client()).select(select(record))) == [
+        MSC
+    ]
     configured = with_policy(content, settings, plan_payer_ids=frozenset({"HP-MA"}))
     assert topics(configured.select(select(record))) == [PN]
 

@@ -22,9 +22,12 @@ from tests.builders import (
     practitioner_role,
     with_fhir_server,
 )
+from tests.clinical_date import CLOCK
 from tests.conftest import Hooks, topics
 
 TOKEN = "integration-token"
+
+pytestmark = pytest.mark.processes  # the Node FHIR server (tests/fhir_server)
 
 
 def record_resources(record: PatientRecordBuilder) -> list[dict[str, Any]]:
@@ -116,7 +119,7 @@ PREFETCH_KEPT = {"full": None, "partial": ("patient", "conditions"), "none": ()}
 def hooks_on(fresh_fhir_server, settings, content) -> Hooks:
     fresh_fhir_server.require_token(TOKEN)
     configured = settings.model_copy(update=dict(fhir_allowlist=(fresh_fhir_server.base_url,), fhir_budget_ms=2000))
-    return Hooks(create_app(configured, content=content).test_client())
+    return Hooks(create_app(configured, content=content, clock=CLOCK).test_client())
 
 
 @pytest.mark.parametrize("mode", list(PREFETCH_KEPT))

@@ -39,6 +39,7 @@ def referenced_order(record, rxcui, form, *, mid, **kwargs):
 # --- medicationReference resolved ----------------------------------------------------------------------
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("form", FORMS)
 def test_selected_oxycodone_by_medication_reference_gets_the_opioid_card(ehr, form):
     record = patient(45).with_lbp()
@@ -46,6 +47,7 @@ def test_selected_oxycodone_by_medication_reference_gets_the_opioid_card(ehr, fo
     assert topics(ehr.cards(form, record, lambda r: r.order_select(order))) == [OPIOID]
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("form", FORMS)
 def test_signed_oxycodone_by_medication_reference_gets_the_opioid_card(ehr, form):
     record = patient(45).with_lbp()
@@ -53,6 +55,7 @@ def test_signed_oxycodone_by_medication_reference_gets_the_opioid_card(ehr, form
     assert topics(ehr.cards(form, record, lambda r: r.order_sign(order), hook="sign")) == [OPIOID]
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("form", FORMS)
 def test_selected_ibuprofen_by_medication_reference_gets_no_card(ehr, form):
     record = patient(45).with_lbp()
@@ -60,6 +63,7 @@ def test_selected_ibuprofen_by_medication_reference_gets_no_card(ehr, form):
     assert ehr.cards(form, record, lambda r: r.order_select(order)) == []
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("form", FORMS)
 def test_active_oxycodone_by_medication_reference_at_chart_open_gets_the_opioid_card(ehr, form):
     record = (
@@ -71,6 +75,7 @@ def test_active_oxycodone_by_medication_reference_at_chart_open_gets_the_opioid_
     assert topics(ehr.cards(form, record, lambda r: r.patient_view(), hook="view")) == [PT, OPIOID]
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("form", FORMS)
 def test_active_ibuprofen_by_medication_reference_at_chart_open_gets_only_the_pt_card(ehr, form):
     record = (
@@ -89,6 +94,7 @@ def test_selected_prescription_whose_medication_cannot_be_had_is_refused_not_ans
     assert "referencedMedications" in response.get_json()["issue"][0]["diagnostics"]
 
 
+@pytest.mark.processes
 def test_prescription_whose_medication_the_server_fails_to_give_is_refused(ehr):
     record = patient(45).with_lbp().with_referenced(medication_resource(OXYCODONE, "oxy-4"))
     ehr.server.load(record.resources())

@@ -15,12 +15,12 @@ from tests.builders import (
     NUCC,
     SNOMED,
     birth_date_for_age,
-    clinical_today,
     days_ago,
     ortho_referral,
     patient,
     service_request,
 )
+from tests.clinical_date import CLOCK, TODAY
 from tests.conftest import BASE_URL, Hooks, topics
 
 MSC = "msc-evaluation-first"
@@ -36,7 +36,7 @@ def with_policy(content, settings, **changes):
     """An app whose guideline policy differs from the shipped one."""
     policy = replace(content.knowledge.policy, **changes)
     changed = replace(content, knowledge=replace(content.knowledge, policy=policy))
-    return Hooks(create_app(settings, content=changed).test_client())
+    return Hooks(create_app(settings, content=changed, clock=CLOCK).test_client())
 
 
 # --- the baseline card --------------------------------------------------------------------------------
@@ -211,9 +211,12 @@ def test_day_before_eighteenth_birthday_is_out_of_scope(hooks):
 
 
 def test_birth_year_only_is_read_conservatively(hooks):
-    year = str(clinical_today().year - 18)  # may or may not have turned 18 yet: no card
+    # The earliest birth year of someone who may not be 18 yet (a year alone is read at its last day): no
+    # card. 18 years before today's year, except on 31 December, when everyone born then is 18.
+    uncertain = (TODAY + timedelta(days=1)).year - 18
+    year = str(uncertain)
     assert hooks.select(patient(None, birth_date=year).with_lbp().order_select(ortho_referral())) == []
-    old = str(clinical_today().year - 19)
+    old = str(uncertain - 1)  # certainly 18: a card
     assert topics(hooks.select(patient(None, birth_date=old).with_lbp().order_select(ortho_referral()))) == [MSC]
 
 
@@ -347,9 +350,7 @@ NOTICE = "Due to the COVID-19 emergency, the MSC requirement is suspended until 
 
 def test_suspended_requirement_turns_the_card_info_and_quotes_the_notice(content, settings):
     suspended = with_policy(
-        content,
-        settings,
-        suspensions=(Suspension(start=clinical_today() - timedelta(days=30), end=None, notice=NOTICE),),
+        content, settings, suspensions=(Suspension(start=TODAY - timedelta(days=30), end=None, notice=NOTICE),)
     )
     msc, pn = suspended.select(adult_with_lbp().order_select(ortho_referral()))
     assert msc["source"]["topic"]["code"] == MSC and msc["indicator"] == "info"

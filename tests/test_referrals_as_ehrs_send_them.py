@@ -50,6 +50,7 @@ def to_performer(referral, record, form, *resources):
 # --- a generic referral code carries no specialty -------------------------------------------------------
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("form", FORMS)
 def test_generic_referral_to_a_spine_surgeon_practitioner_role_gets_the_msc_card(ehr, form):
     record = patient(45).with_lbp()
@@ -59,6 +60,7 @@ def test_generic_referral_to_a_spine_surgeon_practitioner_role_gets_the_msc_card
         assert any("PractitionerRole?_id=spine-1" in url for url in ehr.fetched())
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("form", FORMS)
 def test_generic_referral_to_a_practitioner_whose_role_is_neurosurgery_gets_the_msc_card(ehr, form):
     record = patient(45).with_lbp()
@@ -70,6 +72,7 @@ def test_generic_referral_to_a_practitioner_whose_role_is_neurosurgery_gets_the_
     assert topics(ehr.cards(form, record, lambda r: r.order_select(referral))) == [MSC]
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("form", FORMS)
 def test_generic_referral_to_an_orthopedic_hand_surgeon_gets_no_card(ehr, form):
     record = patient(45).with_lbp()
@@ -77,6 +80,7 @@ def test_generic_referral_to_an_orthopedic_hand_surgeon_gets_no_card(ehr, form):
     assert ehr.cards(form, record, lambda r: r.order_select(referral)) == []
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("form", FORMS)
 def test_generic_referral_to_a_physical_therapist_gets_no_card(ehr, form):
     record = patient(45).with_lbp()
@@ -162,6 +166,7 @@ def knee_condition(cid: str) -> dict:
     }
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("form", FORMS)
 def test_referenced_knee_osteoarthritis_reason_gets_no_card(ehr, form):
     record = patient(45).with_lbp().with_referenced(knee_condition("knee-1"), prefetched_as="conditions")
@@ -169,6 +174,7 @@ def test_referenced_knee_osteoarthritis_reason_gets_no_card(ehr, form):
     assert ehr.cards(form, record, lambda r: r.order_select(referral)) == []
 
 
+@pytest.mark.processes
 def test_reason_condition_missing_from_the_prefetch_is_fetched_by_reference(ehr):
     """The EHR prefetched its problem list only; the order's reason is an encounter diagnosis on the server."""
     record = patient(45).with_lbp().with_referenced(knee_condition("knee-2"))

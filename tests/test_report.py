@@ -12,6 +12,7 @@ from cds_service.app import create_app
 from cds_service.storage.database import IssuedCard, issued_cards
 from cds_service.wiring import services_of
 from tests.builders import CPT, medication_request, patient
+from tests.clinical_date import CLOCK
 from tests.databases import migrated
 
 SERVICE = "/cds-services/lbp-patient-view"
@@ -23,7 +24,9 @@ NOT_APPLICABLE = {
 
 @pytest.fixture
 def app(settings, content, database_url):
-    app = create_app(settings.model_copy(update=dict(database_url=migrated(database_url))), content=content)
+    app = create_app(
+        settings.model_copy(update=dict(database_url=migrated(database_url))), content=content, clock=CLOCK
+    )
     yield app
     services_of(app).close()
 

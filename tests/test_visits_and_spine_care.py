@@ -48,6 +48,7 @@ def select(record):
 # --- who the visit was with ---------------------------------------------------------------------------
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("form", FORMS)
 def test_visit_with_a_pmr_practitioner_role_counts_as_the_msc_evaluation(ehr, form):
     record = visit_with_role(patient(45).with_lbp(), "208100000X", rid="pmr-1")
@@ -55,6 +56,7 @@ def test_visit_with_a_pmr_practitioner_role_counts_as_the_msc_evaluation(ehr, fo
     assert card["source"]["topic"]["code"] == PN and "MSC evaluation notes" in card["detail"]
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("form", FORMS)
 def test_visit_with_a_practitioner_whose_role_is_snomed_rehabilitation_counts_as_the_msc_evaluation(ehr, form):
     record = visit_with_practitioner(patient(45).with_lbp(), "394602003", system=SNOMED, pid="dr-rehab")
@@ -66,18 +68,21 @@ def test_visit_with_a_practitioner_whose_role_is_snomed_rehabilitation_counts_as
         )
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("form", FORMS)
 def test_visit_with_a_family_physician_is_not_an_msc_evaluation(ehr, form):
     record = visit_with_role(patient(45).with_lbp(), "207Q00000X", rid="fm-1")
     assert topics(ehr.cards(form, record, select)) == [MSC]
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("form", FORMS)
 def test_visit_with_a_physical_therapist_silences_the_pt_card(ehr, form):
     record = visit_with_practitioner(patient(52).with_lbp(), "225100000X", pid="dr-pt", days=20, reason=None)
     assert ehr.cards(form, record, lambda r: r.patient_view(), hook="view") == []
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("form", FORMS)
 def test_visit_with_a_chiropractor_does_not_silence_the_pt_card(ehr, form):
     record = visit_with_role(patient(52).with_lbp(), "111N00000X", rid="chiro-1", days=20, reason=None)
@@ -95,6 +100,7 @@ def test_unknown_visit_practitioner_without_a_fhir_server_is_refused_rather_than
     assert "referencedPractitioners" in response.get_json()["issue"][0]["diagnostics"]
 
 
+@pytest.mark.processes
 def test_failed_practitioner_fetch_refuses_the_msc_card(ehr):
     record = visit_with_role(patient(45).with_lbp(), "208100000X", rid="pmr-2")
     ehr.server.load(record.resources())
@@ -106,6 +112,7 @@ def test_failed_practitioner_fetch_refuses_the_msc_card(ehr):
     assert "referencedPractitioners" in diagnostics and "PractitionerRole/pmr-2" in diagnostics and "503" in diagnostics
 
 
+@pytest.mark.processes
 def test_failed_practitioner_fetch_still_gives_the_opioid_card(ehr):
     record = visit_with_role(patient(45).with_lbp(), "208100000X", rid="pmr-3")
     ehr.server.load(record.resources())
@@ -114,6 +121,7 @@ def test_failed_practitioner_fetch_still_gives_the_opioid_card(ehr):
     assert topics(ehr.hooks.select(body)) == [OPIOID]
 
 
+@pytest.mark.processes
 def test_dangling_practitioner_reference_on_the_server_is_no_data_not_missing_data(ehr):
     record = patient(45).with_lbp().with_encounter(days=30, reason="M54.50", participant="PractitionerRole/never")
     ehr.server.load(record.resources())
@@ -121,6 +129,7 @@ def test_dangling_practitioner_reference_on_the_server_is_no_data_not_missing_da
     assert topics(ehr.hooks.select(body)) == [MSC]
 
 
+@pytest.mark.processes
 def test_reference_round_spends_only_what_is_left_of_the_budget(ehr):
     record = visit_with_role(patient(45).with_lbp(), "208100000X", rid="pmr-4")
     ehr.server.load(record.resources())
@@ -135,6 +144,7 @@ def test_reference_round_spends_only_what_is_left_of_the_budget(ehr):
 # --- the initial spine-surgeon visit only ---------------------------------------------------------------
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("form", FORMS)
 def test_patient_under_a_spine_surgeons_care_gets_prior_notification_not_the_msc_card(ehr, form):
     record = visit_with_role(patient(45).with_lbp(), "207XS0117X", rid="spine-9", days=100)
@@ -143,6 +153,7 @@ def test_patient_under_a_spine_surgeons_care_gets_prior_notification_not_the_msc
     assert "seen a spine surgeon for low back pain within the past year" in card["detail"]
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("form", FORMS)
 def test_referral_back_to_the_same_spine_surgeon_gets_no_card(ehr, form):
     record = visit_with_role(patient(45).with_lbp(), "207XS0117X", rid="spine-8", days=100)
