@@ -25,8 +25,9 @@ from cards.model import (
     Region,
 )
 from hooks import fhir
-from hooks.appointments import resolver, visit_with
+from hooks.appointments import visit_with
 from hooks.decisions import Decision
+from hooks.fhir import References
 
 SCALARS = frozenset({str, int, float, bool, type(None)})
 
@@ -59,13 +60,23 @@ class RenderContext:
 
 
 def render_cards(decisions: list[Decision], ctx: RenderContext) -> list[dict[str, Any]]:
-    return [render_card(decision, ctx) for decision in decisions]
+    """The cards of one response. A suggestion that creates only orders an earlier card of the same
+    response already offers is left out: accepting both would create the same order twice."""
+    offered: set[str] = set()  # order templates (orders.yaml) a suggestion of this response creates
+    return [render_card(decision, ctx, offered) for decision in decisions]
 
 
-def render_card(decision: Decision, ctx: RenderContext) -> dict[str, Any]:
+def card_text(decision: Decision, template: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The card's text: its `when_<variant>` fields over the base ones when the rules chose a variant."""
+    variant = template.get(f"when_{decision.variant}") if decision.variant else None
+    return {**template, **variant} if variant else template
+
+
+def render_card(decision: Decision, ctx: RenderContext, offered: set[str] | None = None) -> dict[str, Any]:
     cards = ctx.content.cards
     template = cards["cards"][decision.topic]
-    text = card_text(template, decision)
+    text = card_text(decision, template)
+    offered = set() if offered is None else offered
     values = placeholder_values(decision, ctx)
     card: dict[str, Any] = {
         "uuid": ctx.uuids.new(),
@@ -79,25 +90,25 @@ def render_card(decision: Decision, ctx: RenderContext) -> dict[str, Any]:
             "extension": source_extension(decision.topic, ctx),
         },
     }
-    suggestions = [s for s in (render_suggestion(s, decision, ctx) for s in text.get("suggestions", ())) if s]
+    suggestions = []
+    for suggestion in text.get("suggestions", ()):
+        creates = {a["resource"] for a in suggestion["actions"] if a["type"] == "create"}
+        if creates and creates <= offered:
+            continue
+        rendered = render_suggestion(suggestion, decision, ctx)
+        if rendered:
+            suggestions.append(rendered)
+            offered |= creates
     if suggestions:
         card["suggestions"] = suggestions
         card["selectionBehavior"] = "any"
     card["overrideReasons"] = [dict(cards["override_reasons"][name]) for name in text["override_reasons"]]
     card["links"] = [render_link(name, values, ctx, decision) for name in text["links"]]
-    about = fhir.resource_key(decision.about or {})
-    if about is not None:
+    about = [key for resource in decision.about if (key := fhir.resource_key(resource))]
+    if about:
         # Da Vinci CRD: which of the context's orders or appointments the card is about.
-        card["extension"] = {ASSOCIATED_RESOURCE_EXTENSION: [{"reference": about}]}
+        card["extension"] = {ASSOCIATED_RESOURCE_EXTENSION: [{"reference": key} for key in about]}
     return card
-
-
-def card_text(template: Mapping[str, Any], decision: Decision) -> Mapping[str, Any]:
-    """The card's own text, a variant of it (a whole text), or its text with the suspension wording."""
-    if decision.variant is not None:
-        variant: Mapping[str, Any] = template["variants"][decision.variant]
-        return variant
-    return {**template, **(template.get("when_suspended") or {})} if decision.suspension else template
 
 
 def source_extension(topic: str, ctx: RenderContext) -> dict[str, Any]:
@@ -134,7 +145,7 @@ def appointment_values(appointment: Mapping[str, Any] | None) -> dict[str, str]:
     when = (
         f"{start[:10]} {start[11:16]}".strip() if isinstance(start, str) and len(start) >= 10 else NO_APPOINTMENT_DATE
     )
-    with_whom = visit_with(dict(appointment), resolver(dict(appointment)))[:APPOINTMENT_WITH_LIMIT]
+    with_whom = visit_with(dict(appointment), References())[:APPOINTMENT_WITH_LIMIT]
     return {"appointment_date": when, "appointment_with": with_whom or NO_APPOINTMENT_WITH}
 
 
@@ -146,9 +157,9 @@ def shorten(summary: str) -> str:
 
 
 def render_suggestion(template: Mapping[str, Any], decision: Decision, ctx: RenderContext) -> dict[str, Any] | None:
-    actions = [a for a in (render_action(a, decision, ctx) for a in template["actions"]) if a]
-    if len(actions) < len(template["actions"]) and not any(a["type"] == "create" for a in actions):
-        return None
+    actions = [a for t in template["actions"] for a in render_actions(t, decision, ctx)]
+    if not actions:
+        return None  # only deletes, and no draft order to delete
     suggestion: dict[str, Any] = {"label": template["label"], "uuid": ctx.uuids.new()}
     if template.get("recommended"):
         suggestion["isRecommended"] = True
@@ -156,17 +167,20 @@ def render_suggestion(template: Mapping[str, Any], decision: Decision, ctx: Rend
     return suggestion
 
 
-def render_action(template: Mapping[str, Any], decision: Decision, ctx: RenderContext) -> dict[str, Any] | None:
-    """A create action carries a new order; a delete names the draft order the card is about."""
-    action: dict[str, Any] = {"type": template["type"], "description": template["description"]}
+def decision_order_keys(decision: Decision) -> list[str]:
+    return [key for order in decision.orders if (key := fhir.resource_key(order))]
+
+
+def render_actions(template: Mapping[str, Any], decision: Decision, ctx: RenderContext) -> list[dict[str, Any]]:
+    """A create action carries a new order; a delete names each draft order the card is about (none
+    when there is no draft order, or one without an id)."""
     if template["type"] == "delete":
-        key = fhir.resource_key(decision.order or {})
-        if key is None:
-            return None  # nothing to remove: no draft order, or one without an id
-        action["resourceId"] = key
-        return action
-    action["resource"] = new_order(template["resource"], decision, ctx)
-    return action
+        return [
+            {"type": "delete", "description": template["description"], "resourceId": key}
+            for key in decision_order_keys(decision)
+        ]
+    resource = new_order(template["resource"], decision, ctx)
+    return [{"type": "create", "description": template["description"], "resource": resource}]
 
 
 def new_order(name: str, decision: Decision, ctx: RenderContext) -> dict[str, Any]:

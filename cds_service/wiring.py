@@ -112,7 +112,7 @@ def scope_of(caller: Caller | None) -> Scope:
 
 def settings_clock(settings: Settings) -> Clock:
     if settings.clinical_date is None:
-        return SystemClock()
+        return SystemClock(settings.zone)
     log.warning(
         "CDS_CLINICAL_DATE=%s: every call is judged as of that date (tests and demos only)", settings.clinical_date
     )

@@ -14,12 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hooks.appointments import (
-    Resolve,
     being_booked,
     is_initial_spine_visit_for_lbp,
     might_be_with_spine_surgeon,
     referrals,
-    resolver,
     visit_npis,
 )
 from hooks.coverage import CoverageAssertion, PnState, msc_step_applies, pn_state
@@ -40,6 +38,8 @@ from hooks.service import (
     COVERAGES,
     ENCOUNTERS,
     PATIENT,
+    PRACTITIONER_ROLES,
+    PRACTITIONERS,
     PROCEDURES,
     SERVICE_REQUESTS,
     HookInput,
@@ -53,24 +53,16 @@ class Visit:
     """One proposed initial spine-surgeon visit for LBP, and where the program's requirements stand."""
 
     appointment: Resource
-    resolve: Resolve
     pn: PnState
     on_file: PriorNotificationOnFile | None
     msc_expected: bool
 
 
-def initial_spine_visits(
-    hook_input: HookInput, facts: PatientFacts, knowledge: Knowledge
-) -> list[tuple[Resource, Resolve]]:
-    """The proposed visits the program's requirements are about, each with how its references resolve."""
+def initial_spine_visits(hook_input: HookInput, facts: PatientFacts, knowledge: Knowledge) -> list[Resource]:
+    """The proposed visits the program's requirements are about."""
     if not in_scope(facts):
         return []
-    found = []
-    for appointment in being_booked(hook_input.appointments()):
-        resolve = resolver(appointment, facts)
-        if is_initial_spine_visit_for_lbp(appointment, resolve, facts, knowledge):
-            found.append((appointment, resolve))
-    return found
+    return [a for a in being_booked(hook_input.appointments()) if is_initial_spine_visit_for_lbp(a, facts, knowledge)]
 
 
 def needs_prior_notifications(hook_input: HookInput, facts: PatientFacts, knowledge: Knowledge) -> bool:
@@ -79,17 +71,15 @@ def needs_prior_notifications(hook_input: HookInput, facts: PatientFacts, knowle
 
 def visits(hook_input: HookInput, facts: PatientFacts, knowledge: Knowledge) -> list[Visit]:
     found = []
-    for appointment, resolve in initial_spine_visits(hook_input, facts, knowledge):
+    for appointment in initial_spine_visits(hook_input, facts, knowledge):
         state, on_file = pn_state(
             facts.prior_notifications,
             appointment_id=appointment.get("id"),
-            npis=visit_npis(appointment, resolve),
+            npis=visit_npis(appointment, facts.references),
             today=facts.today,
             window_days=knowledge.policy.prior_notification_window_days,
         )
-        # Outside every MSC region there is no MSC to see: the member is exempt in practice.
-        msc_expected = msc_step_applies(facts, knowledge) and not facts.outside_msc_regions
-        found.append(Visit(appointment, resolve, state, on_file, msc_expected))
+        found.append(Visit(appointment, state, on_file, msc_step_applies(facts, knowledge)))
     return found
 
 
@@ -109,15 +99,14 @@ def decide(hook_input: HookInput, facts: PatientFacts, knowledge: Knowledge) -> 
 
 def coverage(hook_input: HookInput, facts: PatientFacts, knowledge: Knowledge) -> list[CoverageAssertion]:
     """Written on the ServiceRequest the appointment is based on when there is one (CRD), else on the appointment."""
-    if not facts.coverage_keys:
+    coverage_key = facts.primary_coverage_key
+    if coverage_key is None:
         return []  # CRD: the extension must reference a Coverage; without one it cannot be returned
     assertions = []
     for visit in visits(hook_input, facts, knowledge):
-        based_on = referrals(visit.appointment, visit.resolve)
+        based_on = referrals(visit.appointment, facts.references)
         target = based_on[0] if based_on else visit.appointment
-        assertions.append(
-            CoverageAssertion(target, facts.coverage_keys[0], visit.pn, visit.on_file, visit.msc_expected)
-        )
+        assertions.append(CoverageAssertion(target, coverage_key, visit.pn, visit.on_file, visit.msc_expected))
     return assertions
 
 
@@ -135,9 +124,12 @@ SERVICE = ServiceDefinition(
         "visit are denied without one) with a link to the pre-filled PN form, says when the program expects a "
         "Medical Spine Center evaluation first, and adds Da Vinci CRD coverage information to the appointment."
     ),
-    prefetch=prefetch(PATIENT, CONDITIONS, COVERAGES, ENCOUNTERS, SERVICE_REQUESTS, PROCEDURES),
+    prefetch=prefetch(
+        PATIENT, CONDITIONS, COVERAGES, ENCOUNTERS, SERVICE_REQUESTS, PROCEDURES, PRACTITIONER_ROLES, PRACTITIONERS
+    ),
     decide=decide,
     relevant=relevant,
+    judged_orders=HookInput.appointments,
     crd_topics=(PRIOR_NOTIFICATION_REQUIRED, MSC_EVALUATION_FIRST),
     coverage=coverage,
     needs_prior_notifications=needs_prior_notifications,

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from datetime import date
 from enum import Enum
 
-from hooks.appointments import npis, resolver
+from hooks import fhir
+from hooks.appointments import npis
+from hooks.decisions import MSC_EVALUATION_FIRST
 from hooks.facts import PatientFacts
 from hooks.fhir import Resource
 from hooks.knowledge import Knowledge
 from hooks.notifications import PriorNotificationOnFile, on_file_for
-from hooks.rules import in_scope, program_referrals
+from hooks.rules import program_referrals
 
 
 class PnState(Enum):
@@ -54,30 +56,45 @@ def pn_state(
 
 
 def msc_step_applies(facts: PatientFacts, knowledge: Knowledge) -> bool:
-    """No MSC evaluation on record and none of the exemptions: Medicare Advantage, a suspension."""
-    return not (facts.msc_done or facts.medicare_advantage or knowledge.policy.suspension_on(facts.today))
+    """No MSC evaluation on record and none of the exemptions: Medicare Advantage, no MSC where the
+    member lives, a suspension of the MSC step (as the referral rules judge it)."""
+    if facts.msc_done or facts.medicare_advantage or facts.msc_access is False:
+        return False
+    return knowledge.policy.suspension_on(facts.today) is None
 
 
 def referral_assertions(orders: list[Resource], facts: PatientFacts, knowledge: Knowledge) -> list[CoverageAssertion]:
     """order-sign: the Prior Notification requirement written on each spine-surgical referral for LBP.
 
     The PN is filed later by the surgical practice; one already on file for this patient (and, when
-    the referral names its performer's NPI, for that practice) is said to satisfy it.
+    the referral names its performer's NPI, for that practice) is said to satisfy it. The MSC detail
+    appears exactly when the referral's own card is the MSC card (not while the step is suspended).
     """
-    if not in_scope(facts) or not facts.coverage_keys:
+    if facts.primary_coverage_key is None:
         return []
     assertions = []
-    for order in program_referrals(orders, facts, knowledge):
-        resolve = resolver(order)
-        performers = [resolve(ref) for ref in order.get("performer") or []]
+    for referral, decisions in program_referrals(orders, facts, knowledge):
+        performers = fhir.references_in(referral.get("performer"))
+        resolved = [r for ref in performers if (r := facts.references.resolve(ref, referral)) is not None]
         state, found = pn_state(
             facts.prior_notifications,
             appointment_id=None,
-            npis=npis([p for p in performers if p is not None], order.get("performer") or []),
+            npis=npis(resolved + linked(resolved, referral, facts), performers),
             today=facts.today,
             window_days=knowledge.policy.prior_notification_window_days,
         )
-        assertions.append(
-            CoverageAssertion(order, facts.coverage_keys[0], state, found, msc_step_applies(facts, knowledge))
-        )
+        msc = any(d.topic == MSC_EVALUATION_FIRST and d.suspension is None for d in decisions)
+        assertions.append(CoverageAssertion(referral, facts.primary_coverage_key, state, found, msc))
     return assertions
+
+
+def linked(resources: list[Resource], container: Resource, facts: PatientFacts) -> list[Resource]:
+    """The Practitioner and Organization of each PractitionerRole among these."""
+    found = []
+    for resource in resources:
+        if resource.get("resourceType") == "PractitionerRole":
+            for ref in (resource.get("practitioner"), resource.get("organization")):
+                target = facts.references.resolve(ref, container) or facts.references.resolve(ref, resource)
+                if target is not None:
+                    found.append(target)
+    return found

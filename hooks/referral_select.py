@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from hooks.decisions import MSC_EVALUATION_FIRST, OPIOID_SPARING_ALTERNATIVES, PRIOR_NOTIFICATION_REQUIRED, Decision
+from hooks.decisions import (
+    MSC_EVALUATION_FIRST,
+    OPIOID_SPARING_ALTERNATIVES,
+    PRIOR_NOTIFICATION_REQUIRED,
+    RED_FLAG_REVIEW,
+    Decision,
+)
 from hooks.facts import PatientFacts
 from hooks.knowledge import Knowledge
 from hooks.rules import concerns_program, order_decisions
@@ -11,6 +17,8 @@ from hooks.service import (
     COVERAGES,
     ENCOUNTERS,
     PATIENT,
+    PRACTITIONER_ROLES,
+    PRACTITIONERS,
     PROCEDURES,
     SERVICE_REQUESTS,
     HookInput,
@@ -33,12 +41,15 @@ SERVICE = ServiceDefinition(
     hook="order-select",
     title="Low back pain: Medical Spine Center before spine surgery",
     description=(
-        "When a referral to orthopaedic spine surgery or neurosurgery is selected for an adult with low back pain, "
+        "When a referral to orthopedic spine surgery or neurosurgery is selected for an adult with low back pain, "
         "suggests a Medical Spine Center evaluation first (or reminds of Prior Notification when the referral may "
         "proceed), and offers physical therapy and other opioid-sparing care when an opioid analgesic is selected."
     ),
-    prefetch=prefetch(PATIENT, CONDITIONS, COVERAGES, ENCOUNTERS, SERVICE_REQUESTS, PROCEDURES),
+    prefetch=prefetch(
+        PATIENT, CONDITIONS, COVERAGES, ENCOUNTERS, SERVICE_REQUESTS, PROCEDURES, PRACTITIONER_ROLES, PRACTITIONERS
+    ),
     decide=decide,
     relevant=relevant,
-    crd_topics=(MSC_EVALUATION_FIRST, PRIOR_NOTIFICATION_REQUIRED, OPIOID_SPARING_ALTERNATIVES),
+    judged_orders=HookInput.selected_orders,
+    crd_topics=(MSC_EVALUATION_FIRST, PRIOR_NOTIFICATION_REQUIRED, RED_FLAG_REVIEW, OPIOID_SPARING_ALTERNATIVES),
 )

@@ -7,7 +7,7 @@ from hooks.coverage import CoverageAssertion, referral_assertions
 from hooks.decisions import Decision
 from hooks.facts import PatientFacts
 from hooks.knowledge import Knowledge
-from hooks.rules import concerns_program, in_scope, order_decisions, program_referrals
+from hooks.rules import concerns_program, order_decisions, program_referrals
 from hooks.service import HookInput, ServiceDefinition
 
 
@@ -22,7 +22,7 @@ def coverage(hook_input: HookInput, facts: PatientFacts, knowledge: Knowledge) -
 
 def needs_prior_notifications(hook_input: HookInput, facts: PatientFacts, knowledge: Knowledge) -> bool:
     """Only a spine-surgical referral's coverage information says whether a PN is on file."""
-    return in_scope(facts) and bool(program_referrals(hook_input.draft_orders(), facts, knowledge))
+    return bool(program_referrals(hook_input.draft_orders(), facts, knowledge))
 
 
 def relevant(hook_input: HookInput, knowledge: Knowledge) -> bool:
@@ -40,6 +40,7 @@ SERVICE = ServiceDefinition(
     prefetch=referral_select.SERVICE.prefetch,  # the same patient data as at order-select
     decide=decide,
     relevant=relevant,
+    judged_orders=HookInput.draft_orders,
     crd_topics=referral_select.SERVICE.crd_topics,
     coverage=coverage,
     needs_prior_notifications=needs_prior_notifications,

@@ -21,6 +21,17 @@ ENCOUNTERS = ("encounters", "Encounter?patient={{context.patientId}}&status=fini
 SERVICE_REQUESTS = ("serviceRequests", "ServiceRequest?patient={{context.patientId}}")
 MEDICATION_REQUESTS = ("medicationRequests", "MedicationRequest?patient={{context.patientId}}&status=active")
 PROCEDURES = ("procedures", "Procedure?patient={{context.patientId}}")
+# Who took part in the patient's visits, with their specialties: the PractitionerRoles an Encounter
+# names, and the Practitioners it names with their PractitionerRoles (FHIR R4 _has and _revinclude).
+PRACTITIONER_ROLES = ("practitionerRoles", "PractitionerRole?_has:Encounter:participant:patient={{context.patientId}}")
+PRACTITIONERS = (
+    "practitioners",
+    "Practitioner?_has:Encounter:participant:patient={{context.patientId}}&_revinclude=PractitionerRole:practitioner",
+)
+# Keys an EHR may prefetch but that are never searched when absent: few FHIR servers support _has, and
+# the same data is fetched more precisely by reference (PractitionerRole?_id=…, PractitionerRole?
+# practitioner=…) for the visits the rules read. Their absence is never missing data by itself.
+BY_REFERENCE_KEYS = frozenset({PRACTITIONER_ROLES[0], PRACTITIONERS[0]})
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,7 @@ class HookInput:
 
 Decide = Callable[[HookInput, PatientFacts, Knowledge], list[Decision]]
 Relevant = Callable[[HookInput, Knowledge], bool]
+Orders = Callable[[HookInput], list[Resource]]
 # Da Vinci CRD Coverage Information: what the program requires of each request resource in scope.
 Cover = Callable[[HookInput, PatientFacts, Knowledge], list[CoverageAssertion]]
 Needs = Callable[[HookInput, PatientFacts, Knowledge], bool]
@@ -51,6 +63,10 @@ Needs = Callable[[HookInput, PatientFacts, Knowledge], bool]
 
 def always(_hook_input: HookInput, _knowledge: Knowledge) -> bool:
     return True
+
+
+def no_orders(_hook_input: HookInput) -> list[Resource]:
+    return []
 
 
 @dataclass(frozen=True)
@@ -64,6 +80,9 @@ class ServiceDefinition:
     # Whether the call could produce a card at all, judged from the context alone; when it
     # cannot (an order-select for a lab test), no patient data is needed.
     relevant: Relevant = always
+    # The orders the service judges (order-select: the selections; order-sign: every draft): their
+    # references are resolved, and data without which one cannot be classified matters.
+    judged_orders: Orders = no_orders
     # Da Vinci CRD: the card topics this service can answer with (discovery offers a configuration
     # option for each one's CRD card type); empty for a service that is not a CRD service.
     crd_topics: tuple[str, ...] = ()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,7 @@ from cds_service.content.loader import check_content
 from cds_service.wiring import services_of
 from tests import crd_profile
 from tests.builders import appointment, medication_request, ortho_referral, patient
+from tests.clinical_date import CLOCK, TODAY
 from tests.conftest import Hooks, topics
 from tests.content_copies import ContentCopy
 from tests.pn import QUESTIONNAIRE, file_on_form
@@ -53,7 +54,7 @@ def test_before_a_pn_the_appointment_is_updated_with_the_pn_requirement_and_noth
     assert values["doc-needed"] == ["admin"]
     assert values["doc-purpose"] == ["OTH"]
     assert values["questionnaire"] == [f"{QUESTIONNAIRE}|2026.1"]
-    assert values["date"] == [date.today().isoformat()]
+    assert values["date"] == [TODAY.isoformat()]
     assert "Prior Notification, not prior authorization" in values["reason"][0]["text"]
     categories = {(d["category"], d["code"]) for d in values["detail"]}
     assert categories == {
@@ -89,7 +90,7 @@ def test_after_the_pn_is_filed_the_extension_says_it_is_on_file_until_it_expires
     values = the_extension(answer["systemActions"][0])
     assert values["covered"] == ["covered"] and values["pa-needed"] == ["no-auth"]
     assert "doc-needed" not in values and "questionnaire" not in values and "doc-purpose" not in values
-    today = date.today()
+    today = TODAY
     assert values["expiry-date"] == [(today + timedelta(days=90)).isoformat()]
     [on_file] = [d for d in values["detail"] if d["category"] == "cat-other" and d["code"] == "instructions"]
     assert f"filed {today.isoformat()} (record {record_id})" in on_file["value"]
@@ -141,7 +142,7 @@ def test_with_the_database_down_the_pn_requirement_is_indeterminate_for_a_techni
     settings, content, postgres_outage
 ):
     outage = postgres_outage
-    app = create_app(settings.model_copy(update=dict(database_url=outage.url)), content=content)
+    app = create_app(settings.model_copy(update=dict(database_url=outage.url)), content=content, clock=CLOCK)
     hooks = Hooks(app.test_client())
     outage.down()
     [action] = hooks.answer(BOOK, adult_with_lbp().appointment_book(appointment()))["systemActions"]

@@ -60,14 +60,17 @@ def test_patient_view_is_not_a_crd_service(client):
 
 
 def test_discovery_prefetch_of_the_appointment_book_service(client):
-    prefetch = services(client)["lbp-appointment-book"]["prefetch"]
-    assert prefetch == {
-        "patient": "Patient/{{context.patientId}}",
-        "conditions": "Condition?patient={{context.patientId}}",
-        "coverages": "Coverage?patient={{context.patientId}}&status=active",
-        "encounters": "Encounter?patient={{context.patientId}}&status=finished",
-        "serviceRequests": "ServiceRequest?patient={{context.patientId}}",
-        "procedures": "Procedure?patient={{context.patientId}}",
+    found = services(client)
+    assert found["lbp-appointment-book"]["prefetch"] == found["lbp-referral-sign"]["prefetch"]  # the same patient data
+    assert set(found["lbp-appointment-book"]["prefetch"]) == {
+        "patient",
+        "conditions",
+        "coverages",
+        "encounters",
+        "serviceRequests",
+        "procedures",
+        "practitionerRoles",
+        "practitioners",
     }
 
 
@@ -179,8 +182,6 @@ def test_the_fixtures_are_the_copies_their_readme_names():
     [
         ("ig-examples/CRDServiceRequest.json", "lbp-referral-sign"),  # mammography and home oxygen
         ("ig-examples/CRDServiceRequest3.json", "lbp-referral-sign"),  # a CommunicationRequest
-        ("ig-examples/CRDServiceRequest4.json", "lbp-appointment-book"),  # a visit, PractitionerRole not at hand
-        ("test-kit/appointment_book_hook_request.json", "lbp-appointment-book"),  # sleep medicine follow-up, check-up
         ("test-kit/order_sign_hook_request.json", "lbp-referral-sign"),  # diet and an antibiotic
         ("test-kit/order_select_hook_request.json", "lbp-referral-select"),
     ],
@@ -190,6 +191,22 @@ def test_crd_requests_outside_the_program_get_a_conformant_empty_answer(client, 
     assert response.status_code == 200, response.get_json()
     assert_conformant(response.get_json())
     assert response.get_json() == {"cards": []}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "ig-examples/CRDServiceRequest4.json",  # with PractitionerRole/987: who is it?
+        "test-kit/appointment_book_hook_request.json",  # a check-up with Practitioner/example (and a follow-up)
+    ],
+)
+def test_crd_appointment_requests_naming_an_unknown_practitioner_without_patient_data_are_412(client, path):
+    """A visit with a practitioner known only by reference may be a spine surgeon visit: without prefetch and
+    without a FHIR server this service may call, the data cannot be had (CDS Hooks 412; CRD found-32 allows it,
+    as nothing was prefetched)."""
+    response = client.post("/cds-services/lbp-appointment-book", json=fixture(path))
+    assert response.status_code == 412
+    assert "patient (Patient/{{context.patientId}})" in response.get_json()["issue"][0]["diagnostics"]
 
 
 @pytest.mark.parametrize(

@@ -15,24 +15,21 @@ from playwright.sync_api import Page, expect, sync_playwright
 from werkzeug.serving import make_server
 
 from cds_service.app import create_app
-from cds_service.settings import Settings
 from cds_service.wiring import services_of
 from tests.builders import appointment
-from tests.conftest import assert_conformant
-from tests.databases import migrated
+from tests.clinical_date import CLOCK
+from tests.conftest import assert_conformant, private_settings
 from tests.test_appointment_book import adult_with_lbp
-from tests.test_preview_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.test_preview_browser import ARTIFACTS_VARIABLE, CHROMIUM, CHROMIUM_ARGS
 
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 pytestmark = pytest.mark.processes
 
 
 @pytest.fixture(scope="module")
 def server(content, tmp_path_factory) -> Iterator[str]:
     """The service on a free local port with its own database, as `make run` serves it (development settings)."""
-    folder = tmp_path_factory.mktemp("pn-browser")
-    settings = Settings(require_jwt=False, database_url=migrated(f"sqlite:///{folder}/lbp.sqlite3"), state_dir=folder)
-    app = create_app(settings, content=content)
+    settings = private_settings(tmp_path_factory.mktemp("pn-browser"), require_jwt=False)
+    app = create_app(settings, content=content, clock=CLOCK)
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -40,6 +37,15 @@ def server(content, tmp_path_factory) -> Iterator[str]:
     httpd.shutdown()
     thread.join()
     services_of(app).close()
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the screenshot goes: LBP_TEST_ARTIFACTS if set (as for the preview test), else pytest's tmp."""
+    named = os.environ.get(ARTIFACTS_VARIABLE)
+    folder = Path(named) if named else tmp_path_factory.mktemp("artifacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +70,7 @@ def book(server: str) -> dict:
     return answer
 
 
-def test_the_practice_completes_the_prefilled_form_and_sees_the_saved_record(page, server):
+def test_the_practice_completes_the_prefilled_form_and_sees_the_saved_record(page, server, artifacts):
     [warning, _msc] = book(server)["cards"]
     [link] = [link["url"] for link in warning["links"] if "/prior-notification/form/" in link["url"]]
     page.goto(link)
@@ -88,8 +94,7 @@ def test_the_practice_completes_the_prefilled_form_and_sees_the_saved_record(pag
     record_id = page.locator("#record-id").inner_text()
     expect(page.get_by_role("status")).to_contain_text(record_id)
     expect(page.locator("dl.answers")).to_contain_text("Sam Scheduler")
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "pn-form-saved.png"), full_page=True)
+    page.screenshot(path=str(artifacts / "pn-form-saved.png"), full_page=True)
 
     stored = requests.get(f"{server}/fhir/QuestionnaireResponse/{record_id}", timeout=10)
     assert stored.status_code == 200 and stored.json()["subject"] == {"reference": "Patient/p1"}

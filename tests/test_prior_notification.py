@@ -24,6 +24,7 @@ from cds_service.settings import TrustedIssuer
 from cds_service.storage.database import pn_form_contexts, prior_notifications
 from cds_service.wiring import services_of
 from tests.builders import appointment
+from tests.clinical_date import CLOCK
 from tests.conftest import BASE_URL, Hooks
 from tests.content_copies import ContentCopy
 from tests.databases import migrated
@@ -37,7 +38,9 @@ RESPONSES = "/fhir/QuestionnaireResponse"
 
 @pytest.fixture
 def stored_app(settings, content, database_url):
-    app = create_app(settings.model_copy(update=dict(database_url=migrated(database_url))), content=content)
+    app = create_app(
+        settings.model_copy(update=dict(database_url=migrated(database_url))), content=content, clock=CLOCK
+    )
     yield app
     services_of(app).close()
 
@@ -240,7 +243,7 @@ def test_the_blank_form_is_printable_and_cannot_be_submitted(sqlite_client):
 
 
 def test_the_database_down_answers_503_and_the_resubmitted_form_is_stored(settings, content, outage):
-    app = create_app(settings.model_copy(update=dict(database_url=outage.url)), content=content)
+    app = create_app(settings.model_copy(update=dict(database_url=outage.url)), content=content, clock=CLOCK)
     client = app.test_client()
     card = book(client)
     outage.down()
@@ -333,7 +336,7 @@ def test_a_json_submission_must_be_json(sqlite_client):
 
 
 def test_the_database_down_answers_503_and_the_retried_json_is_stored(settings, content, outage):
-    app = create_app(settings.model_copy(update=dict(database_url=outage.url)), content=content)
+    app = create_app(settings.model_copy(update=dict(database_url=outage.url)), content=content, clock=CLOCK)
     client = app.test_client()
     outage.down()
     response = client.post(RESPONSES, json=response_json())
@@ -384,7 +387,7 @@ def secure(settings, content, database_url, keys):
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         for issuer, url in ((ISSUER, JWKS_URL), (OTHER_EHR, OTHER_JWKS), (PLAN_STAFF, STAFF_JWKS)):
             mock.get(url, json=jwks(keys[issuer]))
-        app = create_app(settings.model_copy(update=production), content=content)
+        app = create_app(settings.model_copy(update=production), content=content, clock=CLOCK)
         yield app.test_client()
         services_of(app).close()
 
@@ -468,7 +471,7 @@ def test_pn_export_takes_a_date_range_and_an_output_file(stored_app, client, tmp
 
 
 def test_pn_export_with_the_database_down_says_so(settings, content, outage):
-    app = create_app(settings.model_copy(update=dict(database_url=outage.url)), content=content)
+    app = create_app(settings.model_copy(update=dict(database_url=outage.url)), content=content, clock=CLOCK)
     outage.down()
     result = app.test_cli_runner().invoke(args=["pn-export"])
     outage.up()

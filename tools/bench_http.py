@@ -51,6 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.builders import CPT, NUCC, ortho_referral, patient, service_request  # noqa: E402
+from tests.clinical_date import TODAY  # noqa: E402
 
 BASELINE = ROOT / "guideline_data" / "examples" / "baseline-lbp-referral.json"
 SERVICE_PATH = "/cds-services/lbp-referral-select"
@@ -444,6 +445,8 @@ def main() -> int:
             "CDS_REQUIRE_JWT": "false",
             "CDS_DATABASE_URL": f"sqlite:///{work / 'lbp-cds.sqlite3'}",
             "CDS_PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+            # The grown records are built with tests/builders.py, whose dates count from the tests' clinical date.
+            "CDS_CLINICAL_DATE": TODAY.isoformat(),
         }
         print(f"lbp-cds: gunicorn -c gunicorn.conf.py wsgi:app (log {work / 'lbp-cds.log'})", flush=True)
         with ExitStack() as stack:

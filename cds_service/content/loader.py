@@ -45,6 +45,10 @@ CARDS, POLICY, ORDERS, DIRECTORY, HANDOUT = (
 )
 
 
+# Files in these folders share one schema; every other file has its own, named after it.
+SCHEMA_OF_FOLDER = {"valuesets": "valueset", "overlays": "valueset-overlay", FORMS_DIR: "questionnaire"}
+
+
 class ContentError(Exception):
     """guideline_data is invalid; `problems` says where and why, in plain words."""
 
@@ -85,10 +89,10 @@ class Content:
     directory: Directory
     handout_markdown: str
     version: str  # hash of every content file: ties feedback to the exact wording shown
-    crd: Mapping[str, Any] = field(default_factory=dict)  # crd.yaml: CRD card types, options, coverage text
-    forms: Mapping[str, Form] = field(default_factory=dict)  # forms/*.questionnaire.json, by Questionnaire id
     # Every value set as the rules see it (ICD-10-CM families expanded), for reviewers' diffs.
     valuesets: Mapping[str, tuple[Concept, ...]] = field(default_factory=dict)
+    crd: Mapping[str, Any] = field(default_factory=dict)  # crd.yaml: CRD card types, options, coverage text
+    forms: Mapping[str, Form] = field(default_factory=dict)  # forms/*.questionnaire.json, by Questionnaire id
 
 
 def load_content(root: Path = DEFAULT_CONTENT_DIR, families: Families | None = None) -> Content:
@@ -123,7 +127,11 @@ def check_content(
     codes = {name: [item.concept for item in listed] for name, listed in valuesets.items()}
     content = Content(
         knowledge=Knowledge(
-            valuesets=ValueSets({n: [(c.system, c.code) for c in cs] for n, cs in codes.items()}), policy=policy
+            valuesets=ValueSets({n: [(c.system, c.code) for c in cs] for n, cs in codes.items()}),
+            policy=policy,
+            msc_postal_prefixes=frozenset(
+                p for region in data[DIRECTORY]["regions"] for p in region["postal_prefixes"]
+            ),
         ),
         cards=freeze(data[CARDS]),
         orders=freeze(data[ORDERS]),
@@ -135,10 +143,6 @@ def check_content(
         forms=MappingProxyType(forms),
     )
     return content, []
-
-
-# Files in these folders share one schema (schemas/<kind>.schema.json); others have their own.
-SCHEMA_BY_FOLDER = {"valuesets": "valueset", FORMS_DIR: "questionnaire"}
 
 
 def form_paths(root: Path, problems: list[Problem]) -> list[Path]:
@@ -182,7 +186,7 @@ class Reader:
         """The file's data, or None when it has problems (added to self.problems)."""
         file = path.relative_to(self.root).as_posix()
         text = self.text(path, file)
-        schema = self.schema(SCHEMA_BY_FOLDER.get(path.parent.name, path.stem))
+        schema = self.schema(SCHEMA_OF_FOLDER.get(path.parent.name, path.stem))
         if text is None or schema is None:
             return None
         key = (file, schema[0], text)
@@ -278,6 +282,12 @@ def build_policy(data: Mapping[str, Any], problems: list[Problem]) -> Policy:
         medicare_advantage_plan_ids=frozenset(data["medicare_advantage_plan_identifiers"]),
         referral_text_patterns=compile_patterns(data["referral_text"]["include"], "include", problems),
         referral_text_exclusions=compile_patterns(data["referral_text"]["exclude"], "exclude", problems),
+        physical_therapy_text=compile_patterns(data["referral_text"]["physical_therapy"], "physical_therapy", problems),
+        spine_care_lookback_days=lookback["spine_surgeon_care"],
+        long_term_opioid_days=lookback["long_term_opioid"],
+        later_encounter_characters=frozenset(data["red_flag_history"]["later_encounter_characters"]),
+        red_flag_initial_days=MappingProxyType(dict(data["red_flag_history"]["initial_encounter_days"])),
+        plan_payer_ids=frozenset(data["plan_payer_identifiers"]),
         suspensions=tuple(
             build_suspension(s, index, problems) for index, s in enumerate(data["msc_requirement_suspensions"])
         ),
@@ -364,37 +374,6 @@ def check_card(
         problems.append(
             Problem(CARDS, at, f'"{topic}" is not a card the rules issue (they issue: {", ".join(TOPICS)})')
         )
-    check_card_text(at, card, cards, orders, longest, problems)
-    suspended = card.get("when_suspended") or {}
-    for name in ("summary", "detail"):
-        path = (*at, "when_suspended", name)
-        if name in suspended and check_placeholders(path, suspended[name], problems) and name == "summary":
-            check_summary(path, suspended[name], longest, problems)
-    variants = card.get("variants") or {}
-    for name, variant in variants.items():
-        if name not in VARIANTS.get(topic, ()):
-            used = ", ".join(sorted(VARIANTS.get(topic, ()))) or "none"
-            problems.append(
-                Problem(
-                    CARDS, (*at, "variants", name), f'the rules use no variant "{name}" of this card (they use: {used})'
-                )
-            )
-        check_card_text((*at, "variants", name), variant, cards, orders, longest, problems)
-    problems += [
-        Problem(CARDS, at, f'the variant "{name}" is missing under variants, but the rules use it')
-        for name in sorted(VARIANTS.get(topic, frozenset()) - set(variants))
-    ]
-
-
-def check_card_text(
-    at: FieldPath,
-    card: Mapping[str, Any],
-    cards: Mapping[str, Any],
-    orders: Mapping[str, Any],
-    longest: Mapping[str, str],
-    problems: list[Problem],
-) -> None:
-    """Names, order templates, placeholders and summary length of one card text (a card or a variant)."""
     check_names(at, "links", card["links"], cards["links"], "under links in cards.yaml", problems)
     check_names(
         at,
@@ -404,21 +383,29 @@ def check_card_text(
         "under override_reasons in cards.yaml",
         problems,
     )
-    for index, suggestion in enumerate(card.get("suggestions", [])):
-        for number, action in enumerate(suggestion["actions"]):
-            if "resource" in action and action["resource"] not in orders:
-                path = (*at, "suggestions", index, "actions", number, "resource")
-                problems.append(
-                    Problem(
-                        CARDS,
-                        path,
-                        f'"{action["resource"]}" is not an order defined in orders.yaml (defined: {", ".join(orders)})',
+    variants = [(f"when_{name}", card[f"when_{name}"]) for name in VARIANTS if f"when_{name}" in card]
+    for when, texts in variants:  # a variant may name its own links and dismiss reasons
+        for names in ("links", "override_reasons"):
+            if names in texts:
+                check_names((*at, when), names, texts[names], cards[names], f"under {names} in cards.yaml", problems)
+    for where, fields in [((), card), *(((name,), variant) for name, variant in variants)]:
+        for index, suggestion in enumerate(fields.get("suggestions", [])):
+            for number, action in enumerate(suggestion["actions"]):
+                if "resource" in action and action["resource"] not in orders:
+                    path = (*at, *where, "suggestions", index, "actions", number, "resource")
+                    problems.append(
+                        Problem(
+                            CARDS,
+                            path,
+                            f'"{action["resource"]}" is not an order defined in orders.yaml '
+                            f"(defined: {', '.join(orders)})",
+                        )
                     )
-                )
-    for name in ("summary", "detail"):
-        path = (*at, name)
-        if check_placeholders(path, card[name], problems) and name == "summary":
-            check_summary(path, card[name], longest, problems)
+    texts = [((*at, name), card[name]) for name in ("summary", "detail")]
+    texts += [((*at, where, name), fields[name]) for where, fields in variants for name in ("summary", "detail")]
+    for path, text in texts:
+        if check_placeholders(path, text, problems) and path[-1] == "summary":
+            check_summary(path, text, longest, problems)
 
 
 def check_names(

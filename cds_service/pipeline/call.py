@@ -34,13 +34,9 @@ from cds_service.pipeline.prior_notification import (
 from cds_service.pipeline.validation import validate_request
 from cds_service.storage.prior_notifications import Scope
 from hooks.coverage import CoverageAssertion
-from hooks.decisions import (
-    MSC_EVALUATION_FIRST,
-    PRIOR_NOTIFICATION_REQUIRED,
-    Decision,
-    keys_that_matter,
-)
-from hooks.facts import PatientFacts, build_facts
+from hooks.decisions import MSC_EVALUATION_FIRST, PRIOR_NOTIFICATION_REQUIRED, Decision, keys_that_matter
+from hooks.facts import PatientFacts, PatientRecord, build_facts, references_needed
+from hooks.rules import unjudged_order_data
 from hooks.service import HookInput, ServiceDefinition
 
 
@@ -104,23 +100,27 @@ def answer_hook(service: ServiceDefinition, body: Any, deps: CallDependencies) -
     silent = CallResult(hook_instance=body["hookInstance"], content_version=content.version)
     if not service.relevant(hook_input, knowledge):
         return silent
-    gathered = gather(service, body, deps.fetcher)
+    orders = service.judged_orders(hook_input)
+
+    def needs(record: PatientRecord) -> set[str]:
+        return references_needed(record, orders, knowledge, deps.today)
+
+    gathered = gather(service, body, deps.fetcher, needs)
     fetched = {key: round(ms, 1) for key, ms in gathered.fetched.items()}
     facts = build_facts(gathered.record, knowledge, deps.today)
-    region = content.directory.region_for(facts.postal_code)
-    facts = replace(facts, outside_msc_regions=facts.postal_code is not None and region is None)
     patient_id = body["context"]["patientId"]
     if service.needs_prior_notifications and service.needs_prior_notifications(hook_input, facts, knowledge):
         since = deps.today - timedelta(days=knowledge.policy.prior_notification_window_days)
-        facts = replace(
-            facts, prior_notifications=notifications_on_file(deps.notifications, deps.scope, patient_id, since)
-        )
+        found = notifications_on_file(deps.notifications, deps.scope, patient_id, since)
+        facts = replace(facts, prior_notifications=found)
     decisions = [d for d in service.decide(hook_input, facts, knowledge) if configuration.allows(d, content.crd)]
-    assertions = (
-        service.coverage(hook_input, facts, knowledge) if service.coverage and configuration.coverage_info else []
-    )
-    refuse_if_unsafe(service, body["hookInstance"], decisions + coverage_concerns(assertions), gathered, fetched)
+    covered = configuration.coverage_info and service.coverage is not None
+    assertions = service.coverage(hook_input, facts, knowledge) if covered and service.coverage else []
+    unjudged = unjudged_order_data(orders, facts)
+    concerns = decisions + coverage_concerns(assertions)
+    refuse_if_unsafe(service, body["hookInstance"], concerns, gathered, fetched, unjudged)
     decisions = [with_form_link(d, gathered, facts, deps, patient_id) for d in decisions]
+    region = content.directory.region_for(facts.postal_code)
     uuids = Uuids()
     context = RenderContext(content, deps.base_url, patient_id, region, uuids)
     return CallResult(
@@ -175,11 +175,16 @@ def refuse_if_unsafe(
     decisions: list[Decision],
     gathered: Gathered,
     fetched: Mapping[str, float],
+    unjudged: set[str] | None = None,
 ) -> None:
     """412 when data that could not be had could make a card wrong, or leaves nothing to decide on."""
-    matter = keys_that_matter(decisions, set(gathered.missing))
+    matter = keys_that_matter(decisions, set(gathered.missing), unjudged or ())
     if matter:
-        reasons = "; ".join(f"{key} ({service.prefetch[key]}): {gathered.missing[key]}" for key in sorted(matter))
+        reasons = "; ".join(
+            f"{key} ({service.prefetch.get(key, 'resources referenced by the request or the patient data')}): "
+            f"{gathered.missing[key]}"
+            for key in sorted(matter)
+        )
         raise PrefetchUnavailable(
             f"Data this service needs could not be obtained: {reasons}. "
             "Prefetch these keys, or send a fhirServer this service may call with fhirAuthorization.",

@@ -27,7 +27,7 @@ from cds_service.errors import StorageUnavailable
 from cds_service.pipeline.questionnaire_response import Answers, CheckedResponse, answer_date, first, walk_enabled
 from cds_service.storage.prior_notifications import FormContext, PriorNotificationRecord, Scope
 from hooks import fhir
-from hooks.appointments import NPI_SYSTEM, Resolve, participant_resources, resolver
+from hooks.appointments import NPI_SYSTEM, participant_resources, specialty_concepts
 from hooks.facts import PatientFacts, PatientRecord
 from hooks.fhir import Resource
 from hooks.notifications import PriorNotificationOnFile
@@ -142,14 +142,13 @@ def new_form_context(
 
 def prefill(appointment: Resource, record: PatientRecord, facts: PatientFacts, form: Form) -> dict[str, Any]:
     """Answers the form can start with (the practice checks and completes them); only items the form has."""
-    resolve = resolver(appointment, facts)
     values: dict[str, Any] = {
         "member-name": patient_name(record.patient),
         "member-birth-date": full_date((record.patient or {}).get("birthDate")),
         "member-id": member_id(record, facts),
         "visit-date": full_date(appointment.get("start")),
     }
-    for resource in participant_resources(appointment, resolve):
+    for resource in participant_resources(appointment, facts.references):
         kind, npi = resource.get("resourceType"), npi_of(resource)
         if kind == "Organization":
             values.setdefault("practice-name", resource.get("name"))
@@ -158,7 +157,7 @@ def prefill(appointment: Resource, record: PatientRecord, facts: PatientFacts, f
             values.setdefault("surgeon-name", patient_name(resource))
             values.setdefault("surgeon-npi", npi)
     values.update(diagnosis(appointment, facts))
-    specialty = specialty_option(appointment, resolve, form)
+    specialty = specialty_option(appointment, facts, form)
     if specialty is not None:
         values["surgeon-specialty"] = specialty
     values.update(msc_answers(facts, form))
@@ -180,10 +179,9 @@ def full_date(value: Any) -> str | None:
 
 
 def member_id(record: PatientRecord, facts: PatientFacts) -> str | None:
-    """The member number of the coverage in force (identifier of type MB), else its subscriber id."""
-    keys = set(facts.coverage_keys)
+    """The member number of the primary coverage (identifier of type MB), else its subscriber id."""
     for coverage in record.coverages:
-        if fhir.resource_key(coverage) not in keys:
+        if fhir.resource_key(coverage) != facts.primary_coverage_key:
             continue
         for identifier in coverage.get("identifier") or []:
             if isinstance(identifier, dict) and MEMBER_ID_TYPE in set(fhir.codings(identifier.get("type"))):
@@ -205,9 +203,10 @@ def npi_of(resource: Resource) -> str | None:
 def diagnosis(appointment: Resource, facts: PatientFacts) -> dict[str, Any]:
     """The visit's ICD-10-CM reason, else the patient's active LBP diagnosis."""
     concepts = list(appointment.get("reasonCode") or [])
-    concepts += [
-        facts.conditions_by_key[key].get("code") for key in facts.lbp_conditions if key in facts.conditions_by_key
-    ]
+    for key in facts.lbp_conditions:
+        condition = facts.references.by_key.get(key)
+        if condition is not None:
+            concepts.append(condition.get("code"))
     for concept in concepts:
         for coding in (concept or {}).get("coding") or []:
             if not isinstance(coding, dict) or not isinstance(coding.get("code"), str):
@@ -218,14 +217,12 @@ def diagnosis(appointment: Resource, facts: PatientFacts) -> dict[str, Any]:
     return {}
 
 
-def specialty_option(appointment: Resource, resolve: Resolve, form: Form) -> dict[str, Any] | None:
+def specialty_option(appointment: Resource, facts: PatientFacts, form: Form) -> dict[str, Any] | None:
+    """The form's surgeon-specialty option the visit's specialty codes name, if any."""
     item = form.by_link_id.get("surgeon-specialty")
     if item is None:
         return None
-    concepts = [*(appointment.get("specialty") or [])]
-    for resource in participant_resources(appointment, resolve):
-        concepts += [*(resource.get("specialty") or [])] if resource.get("resourceType") == "PractitionerRole" else []
-    for system, code in fhir.codings(concepts):
+    for system, code in fhir.codings(specialty_concepts(appointment, facts.references)):
         option = item.option(system, code)
         if option is not None:
             return dict(option)
@@ -237,7 +234,7 @@ def msc_answers(facts: PatientFacts, form: Form) -> dict[str, Any]:
     if facts.msc_done:
         return {"msc-done": True}
     reason = (
-        "medicare-advantage" if facts.medicare_advantage else "no-msc-in-region" if facts.outside_msc_regions else None
+        "medicare-advantage" if facts.medicare_advantage else "no-msc-in-region" if facts.msc_access is False else None
     )
     item = form.by_link_id.get("msc-not-done-reason")
     option = next((o for o in item.options if o["code"] == reason), None) if item is not None and reason else None
@@ -259,7 +256,7 @@ class Submission:
 
 
 def new_record(
-    response: Mapping[str, Any], checked: CheckedResponse, submission: Submission, now: datetime
+    response: Mapping[str, Any], checked: CheckedResponse, submission: Submission, now: datetime, today: date
 ) -> PriorNotificationRecord:
     """The record to store: a server-assigned id, the response with its id and meta, the answers it reads."""
     key = submission_key(response, submission)
@@ -278,6 +275,7 @@ def new_record(
         form_context_id=context.id if context else None,
         submitted_via=submission.via,
         submitted_at=now,
+        filed_on=today,
         response=stored,
         fields=record_fields(checked.answers),
     )

@@ -148,9 +148,10 @@ prior_notifications = Table(
     Column("attester_name", Text, nullable=True),
     Column("submitted_via", String(16), nullable=False),  # api | web-form
     Column("submitted_at", UtcDateTime, nullable=False, index=True),
+    Column("filed_on", Date, nullable=False),  # the program's day it was filed (the clinical clock's today)
     Column("response", JSON, nullable=False),
     UniqueConstraint("submission_key", name="uq_prior_notifications_submission_key"),
-    Index("ix_prior_notifications_patient", "patient_id", "submitted_at"),
+    Index("ix_prior_notifications_patient", "patient_id", "filed_on"),
 )
 
 # What a Prior Notification form link refers to: the pre-filled answers and who the form is for, kept

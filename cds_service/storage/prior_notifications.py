@@ -33,6 +33,7 @@ CONTEXT_CLEANUP_EVERY_SECONDS = 600.0
 EXPORT_COLUMNS = (
     "id",
     "submitted_at",
+    "filed_on",
     "submitted_via",
     "issuer",
     "tenant",
@@ -91,7 +92,8 @@ class PriorNotificationRecord:
     appointment_id: str | None
     form_context_id: str | None
     submitted_via: str  # api | web-form
-    submitted_at: datetime
+    submitted_at: datetime  # the instant it was stored (UTC)
+    filed_on: date  # the program's day (the clinical clock's today): what the 90-day window counts
     response: Mapping[str, Any]
     fields: Mapping[str, Any] = field(default_factory=dict)  # member_name, practice_npi, visit_date, ...
 
@@ -112,25 +114,24 @@ class PriorNotificationStore:
     # --- the hook call's path: fail fast ---------------------------------------------------------
 
     def on_file(self, scope: Scope, patient_id: str, since: date) -> list[PriorNotificationOnFile]:
-        """The patient's PNs filed since that day (UTC), in this EHR. Raises StorageUnavailable."""
-        start = datetime.combine(since, day_time.min, tzinfo=UTC)
+        """The patient's PNs filed since that day, in this EHR. Raises StorageUnavailable."""
         query = (
             select(
                 prior_notifications.c.id,
-                prior_notifications.c.submitted_at,
+                prior_notifications.c.filed_on,
                 prior_notifications.c.practice_npi,
                 prior_notifications.c.surgeon_npi,
                 prior_notifications.c.appointment_id,
             )
             .where(in_scope(scope), prior_notifications.c.patient_id == patient_id)
-            .where(prior_notifications.c.submitted_at >= start)
+            .where(prior_notifications.c.filed_on >= since)
         )
         with self.fast_fail("Prior Notifications could not be read."), self._storage.engine.connect() as connection:
             rows = connection.execute(query).all()
         return [
             PriorNotificationOnFile(
                 record_id=row.id,
-                filed_on=row.submitted_at.date(),
+                filed_on=row.filed_on,
                 practice_npi=row.practice_npi,
                 clinician_npi=row.surgeon_npi,
                 appointment_id=row.appointment_id,

@@ -76,7 +76,8 @@ def submit_response() -> Response:
     checked, problems = check_response(body, form)
     raise_if_invalid(problems)
     assert checked is not None
-    record = new_record(body, checked, Submission(scope_of(caller), "api"), datetime.now(UTC))
+    submission = Submission(scope_of(caller), "api")
+    record = new_record(body, checked, submission, datetime.now(UTC), services.clock.today())
     stored, created = services.prior_notifications.record(record)
     response = fhir_json(stored, 201 if created else 200)
     response.headers["Location"] = f"{public_base_url(services)}/fhir/QuestionnaireResponse/{stored['id']}"
@@ -202,7 +203,8 @@ def prefilled_form(token: str) -> Response:
         return page(
             "pn_form.html", status=400, form=form, values=fields, errors=errors, action=request.path, context=context
         )
-    record = new_record(response, checked, Submission(context.scope, "web-form", context), datetime.now(UTC))
+    submission = Submission(context.scope, "web-form", context)
+    record = new_record(response, checked, submission, datetime.now(UTC), services.clock.today())
     try:
         stored, _created = services.prior_notifications.record(record)
     except StorageUnavailable:

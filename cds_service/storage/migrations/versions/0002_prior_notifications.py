@@ -45,11 +45,12 @@ def upgrade() -> None:
         sa.Column("attester_name", sa.Text(), nullable=True),
         sa.Column("submitted_via", sa.String(16), nullable=False),
         sa.Column("submitted_at", sa.DateTime(), nullable=False),
+        sa.Column("filed_on", sa.Date(), nullable=False),
         sa.Column("response", sa.JSON(), nullable=False),
         sa.UniqueConstraint("submission_key", name="uq_prior_notifications_submission_key"),
     )
     op.create_index("ix_prior_notifications_submitted_at", "prior_notifications", ["submitted_at"])
-    op.create_index("ix_prior_notifications_patient", "prior_notifications", ["patient_id", "submitted_at"])
+    op.create_index("ix_prior_notifications_patient", "prior_notifications", ["patient_id", "filed_on"])
     op.create_table(
         "pn_form_contexts",
         sa.Column("id", sa.String(36), primary_key=True),
