@@ -19,10 +19,12 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 from flask.testing import FlaskClient
 from jsonschema import Draft202012Validator
 
+from cds_service import app as app_module
+from cds_service import wiring
 from cds_service.app import create_app
 from cds_service.content.loader import load_content
 from cds_service.settings import Settings
-from cds_service.wiring import services_of
+from cds_service.wiring import AppServices, services_of
 from tests import crd_profile
 from tests.clinical_date import CLOCK
 from tests.databases import Outage, database, migrated
@@ -92,6 +94,23 @@ def content():
     return load_content()
 
 
+@pytest.fixture(autouse=True)
+def apps_are_closed(monkeypatch) -> Iterator[list[AppServices]]:
+    """Every app a test starts is closed after it (its writer thread, pools and connections), as gunicorn's
+    worker_exit does, whether or not the test closes it itself."""
+    started: list[AppServices] = []
+
+    def build_and_remember(*args: Any, **kwargs: Any) -> AppServices:
+        services = wiring.build_services(*args, **kwargs)
+        started.append(services)
+        return services
+
+    monkeypatch.setattr(app_module, "build_services", build_and_remember)
+    yield started
+    for services in started:
+        services.close()
+
+
 @pytest.fixture
 def settings(tmp_path) -> Settings:
     return private_settings(tmp_path, public_base_url=BASE_URL, require_jwt=False)
@@ -110,7 +129,7 @@ def outage(request, tmp_path):
     with database(request.param, tmp_path) as url:
         broken = Outage(request.param, migrated(url))
         yield broken
-        broken.up()
+        broken.close()
 
 
 @pytest.fixture
@@ -119,7 +138,7 @@ def postgres_outage(tmp_path):
     with database("postgresql", tmp_path) as url:
         broken = Outage("postgresql", migrated(url))
         yield broken
-        broken.up()
+        broken.close()
 
 
 @pytest.fixture

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -150,3 +152,24 @@ def test_diff_lists_the_problems_of_invalid_content(content, copy, tmp_path, run
     result = run("diff", str(old.root), str(copy.root))
     assert result.exit_code == 1
     assert 'field cards > msc-evaluation-first > indicator: "critical" is not allowed here' in result.output
+
+
+def test_validate_command_writes_nothing(tmp_path):
+    """A check of the files is read-only: no last good copy saved, no database created."""
+    state, database = tmp_path / "state", tmp_path / "db" / "lbp-cds.sqlite3"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CDS_")},
+        "CDS_STATE_DIR": str(state),
+        "CDS_DATABASE_URL": f"sqlite:///{database}",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "content", "validate"],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0 and result.stdout.startswith("OK: "), result.stderr
+    assert not state.exists() and not database.parent.exists()

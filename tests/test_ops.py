@@ -58,7 +58,7 @@ def postgres_outage(tmp_path):
     with database("postgresql", tmp_path) as url:
         broken = Outage("postgresql", url)
         yield broken
-        broken.up()
+        broken.close()
 
 
 def test_readyz_is_503_while_the_database_is_unreachable(settings, content, postgres_outage):

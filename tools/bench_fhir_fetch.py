@@ -116,6 +116,8 @@ def main() -> None:
                 fhir_budget_ms=5000,
                 fhir_cache_seconds=0,
                 fhir_page_limit=100,
+                database_url=f"sqlite:///{tmp}/lbp-cds.sqlite3",  # nothing written into the checkout
+                state_dir=Path(tmp) / "state",
             )
             client = create_app(settings, clock=CLOCK).test_client()  # the builders' clinical date
             body = with_fhir_server(record.patient_view(), server.base_url, TOKEN)
