@@ -256,11 +256,12 @@ def test_jwks_unreachable_is_401(secure, key):
         assert_refused(call(secure, token_for(key, SERVICE)))
 
 
-def test_rejection_reason_is_logged_but_never_the_token(secure, ehr, key, caplog):
+def test_rejection_reason_is_logged_but_never_the_token_nor_its_claims(secure, ehr, key, caplog):
     token = token_for(key, SERVICE, tenant="another-org")
     with caplog.at_level(logging.INFO, logger="lbp_cds"):
         assert_refused(call(secure, token))
-    assert "tenant 'another-org' is not listed" in caplog.text
+    assert f"tenant: the tenant is not one listed for {ISSUER}" in caplog.text
+    assert "another-org" not in caplog.text
     assert token not in caplog.text and token.split(".")[2] not in caplog.text
 
 
@@ -293,8 +294,9 @@ def test_a_refused_token_does_not_use_up_its_jti(secure, ehr, key):
     assert call(secure, token_for(key, SERVICE, **token_claims)).status_code == 200
 
 
-def test_replay_store_down_is_503_not_401(settings, content, key, ehr, outage):
-    app = create_app(trusting(settings).model_copy(update=dict(database_url=outage.url)), content=content)
+def test_replay_store_down_is_503_not_401_when_told_to_refuse(settings, content, key, ehr, outage):
+    refusing = trusting(settings).model_copy(update=dict(database_url=outage.url, jwt_replay_outage="refuse"))
+    app = create_app(refusing, content=content)
     outage.down()
     response = call(app.test_client(), token_for(key, SERVICE))
     assert response.status_code == 503

@@ -59,7 +59,8 @@ def postgres_outage(tmp_path):
         broken.up()
 
 
-def test_readyz_is_503_while_the_database_is_unreachable(settings, content, postgres_outage):
+def test_readyz_says_degraded_but_stays_200_while_the_database_is_unreachable(settings, content, postgres_outage):
+    """Hook calls are answered without the database: a balancer must not take every replica out at once."""
     outage = postgres_outage
     app = create_app(settings.model_copy(update=dict(database_url=outage.url)), content=content)
     outage.down()
@@ -68,8 +69,21 @@ def test_readyz_is_503_while_the_database_is_unreachable(settings, content, post
     finally:
         outage.up()
         services_of(app).close()
-    assert response.status_code == 503
+    assert response.status_code == 200
+    assert response.get_json()["status"] == "degraded"
     assert response.get_json()["checks"]["database"] == "unreachable"
+
+
+def test_readyz_is_503_while_the_schema_is_not_at_this_release(settings, content, tmp_path):
+    app = create_app(
+        settings.model_copy(update=dict(database_url=f"sqlite:///{tmp_path}/new.sqlite3")), content=content
+    )
+    try:
+        response = app.test_client().get("/readyz")
+    finally:
+        services_of(app).close()
+    assert response.status_code == 503
+    assert "db upgrade" in response.get_json()["checks"]["database"]
 
 
 def test_metrics_count_hook_calls_cards_and_errors(client):
