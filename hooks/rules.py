@@ -12,6 +12,7 @@ from hooks.decisions import (
     PRIOR_NOTIFICATION_REQUIRED,
     Decision,
 )
+from hooks import fhir
 from hooks.facts import PatientFacts, is_for_lbp
 from hooks.fhir import Resource
 from hooks.knowledge import Knowledge
@@ -46,7 +47,7 @@ def referral_decisions(orders: Iterable[Resource], facts: PatientFacts, knowledg
         about = Decision(
             MSC_EVALUATION_FIRST,
             order=order,
-            reason_codes=tuple(order.get("reasonCode") or ()),
+            reason_codes=tuple(c for c in map(fhir.carried_concept, order.get("reasonCode") or ()) if c),
             reason_references=tuple(
                 r["reference"] for r in order.get("reasonReference") or () if isinstance(r.get("reference"), str)
             ),

@@ -7,7 +7,7 @@ from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from cds_service.settings import Settings
-from cds_service.web import errors, hook_routes, ops, pages, preview
+from cds_service.web import errors, hook_routes, openapi, ops, pages, preview
 from cds_service.web.json_provider import OrjsonProvider
 from cds_service.wiring import current_services
 
@@ -41,6 +41,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.register_blueprint(hook_routes.blueprint)
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(ops.blueprint)
+    app.register_blueprint(openapi.blueprint)
     if settings.shows_preview:
         app.register_blueprint(preview.blueprint)
     enable_cors(app, settings)
