@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 import schemathesis
-from schemathesis.checks import positive_data_acceptance
 from hypothesis import HealthCheck, seed, settings
+from schemathesis.checks import positive_data_acceptance
 
 from cds_service.app import create_app
-from cds_service.wiring import services_of
 from cds_service.web.openapi import openapi_document
+from cds_service.wiring import services_of
 from tests.api_contract import assert_answer_allowed, auth_headers, examples, jwt_settings
 from tests.databases import migrated
 
