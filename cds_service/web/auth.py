@@ -89,8 +89,12 @@ class WorkerReplayGuard:
     "local" answers on this worker's memory alone (a token could then be replayed once against
     another worker or replica: /readyz and lbp_jwt_replay_local_total say so), "refuse" answers 503.
     The memory is bounded: a jti it had no room for makes the next outage answer 503 until that
-    token has expired, as it could no longer vouch for it.
+    token has expired, as it could no longer vouch for it. After a failure the shared store is asked
+    again only every RETRY_SECONDS, so an outage that drops packets does not cost each call a connect
+    timeout (with "refuse", every call asks it: 503 lasts no longer than the outage).
     """
+
+    RETRY_SECONDS = 5.0
 
     def __init__(self, shared: ReplayStore, name: str, capacity: int, outage: str) -> None:
         self.shared = shared
@@ -102,30 +106,39 @@ class WorkerReplayGuard:
         self._blind_until = 0.0  # a jti accepted but not remembered expires then
         self._lock = threading.Lock()
         self.local_since: float | None = None  # when the shared store stopped answering (None: it answers)
+        self._retry_at = 0.0
 
     def first_use(self, token_id: str, expires_at: datetime) -> bool:
         expiry = expires_at.timestamp()
         with self._lock:
             if token_id in self._seen:
                 return False
-        try:
-            first = self.shared.first_use(token_id, expires_at)
-        except StorageUnavailable:
+        if self.outage == "local" and self.local_since is not None and time.monotonic() < self._retry_at:
             first = self.answer_locally()
         else:
-            self.back_to_shared()
+            try:
+                first = self.shared.first_use(token_id, expires_at)
+            except StorageUnavailable:
+                self._retry_at = time.monotonic() + self.RETRY_SECONDS
+                first = self.answer_locally()
+            else:
+                self.back_to_shared()
         if first:
             self.remember(token_id, expiry)
         return first
 
     def answer_locally(self) -> bool:
-        if self.outage == "refuse" or time.time() < self._blind_until:
-            raise StorageUnavailable("The JWT replay store cannot be reached.")
         if self.local_since is None:
             self.local_since = time.time()
             log.warning(
-                "JWT replay store (%s) unreachable: replays are refused by this worker's own memory only", self.name
+                "JWT replay store (%s) unreachable: %s",
+                self.name,
+                "hook calls answered 503"
+                if self.outage == "refuse"
+                else "replays refused by this worker's memory only",
             )
+        if self.outage == "refuse" or time.time() < self._blind_until:
+            raise StorageUnavailable("The JWT replay store cannot be reached.")
         metrics.JWT_REPLAY_LOCAL.inc()
         return True
 

@@ -52,7 +52,11 @@ def embedded(file: str, at: str) -> dict[str, Any]:
 def rebased(node: Any, at: str) -> Any:
     if isinstance(node, dict):
         return {
-            key: (at + value[1:] if key == "$ref" and isinstance(value, str) and value.startswith("#/") else rebased(value, at))
+            key: (
+                at + value[1:]
+                if key == "$ref" and isinstance(value, str) and value.startswith("#/")
+                else rebased(value, at)
+            )
             for key, value in node.items()
         }
     if isinstance(node, list):
