@@ -478,7 +478,7 @@ def signing_keys(document: Any, where: str) -> dict[str, Jwk]:
     keys = document.get("keys") if isinstance(document, dict) else None
     if not isinstance(keys, list):
         raise ValueError(f'{where}: expected a JWK Set {{"keys": [...]}}')
-    found = {
+    found: dict[str, Jwk] = {
         key["kid"]: MappingProxyType(dict(key))
         for key in keys
         if isinstance(key, dict) and isinstance(key.get("kid"), str) and key.get("use", "sig") == "sig"

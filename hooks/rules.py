@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 
+from hooks import fhir
 from hooks.decisions import (
     MSC_EVALUATION_FIRST,
     OPIOID_SPARING_ALTERNATIVES,
@@ -12,7 +13,6 @@ from hooks.decisions import (
     PRIOR_NOTIFICATION_REQUIRED,
     Decision,
 )
-from hooks import fhir
 from hooks.facts import PatientFacts, is_for_lbp
 from hooks.fhir import Resource
 from hooks.knowledge import Knowledge

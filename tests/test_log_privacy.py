@@ -318,3 +318,23 @@ def test_a_gunicorn_instance_at_its_production_log_level_logs_no_sentinel(tmp_pa
     written = Path(log).read_text()
     assert "hook call" in written and "service=lbp-referral-select" in written
     assert_no_sentinel(written)
+
+
+def test_the_text_log_format_shows_each_calls_fields(client):
+    """`make run` logs as text: a call's line says its service, status, ms, topics, fetched and missing."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(TextFormatter())
+    logger = logging.getLogger("lbp_cds")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        client.post(SELECT, json=patient(45).with_lbp().order_select(ortho_referral()))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    line = next(line for line in out.getvalue().splitlines() if "hook call" in line)
+    for field in ("service=lbp-referral-select", "status=200", "topics=msc-evaluation-first", "fetched=-", "missing=-"):
+        assert field in line, line
+    assert " ms=" in line and "hookInstance=" in line

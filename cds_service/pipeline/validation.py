@@ -303,7 +303,10 @@ def describe(error: ValidationError, prefix: tuple[str | int, ...] = ()) -> str:
 
 def expectation(error: ValidationError) -> str:
     """What the schema asks for, in words built from the schema alone (never the instance)."""
-    keyword, expected, instance = error.validator, error.validator_value, error.instance
+    keyword: Any = error.validator
+    expected: Any = error.validator_value
+    instance: Any = error.instance
+    schema: Any = error.schema
     if keyword == "type":
         kinds = expected if isinstance(expected, list) else [expected]
         return "expected " + " or ".join(JSON_TYPES.get(str(kind), str(kind)) for kind in kinds)
@@ -315,7 +318,7 @@ def expectation(error: ValidationError) -> str:
             f"{name} needs {', '.join(needed)}" for name, needed in expected.items()
         )
     if keyword == "additionalProperties":
-        extra = sorted(name for name in instance if name not in error.schema.get("properties", {}))
+        extra = sorted(name for name in instance if name not in schema.get("properties", {}))
         return f"members not allowed here: {', '.join(extra)}" if extra else "members not allowed here"
     if keyword in ("enum", "const"):
         allowed = expected if keyword == "enum" else [expected]

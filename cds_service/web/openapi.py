@@ -46,7 +46,8 @@ def embedded(file: str, at: str) -> dict[str, Any]:
     schema = copy.deepcopy(schema_document(file))
     schema.pop("$schema", None)
     schema.pop("$id", None)
-    return rebased(schema, at)
+    embedded_schema: dict[str, Any] = rebased(schema, at)
+    return embedded_schema
 
 
 def rebased(node: Any, at: str) -> Any:
