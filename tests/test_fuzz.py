@@ -10,9 +10,12 @@ any depth, lone surrogates, NUL, huge numbers, NaN, deleted and unknown members,
 
 from __future__ import annotations
 
+import atexit
 import copy
 import json
 import random
+import shutil
+import tempfile
 import uuid
 from collections import Counter
 from typing import Any
@@ -20,6 +23,7 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, seed, settings
+from hypothesis.configuration import set_hypothesis_home_dir
 from schemathesis.checks import positive_data_acceptance
 
 from cds_service.app import create_app
@@ -27,6 +31,11 @@ from cds_service.web.openapi import openapi_document
 from cds_service.wiring import services_of
 from tests.api_contract import assert_answer_allowed, auth_headers, examples, jwt_settings
 from tests.databases import migrated
+
+# Hypothesis keeps caches in ./.hypothesis by default: never in the checkout.
+HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="lbp-hypothesis-")
+atexit.register(shutil.rmtree, HYPOTHESIS_HOME, True)
+set_hypothesis_home_dir(HYPOTHESIS_HOME)
 
 SEED = 20261126
 MUTATED_REQUESTS = 2000
