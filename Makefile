@@ -1,7 +1,8 @@
 # The two commands of the README quick start:
-#   make run   set up and run the service at http://127.0.0.1:8080 (development defaults)
+#   make run   set up and run the service at http://127.0.0.1:8080 (development defaults; PORT=9000 make run)
 #   make test  set up (Python, npm and Debian packages) and run the checks and the whole test suite
 VENV ?= .venv
+PORT ?= 8080
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
@@ -18,7 +19,7 @@ DEV_ENV := CDS_REQUIRE_JWT=$${CDS_REQUIRE_JWT:-false} CDS_LOG_FORMAT=$${CDS_LOG_
 
 run: $(BIN)/.installed
 	$(DEV_ENV) $(BIN)/flask --app wsgi db upgrade
-	$(DEV_ENV) WEB_CONCURRENCY=$${WEB_CONCURRENCY:-2} $(BIN)/gunicorn -c gunicorn.conf.py --bind 127.0.0.1:8080 wsgi:app
+	$(DEV_ENV) WEB_CONCURRENCY=$${WEB_CONCURRENCY:-2} $(BIN)/gunicorn -c gunicorn.conf.py --bind 127.0.0.1:$(PORT) wsgi:app
 
 lint: $(BIN)/.installed check-valuesets
 	$(BIN)/ruff check .

@@ -38,7 +38,7 @@ def create_app(
     if serving:
         settings.check()
     configure_logging(settings.log_format, logging.INFO if serving else logging.WARNING)
-    app = Flask(__name__, template_folder="web/templates")
+    app = Flask(__name__, template_folder="web/templates", static_folder="web/static")
     attach(app, build_services(settings, content, clock, require_content, serving))
     web.init_app(app, settings)
     cli.init_app(app)

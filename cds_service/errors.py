@@ -25,24 +25,44 @@ ISSUE_TYPE_BY_STATUS = {
 
 
 class ClientError(Exception):
-    """An answer the client can act on: a status, a message and any headers that go with them."""
+    """An answer the client can act on: a status, a message and any headers that go with them.
+
+    The message goes to the client and may name what the client sent (a path, a member name); the
+    log line says only `kind` and `where` (both free of anything the client sent), so that no token,
+    identifier or comment reaches the logs. Subclasses whose message is built from the service's own
+    data alone (`message_is_loggable`) have it logged as well.
+    """
 
     status = 400
+    kind = "bad-request"
+    message_is_loggable = False
     headers: ClassVar[dict[str, str]] = {}
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, where: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.where = where  # log-safe: a path with client-chosen names masked, a schema keyword
+
+    def log_detail(self) -> str:
+        parts = [self.kind, *(p for p in (self.where, self.message if self.message_is_loggable else None) if p)]
+        return ": ".join(parts)
 
 
 class BadRequest(ClientError):
     status = 400
 
 
+class PayloadTooLarge(ClientError):
+    status = 413
+    kind = "too-large"
+    message_is_loggable = True
+
+
 class Unauthorized(ClientError):
     """The JWT is missing or invalid. The message never says which check failed (that goes to the log)."""
 
     status = 401
+    kind = "unauthorized"
     headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": "Bearer"}
 
     def __init__(self, message: str = "Authentication failed: send a valid JWT as 'Authorization: Bearer'.") -> None:
@@ -51,6 +71,7 @@ class Unauthorized(ClientError):
 
 class UnknownService(ClientError):
     status = 404
+    kind = "unknown-service"
 
 
 class NotFound(ClientError):
@@ -72,6 +93,8 @@ class PrefetchUnavailable(ClientError):
     """
 
     status = 412
+    kind = "prefetch-unavailable"
+    message_is_loggable = True  # keys, templates and reasons: the service's own words
 
     def __init__(
         self,
@@ -88,12 +111,15 @@ class PrefetchUnavailable(ClientError):
 
 class UnsupportedMediaType(ClientError):
     status = 415
+    kind = "unsupported-media-type"
 
 
 class StorageUnavailable(ClientError):
     """Not the client's fault, but answered the same way: the client should retry later (503, Retry-After)."""
 
     status = 503
+    kind = "storage-unavailable"
+    message_is_loggable = True
     headers: ClassVar[dict[str, str]] = {"Retry-After": "30"}
 
 
@@ -101,6 +127,8 @@ class ContentUnavailable(ClientError):
     """No valid content has ever been loaded (and none was saved): nothing can be answered."""
 
     status = 503
+    kind = "content-unavailable"
+    message_is_loggable = True  # the content files' problems: the service's own files
 
 
 def operation_outcome(status: int, message: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from types import MappingProxyType
@@ -55,13 +55,24 @@ class SettingsError(ValueError):
     """An environment variable has a value the service cannot use."""
 
 
+Jwk = Mapping[str, Any]
+JwkSet = Mapping[str, Jwk]  # signing keys by kid
+
+
 @dataclass(frozen=True)
 class TrustedIssuer:
-    """A CDS client allowed to call: where its public keys are, and which tenants it may speak for."""
+    """A CDS client allowed to call: where its public keys are, and which tenants it may speak for.
+
+    Keys come from JWK Set URLs (fetched and cached), from keys pinned in the configuration (inline
+    or in a file), or, for a token whose `jku` is listed in `jku_files`, from a local copy of that
+    JWK Set (never fetched): for EHRs and test clients whose JWK Set cannot be fetched.
+    """
 
     issuer: str
-    jwks_urls: tuple[str, ...]
+    jwks_urls: tuple[str, ...] = ()
     tenants: frozenset[str] | None = None  # None: any tenant (or none)
+    pinned_keys: JwkSet = field(default_factory=lambda: MappingProxyType({}))
+    jku_copies: Mapping[str, JwkSet] = field(default_factory=lambda: MappingProxyType({}))
 
 
 # The environment a Settings is read from: os.environ, or a mapping given to from_env (tests, tools).
@@ -170,8 +181,10 @@ class Settings(EnvironmentSettings):
     )
     trusted_issuers: Annotated[Mapping[str, TrustedIssuer], NoDecode] = Field(
         default_factory=lambda: MappingProxyType({}),
-        description='JSON object: issuer (`iss`) → `{"jwks_urls": [...], "tenants": [...]}` (`tenants` optional); '
-        "required when `CDS_REQUIRE_JWT=true`",
+        description='JSON object: issuer (`iss`) → `{"jwks_urls": [...], "tenants": [...]}`; instead of or beside '
+        '`jwks_urls`, keys pinned with `"jwks": {"keys": [...]}` (inline) or `"jwks_file": "PATH"`, and '
+        '`"jku_files": {"<jku URL>": "PATH"}` (a listed `jku` served from a local copy, never fetched); `tenants` '
+        "optional; required when `CDS_REQUIRE_JWT=true`",
     )
     jwt_algorithms: CommaList = Field(
         DEFAULT_ALGORITHMS,
@@ -189,7 +202,20 @@ class Settings(EnvironmentSettings):
     )
     redis_url: str | None = Field(
         None,
-        description="e.g. `redis://redis:6379/0`: keep the JWT replay (`jti`) store in Redis instead of the database",
+        description="e.g. `redis://redis:6379/0`: keep the JWT replay (`jti`) store in Redis instead of the "
+        "database (recommended in production: hook calls then never wait on the database)",
+    )
+    jwt_replay_outage: Literal["local", "refuse"] = Field(
+        "local",
+        description="when the shared replay store (database or Redis) cannot be reached: `local` keeps answering, "
+        "each worker refusing the tokens it has seen itself (`/readyz` and `lbp_jwt_replay_local_total` say so); "
+        "`refuse` answers 503 until it is back",
+    )
+    jwt_replay_cache_size: int = Field(
+        50000,
+        ge=1,
+        description="most unexpired `jti`s each worker remembers itself (it refuses any it has seen, whatever the "
+        "shared store says); when it overflows during an outage, calls are answered 503",
     )
     cors_origins: Annotated[tuple[str, ...] | None, NoDecode] = Field(
         None,
@@ -465,21 +491,71 @@ def parse_issuer(issuer: str, entry: Any) -> TrustedIssuer:
         raise ValueError("CDS_TRUSTED_ISSUERS: an issuer must not be empty")
     if not isinstance(entry, dict):
         raise ValueError(f'{where}: expected an object such as {{"jwks_urls": ["https://.../jwks.json"]}}')
-    unknown = set(entry) - {"jwks_urls", "tenants"}
+    members = {"jwks_urls", "jwks", "jwks_file", "jku_files", "tenants"}
+    unknown = set(entry) - members
     if unknown:
-        raise ValueError(f"{where}: unknown member(s) {', '.join(sorted(unknown))}; expected jwks_urls, tenants")
-    urls = string_list(entry.get("jwks_urls"), f"{where}.jwks_urls")
-    if not urls:
-        raise ValueError(f"{where}.jwks_urls: list at least one JWKS URL")
+        raise ValueError(
+            f"{where}: unknown member(s) {', '.join(sorted(unknown))}; expected {', '.join(sorted(members))}"
+        )
+    urls = string_list(entry.get("jwks_urls", []), f"{where}.jwks_urls")
     for url in urls:
-        if urlsplit(url).scheme not in ("https", "http") or not urlsplit(url).netloc:
-            raise ValueError(f"{where}.jwks_urls: {url!r} is not an http(s) URL")
+        check_http_url(url, f"{where}.jwks_urls")
+    pinned: dict[str, Jwk] = {}
+    if "jwks" in entry:
+        pinned.update(signing_keys(entry["jwks"], f"{where}.jwks"))
+    if "jwks_file" in entry:
+        pinned.update(jwks_from_file(entry["jwks_file"], f"{where}.jwks_file"))
+    copies = entry.get("jku_files", {})
+    if not isinstance(copies, dict):
+        raise ValueError(f'{where}.jku_files: expected an object {{"<jku URL>": "<path of a JWK Set file>"}}')
+    jku_copies = {}
+    for url, path in copies.items():
+        check_http_url(url, f"{where}.jku_files")
+        jku_copies[url] = MappingProxyType(jwks_from_file(path, f"{where}.jku_files[{url!r}]"))
+    if not (urls or pinned or jku_copies):
+        raise ValueError(f"{where}: give its keys: jwks_urls, jwks, jwks_file or jku_files")
     tenants = None
     if "tenants" in entry:
         tenants = frozenset(string_list(entry["tenants"], f"{where}.tenants"))
         if not tenants:
             raise ValueError(f"{where}.tenants: list at least one tenant, or leave tenants out")
-    return TrustedIssuer(issuer=issuer, jwks_urls=tuple(urls), tenants=tenants)
+    return TrustedIssuer(
+        issuer=issuer,
+        jwks_urls=tuple(urls),
+        tenants=tenants,
+        pinned_keys=MappingProxyType(pinned),
+        jku_copies=MappingProxyType(jku_copies),
+    )
+
+
+def check_http_url(url: str, where: str) -> None:
+    if urlsplit(url).scheme not in ("https", "http") or not urlsplit(url).netloc:
+        raise ValueError(f"{where}: {url!r} is not an http(s) URL")
+
+
+def jwks_from_file(path: Any, where: str) -> dict[str, Jwk]:
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"{where}: expected the path of a JWK Set file")
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{where}: {path!r} cannot be read as a JWK Set ({type(error).__name__})") from None
+    return signing_keys(document, where)
+
+
+def signing_keys(document: Any, where: str) -> dict[str, Jwk]:
+    """A JWK Set's signing keys by kid (keys without a kid, or meant for encryption, cannot be chosen)."""
+    keys = document.get("keys") if isinstance(document, dict) else None
+    if not isinstance(keys, list):
+        raise ValueError(f'{where}: expected a JWK Set {{"keys": [...]}}')
+    found: dict[str, Jwk] = {
+        key["kid"]: MappingProxyType(dict(key))
+        for key in keys
+        if isinstance(key, dict) and isinstance(key.get("kid"), str) and key.get("use", "sig") == "sig"
+    }
+    if not found:
+        raise ValueError(f"{where}: no signing key with a kid")
+    return found
 
 
 def is_loopback(host: str) -> bool:

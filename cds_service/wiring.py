@@ -26,7 +26,7 @@ from cds_service.settings import Settings
 from cds_service.storage.database import Storage
 from cds_service.storage.issued import IssuedCardRecorder
 from cds_service.storage.prior_notifications import PriorNotificationStore, Scope
-from cds_service.web.auth import Caller, JwtVerifier, RedisReplayStore, ReplayStore
+from cds_service.web.auth import Caller, JwtVerifier, RedisReplayStore, ReplayStore, WorkerReplayGuard
 from hooks import SERVICES
 
 log = logging.getLogger("lbp_cds")
@@ -136,8 +136,14 @@ def jwt_verifier(settings: Settings, storage: Storage) -> JwtVerifier | None:
     if not settings.require_jwt:
         return None
     # Shared by every worker and replica, so a token cannot be replayed against another process.
-    replay: ReplayStore = RedisReplayStore(settings.redis_url) if settings.redis_url else storage
-    return JwtVerifier(settings, replay)
+    shared: ReplayStore = RedisReplayStore(settings.redis_url) if settings.redis_url else storage
+    guard = WorkerReplayGuard(
+        shared,
+        "redis" if settings.redis_url else "database",
+        settings.jwt_replay_cache_size,
+        settings.jwt_replay_outage,
+    )
+    return JwtVerifier(settings, guard)
 
 
 def attach(app: Flask, services: AppServices) -> None:

@@ -40,6 +40,25 @@ def codings(concept: Any) -> Iterator[Coding]:
                 yield system, code.strip()
 
 
+def carried_concept(concept: Any) -> Resource | None:
+    """A CodeableConcept to carry into a new resource: its codings (system, code, display) and text,
+    without empty or foreign members (FHIR allows no empty values); None when nothing is coded."""
+    if not isinstance(concept, dict):
+        return None
+    carried: Resource = {}
+    coding = [
+        {key: c[key] for key in ("system", "code", "display") if isinstance(c.get(key), str) and c[key].strip()}
+        for c in concept.get("coding") or []
+        if isinstance(c, dict) and isinstance(c.get("system"), str) and isinstance(c.get("code"), str)
+    ]
+    coding = [c for c in coding if "system" in c and "code" in c]
+    if coding:
+        carried["coding"] = coding
+    if isinstance(concept.get("text"), str) and concept["text"].strip():
+        carried["text"] = concept["text"]
+    return carried if coding else None
+
+
 def concept_text(concept: Any) -> str:
     """All human text of a CodeableConcept (or list of them): text and displays."""
     if isinstance(concept, list):

@@ -92,7 +92,7 @@ def referral_decision(referral: Resource, facts: PatientFacts, knowledge: Knowle
     about = Decision(
         MSC_EVALUATION_FIRST,
         orders=(referral,),
-        reason_codes=tuple(referral.get("reasonCode") or ()),
+        reason_codes=tuple(c for c in map(fhir.carried_concept, referral.get("reasonCode") or ()) if c),
         reason_references=tuple(
             r["reference"] for r in fhir.references_in(referral.get("reasonReference")) if "/" in r["reference"]
         ),

@@ -56,17 +56,19 @@ def test_prefetch_templates_use_only_cds_hooks_2_tokens(client):
 # --- errors ---------------------------------------------------------------------------------------------
 
 
-def test_unknown_service_is_404(client):
+def test_unknown_service_is_404_listing_the_services(client):
     response = client.post("/cds-services/lbp-nope", json={})
     assert response.status_code == 404
-    assert "lbp-nope" in outcome_message(response)
+    message = outcome_message(response)
+    assert "lbp-referral-select" in message
+    assert "lbp-nope" not in message  # nothing the client sent is echoed
 
 
 def test_wrong_hook_for_the_service_is_400(client):
     body = patient(45).with_lbp().patient_view()
     response = client.post("/cds-services/lbp-referral-select", json=body)
     assert response.status_code == 400
-    assert "answers the 'order-select' hook, not 'patient-view'" in outcome_message(response)
+    assert "hook: service 'lbp-referral-select' answers the 'order-select' hook only" in outcome_message(response)
 
 
 @pytest.mark.parametrize(
@@ -77,7 +79,7 @@ def test_wrong_hook_for_the_service_is_400(client):
         (lambda b: b["context"].pop("selections"), "'selections' is a required property"),
         (lambda b: b["context"].update(selections=[]), "context/selections"),
         (lambda b: b["context"].update(draftOrders={"resourceType": "Patient"}), "context/draftOrders"),
-        (lambda b: b["context"].update(selections=["ServiceRequest/ghost"]), "ServiceRequest/ghost not found"),
+        (lambda b: b["context"].update(selections=["ServiceRequest/ghost"]), "context/selections/0: not found"),
         (lambda b: b.update(fhirAuthorization={"access_token": "x"}), "fhirAuthorization"),
     ],
 )
@@ -185,10 +187,28 @@ def test_links_use_the_request_host_when_no_public_url_is_configured(settings, c
         settings.model_copy(update=dict(public_base_url=None)), content=content, clock=CLOCK
     ).test_client()
     body = patient(45).with_lbp().order_select(ortho_referral())
-    payload = local.post("/cds-services/lbp-referral-select", json=body, base_url="http://cds.internal:8080").get_json()
+    payload = local.post("/cds-services/lbp-referral-select", json=body, base_url="http://127.0.0.1:8080").get_json()
     assert_conformant(payload)
     urls = [link["url"] for link in payload["cards"][0]["links"]]
-    assert "http://cds.internal:8080/msc/handout" in urls
+    assert "http://127.0.0.1:8080/msc/handout" in urls
+
+
+@pytest.mark.parametrize("host", ["cds.internal:8080", "evil.example", "127.0.0.1.evil.example"])
+def test_without_a_public_url_the_host_header_cannot_point_card_links_at_another_host(settings, content, host):
+    local = create_app(settings.model_copy(update=dict(public_base_url=None)), content=content).test_client()
+    body = patient(45).with_lbp().order_select(ortho_referral())
+    response = local.post("/cds-services/lbp-referral-select", json=body, headers={"Host": host})
+    assert response.status_code == 400
+    assert "Host header" in outcome_message(response)
+    assert host not in response.get_data(as_text=True)
+
+
+def test_with_a_public_url_any_host_header_gets_links_to_the_public_url(client):
+    body = patient(45).with_lbp().order_select(ortho_referral())
+    payload = client.post("/cds-services/lbp-referral-select", json=body, headers={"Host": "evil.example"}).get_json()
+    assert {link["url"].split("/msc/")[0] for link in payload["cards"][0]["links"] if "/msc/" in link["url"]} == {
+        "https://cds.example.org"
+    }
 
 
 def test_links_behind_a_trusted_proxy_use_the_forwarded_host(settings, content):
@@ -206,7 +226,9 @@ def test_handout_is_a_printable_page(client):
     assert response.status_code == 200 and response.mimetype == "text/html"
     page = response.get_data(as_text=True)
     assert "<h1>Your visit to a Medical Spine Center</h1>" in page
-    assert "window.print()" in page and "@media print" in page
+    assert 'id="print"' in page and "/static/handout.js" in page  # the button's script is a file (CSP)
+    assert "window.print()" in client.get("/static/handout.js").get_data(as_text=True)
+    assert "@media print" in client.get("/static/pages.css").get_data(as_text=True)
 
 
 def test_directory_filters_by_region_and_says_it_is_sample_data(client):

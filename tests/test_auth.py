@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 import time
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import MappingProxyType
 
@@ -15,8 +17,10 @@ import responses
 from sqlalchemy import select
 
 from cds_service.app import create_app
+from cds_service.errors import StorageUnavailable
 from cds_service.settings import Settings, SettingsError, TrustedIssuer
 from cds_service.storage.database import feedback
+from cds_service.web.auth import WorkerReplayGuard
 from cds_service.wiring import services_of
 from tests.builders import patient
 from tests.clinical_date import CLOCK
@@ -266,11 +270,12 @@ def test_jwks_unreachable_is_401(secure, key):
         assert_refused(call(secure, token_for(key, SERVICE)))
 
 
-def test_rejection_reason_is_logged_but_never_the_token(secure, ehr, key, caplog):
+def test_rejection_reason_is_logged_but_never_the_token_nor_its_claims(secure, ehr, key, caplog):
     token = token_for(key, SERVICE, tenant="another-org")
     with caplog.at_level(logging.INFO, logger="lbp_cds"):
         assert_refused(call(secure, token))
-    assert "tenant 'another-org' is not listed" in caplog.text
+    assert f"tenant: the tenant is not one listed for {ISSUER}" in caplog.text
+    assert "another-org" not in caplog.text
     assert token not in caplog.text and token.split(".")[2] not in caplog.text
 
 
@@ -303,8 +308,9 @@ def test_a_refused_token_does_not_use_up_its_jti(secure, ehr, key):
     assert call(secure, token_for(key, SERVICE, **token_claims)).status_code == 200
 
 
-def test_replay_store_down_is_503_not_401(settings, content, key, ehr, outage):
-    app = create_app(trusting(settings).model_copy(update=dict(database_url=outage.url)), content=content, clock=CLOCK)
+def test_replay_store_down_is_503_not_401_when_told_to_refuse(settings, content, key, ehr, outage):
+    refusing = trusting(settings).model_copy(update=dict(database_url=outage.url, jwt_replay_outage="refuse"))
+    app = create_app(refusing, content=content, clock=CLOCK)
     outage.down()
     response = call(app.test_client(), token_for(key, SERVICE))
     assert response.status_code == 503
@@ -402,3 +408,90 @@ def test_not_requiring_jwts_logs_a_warning(settings, content, caplog):
     with caplog.at_level(logging.WARNING, logger="lbp_cds"):
         create_app(settings, content=content, clock=CLOCK)
     assert "CDS_REQUIRE_JWT=false" in caplog.text
+
+
+# --- the replay store during an outage (CDS_JWT_REPLAY_OUTAGE) ---------------------------------------------------
+
+
+def local_metric(client) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    families = text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))
+    return sum(s.value for f in families for s in f.samples if s.name == "lbp_jwt_replay_local_total")
+
+
+def test_with_the_replay_store_down_calls_are_answered_and_a_replay_is_still_refused_by_the_worker(
+    settings, content, key, ehr, outage, monkeypatch
+):
+    monkeypatch.setattr(WorkerReplayGuard, "RETRY_SECONDS", 0.0)  # ask the store again at once once it is back
+    app = create_app(trusting(settings).model_copy(update=dict(database_url=outage.url)), content=content)
+    client = app.test_client()
+    seen_before = token_for(key, SERVICE)
+    assert call(client, seen_before).status_code == 200
+    before = local_metric(client)
+    outage.down()
+    try:
+        token = token_for(key, SERVICE)
+        assert call(client, token).status_code == 200
+        assert_refused(call(client, token))  # the same worker never accepts a token twice
+        assert_refused(call(client, seen_before))  # nor one it accepted before the outage
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.get_json()["hookCalls"] == "answered"
+        assert "replays refused by each worker's own memory only" in ready.get_json()["checks"]["replay"]
+        assert local_metric(client) == before + 1
+    finally:
+        outage.up()
+    assert call(client, token_for(key, SERVICE)).status_code == 200
+    assert client.get("/readyz").get_json()["checks"]["replay"] == "ok"
+    assert_refused(call(client, token))  # still remembered once the store is back
+    services_of(app).close()
+
+
+def test_when_the_workers_memory_overflowed_an_outage_answers_503(settings, content, key, ehr, outage):
+    tiny = trusting(settings).model_copy(update=dict(database_url=outage.url, jwt_replay_cache_size=1))
+    app = create_app(tiny, content=content)
+    client = app.test_client()
+    assert call(client, token_for(key, SERVICE)).status_code == 200
+    assert call(client, token_for(key, SERVICE)).status_code == 200  # no room: this jti is not remembered
+    outage.down()
+    try:
+        response = call(client, token_for(key, SERVICE))
+    finally:
+        outage.up()
+        services_of(app).close()
+    assert response.status_code == 503  # it could no longer vouch for the token it forgot
+
+
+def test_with_redis_unreachable_calls_are_answered_on_the_workers_memory(settings, content, key, ehr):
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    unreachable = trusting(settings).model_copy(update=dict(redis_url=f"redis://127.0.0.1:{port}/0"))
+    app = create_app(unreachable, content=content)
+    client = app.test_client()
+    token = token_for(key, SERVICE)
+    assert call(client, token).status_code == 200
+    assert_refused(call(client, token))
+    assert "redis unreachable" in client.get("/readyz").get_json()["checks"]["replay"]
+    services_of(app).close()
+
+
+def test_during_an_outage_the_shared_store_is_asked_again_only_now_and_then():
+    """An outage that drops packets costs one connect timeout per RETRY_SECONDS, not one per call."""
+
+    class Down:
+        asked = 0
+
+        def first_use(self, token_id, expires_at):
+            Down.asked += 1
+            raise StorageUnavailable("down")
+
+        def close(self):
+            pass
+
+    guard = WorkerReplayGuard(Down(), "database", capacity=100, outage="local")
+    expiry = datetime.now(UTC) + timedelta(minutes=5)
+    assert all(guard.first_use(f"{n:064d}", expiry) for n in range(10))
+    assert not guard.first_use(f"{3:064d}", expiry)
+    assert Down.asked == 1

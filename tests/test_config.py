@@ -60,7 +60,7 @@ def test_full_configuration():
         ({"CDS_TRUSTED_ISSUERS": "{not json"}, "CDS_TRUSTED_ISSUERS is not valid JSON"),
         ({"CDS_TRUSTED_ISSUERS": "[]"}, "CDS_TRUSTED_ISSUERS: expected a JSON object"),
         ({"CDS_TRUSTED_ISSUERS": '{"https://e": "https://e/jwks"}'}, r"CDS_TRUSTED_ISSUERS\['https://e'\]: expected"),
-        ({"CDS_TRUSTED_ISSUERS": '{"https://e": {"jwks_urls": []}}'}, "list at least one JWKS URL"),
+        ({"CDS_TRUSTED_ISSUERS": '{"https://e": {"jwks_urls": []}}'}, "give its keys: jwks_urls, jwks, jwks_file"),
         ({"CDS_TRUSTED_ISSUERS": '{"https://e": {"jwks_urls": ["ftp://e/k"]}}'}, "is not an http"),
         ({"CDS_TRUSTED_ISSUERS": '{"https://e": {"jwks_url": "https://e/k"}}'}, "unknown member"),
         ({"CDS_TRUSTED_ISSUERS": '{"https://e": {"jwks_urls": ["https://e/k"], "tenants": "t1"}}'}, "tenants"),

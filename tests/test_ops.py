@@ -62,6 +62,7 @@ def postgres_outage(tmp_path):
 
 
 def test_readyz_is_503_while_the_database_is_unreachable(settings, content, postgres_outage):
+    """Not ready, naming the database; hook calls are still answered (the body says so)."""
     outage = postgres_outage
     app = create_app(settings.model_copy(update=dict(database_url=outage.url)), content=content, clock=CLOCK)
     outage.down()
@@ -72,6 +73,19 @@ def test_readyz_is_503_while_the_database_is_unreachable(settings, content, post
         services_of(app).close()
     assert response.status_code == 503
     assert response.get_json()["checks"]["database"] == "unreachable"
+    assert response.get_json()["hookCalls"] == "answered"
+
+
+def test_readyz_is_503_while_the_schema_is_not_at_this_release(settings, content, tmp_path):
+    app = create_app(
+        settings.model_copy(update=dict(database_url=f"sqlite:///{tmp_path}/new.sqlite3")), content=content
+    )
+    try:
+        response = app.test_client().get("/readyz")
+    finally:
+        services_of(app).close()
+    assert response.status_code == 503
+    assert "db upgrade" in response.get_json()["checks"]["database"]
 
 
 def test_metrics_count_hook_calls_cards_and_errors(client):

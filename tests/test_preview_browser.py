@@ -113,3 +113,23 @@ def test_baseline_card_looks_like_an_ehr_sidebar(page, server, content, artifact
     expect(link).to_have_attribute("href", f"{server}/msc/handout")
     expect(card.locator("footer")).to_contain_text(f"content {content.version}")
     page.screenshot(path=str(artifacts / "preview-baseline.png"), full_page=True)
+
+
+@pytest.mark.parametrize("path", ["/preview", "/msc/handout", "/msc/directory"])
+def test_pages_are_styled_and_scripted_within_their_content_security_policy(page, server, path):
+    """The pages' CSP allows no inline script or style: the browser reports any it had to block."""
+    blocked: list[str] = []
+
+    def watch(message) -> None:
+        if "Content Security Policy" in message.text:
+            blocked.append(message.text)
+
+    page.on("console", watch)
+    try:
+        page.goto(f"{server}{path}")
+        page.wait_for_load_state("load")
+        font = page.evaluate("getComputedStyle(document.body).fontFamily")
+    finally:
+        page.remove_listener("console", watch)
+    assert font.startswith("system-ui")  # the stylesheet file applied
+    assert not blocked, blocked

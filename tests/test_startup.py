@@ -21,6 +21,7 @@ from sqlalchemy import create_engine, select
 from cds_service.storage.database import issued_cards
 from tests.clinical_date import EXAMPLES_AS_OF
 from tests.databases import database
+from tests.tokens import ISSUER, SigningKey, bearer, jwks, make_key, token_for
 from tests.topology import migrate_database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,16 +118,21 @@ def test_a_worker_booted_while_the_database_is_down_serves_hook_calls(tmp_path):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     dead = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test"  # nothing listens there
-    env = service_env(tmp_path, port, CDS_DATABASE_URL=dead)
+    home = tmp_path / "home"
+    home.mkdir()
+    env = service_env(tmp_path, port, CDS_DATABASE_URL=dead, HOME=str(home), XDG_RUNTIME_DIR=str(home))
     log = tmp_path / "gunicorn.log"
     with gunicorn(env, log) as process:
         wait_for_service(base, process, log)
+        # gunicorn's control socket is off unless CDS_CONTROL_SOCKET names one (control_socket_disable)
+        assert not list(home.rglob("*.ctl")), list(home.rglob("*"))
         answer = requests.post(base + SERVICE, json=EXAMPLE, timeout=10)
         assert answer.status_code == 200
         assert [card["source"]["topic"]["code"] for card in answer.json()["cards"]] == ["msc-evaluation-first"]
         ready = requests.get(f"{base}/readyz", timeout=10)
         assert ready.status_code == 503
         assert ready.json()["checks"] == {"content": "ok", "database": "unreachable"}
+        assert ready.json()["hookCalls"] == "answered"
         feedback = requests.post(f"{base}{SERVICE}/feedback", json=feedback_for(answer.json()), timeout=10)
         assert feedback.status_code == 503 and feedback.headers["Retry-After"]
 
@@ -147,14 +153,29 @@ def worker_pids(master: int) -> set[int]:
     return {int(pid) for pid in children.read_text().split()} if children.exists() else set()
 
 
+def jwt_variables(base: str, key: SigningKey) -> dict[str, str]:
+    """JWTs required, the replay store the (dead) database, the EHR's key pinned: nothing is fetched."""
+    issuers = {ISSUER: {"jwks": jwks(key)}}
+    return {"CDS_REQUIRE_JWT": "true", "CDS_PUBLIC_BASE_URL": base, "CDS_TRUSTED_ISSUERS": json.dumps(issuers)}
+
+
+@pytest.mark.parametrize("jwt_required", [False, True], ids=["no-jwt", "jwt-replay-store-in-the-database"])
 @pytest.mark.parametrize("replaced_by", ["SIGHUP", "max_requests"])
-def test_workers_replaced_during_a_database_outage_keep_the_instance_serving(tmp_path, replaced_by):
+def test_workers_replaced_during_a_database_outage_keep_the_instance_serving(tmp_path, replaced_by, jwt_required):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     dead = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test"
-    env = service_env(tmp_path, port, CDS_DATABASE_URL=dead)
+    key = make_key("ES384")
+    extra = jwt_variables(base, key) if jwt_required else {}
+    env = service_env(tmp_path, port, CDS_DATABASE_URL=dead, **extra)
     log = tmp_path / "gunicorn.log"
     options = ("--max-requests", "3", "--max-requests-jitter", "0") if replaced_by == "max_requests" else ()
+
+    def hook_call(token: str | None = None) -> requests.Response:
+        token = token or token_for(key, SERVICE, aud=base + SERVICE)
+        headers = bearer(token) if jwt_required else {}
+        return requests.post(base + SERVICE, json=EXAMPLE, headers=headers, timeout=30)  # a worker may be booting
+
     with gunicorn(env, log, *options) as process:
         wait_for_service(base, process, log)
         before = worker_pids(process.pid)
@@ -163,12 +184,16 @@ def test_workers_replaced_during_a_database_outage_keep_the_instance_serving(tmp
         statuses = []
         for _ in range(20):  # each new connection may reach a worker that has just been replaced
             try:
-                statuses.append(requests.post(base + SERVICE, json=EXAMPLE, timeout=10).status_code)
+                statuses.append(hook_call().status_code)
             except requests.ConnectionError:
                 statuses.append(0)
         wait_for_service(base, process, log)
         assert process.poll() is None, log.read_text()[-3000:]
-        assert requests.post(base + SERVICE, json=EXAMPLE, timeout=10).status_code == 200
+        token = token_for(key, SERVICE, aud=base + SERVICE)
+        assert hook_call(token).status_code == 200
+        if jwt_required:
+            ready = requests.get(f"{base}/readyz", timeout=10)
+            assert ready.status_code == 503 and ready.json()["hookCalls"] == "answered"
         assert worker_pids(process.pid) - before, "no worker was replaced"
     assert set(statuses) == {200}, statuses
 

@@ -1,5 +1,8 @@
 """Two gunicorn replicas of lbp-cds behind nginx on 127.0.0.1, sharing one database: the production shape.
 
+nginx runs the shipped deploy/nginx/lbp-cds.conf (TLS with a certificate made here, its "site:" lines
+templated with this topology's ports and replicas), so these tests exercise the real file.
+
 Used by tests/test_scale_out.py and tools/soak.py. Everything listens on 127.0.0.1 only; every process
 started here is stopped when the context ends, whatever happened. The caller brings the database URL
 (tests.databases.postgres_schema) and gets a Topology: the nginx URL, the replicas, and an EHR's signing key
@@ -8,6 +11,7 @@ whose JWK Set a small http.server thread publishes for the test issuer.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -22,7 +26,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -155,6 +159,7 @@ class Topology:
     key: SigningKey
     database_url: str
     workdir: Path
+    ca_file: str  # the certificate nginx serves: the only one the tests' clients trust
     examples: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def headers(self, path: str, **claims: Any) -> dict[str, str]:
@@ -174,14 +179,18 @@ class Topology:
         path = f"/cds-services/{service_id}"
         auth = bearer(token) if token else self.headers(path)
         url = (base or self.nginx_url) + path
-        return requests.post(url, json=self.hook_body(service_id), headers=auth, timeout=timeout)
+        return requests.post(url, json=self.hook_body(service_id), headers=auth, timeout=timeout, verify=self.ca_file)
 
     def feedback(
         self, service_id: str, items: list[dict[str, Any]], base: str | None = None, timeout: float = 10
     ) -> requests.Response:
         path = f"/cds-services/{service_id}/feedback"
         return requests.post(
-            (base or self.nginx_url) + path, json={"feedback": items}, headers=self.headers(path), timeout=timeout
+            (base or self.nginx_url) + path,
+            json={"feedback": items},
+            headers=self.headers(path),
+            timeout=timeout,
+            verify=self.ca_file,
         )
 
     def stored_feedback(self) -> list[Any]:
@@ -245,14 +254,16 @@ def jwks_server(key: SigningKey) -> Iterator[str]:
         server.server_close()
 
 
-def wait_until_ready(url: str, process: subprocess.Popen[bytes], log_path: Path, what: str) -> None:
+def wait_until_ready(
+    url: str, process: subprocess.Popen[bytes], log_path: Path, what: str, verify: str | bool = True
+) -> None:
     """Poll GET url until it answers 200; fail early if the process exits."""
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise TopologyError(f"{what} exited with {process.returncode}:\n{tail(log_path)}")
         with suppress(requests.RequestException):
-            if requests.get(url, timeout=2).status_code == 200:
+            if requests.get(url, timeout=2, verify=verify).status_code == 200:
                 return
         time.sleep(0.1)
     raise TopologyError(f"{what} not ready after {START_TIMEOUT_SECONDS:.0f}s:\n{tail(log_path)}")
@@ -292,7 +303,9 @@ def start_replica(name: str, env: dict[str, str], workdir: Path) -> Replica:
     return Replica(name, port, log_path, process)
 
 
-NGINX_CONF = """\
+SHIPPED_NGINX = REPO_ROOT / "deploy" / "nginx" / "lbp-cds.conf"
+# What the production recipe runs nginx with; the shipped file is included into it.
+NGINX_MAIN = """\
 daemon off;
 worker_processes 1;
 {user}pid {prefix}/nginx.pid;
@@ -305,42 +318,88 @@ http {{
     fastcgi_temp_path {prefix}/fastcgi;
     uwsgi_temp_path {prefix}/uwsgi;
     scgi_temp_path {prefix}/scgi;
-    client_max_body_size 6m;
-    upstream lbp_cds {{
-{servers}
-    }}
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://lbp_cds;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host $http_host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            # A dead replica refuses the connection at once: try the other one (a POST is retried only
-            # when it never reached the first replica, which is the case for a refused connection).
-            proxy_connect_timeout 1s;
-            proxy_read_timeout 30s;
-            proxy_next_upstream error timeout http_502 http_503;
-            proxy_next_upstream_tries 2;
-            add_header X-Upstream $upstream_addr always;
-        }}
-    }}
+    include {site};
 }}
 """
 
 
-def start_nginx(port: int, replicas: list[Replica], workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """nginx on 127.0.0.1:port, round-robin over the replicas, with its config, logs and temp files in workdir."""
+def replace_exactly(text: str, old: str, new: str, times: int = 1) -> str:
+    """Template the shipped file: each site line must be there as often as expected, or the test says so."""
+    if text.count(old) != times:
+        raise TopologyError(
+            f"deploy/nginx/lbp-cds.conf no longer has {old!r} {times} time(s): update tests/topology.py"
+        )
+    return text.replace(old, new)
+
+
+def nginx_site(replicas: list[Replica], http_port: int, https_port: int, cert: Path, key: Path) -> str:
+    """The shipped deploy/nginx/lbp-cds.conf with this topology's ports, replicas and certificate.
+
+    Besides those "site:" lines, one header is added for the tests: X-Upstream names the replica that
+    answered (production does not tell the internet its upstream addresses).
+    """
+    text = SHIPPED_NGINX.read_text()
+    servers = "\n".join(f"    server {r.address} max_fails=1 fail_timeout=10s;" for r in replicas)
+    text = replace_exactly(
+        text,
+        "    server 127.0.0.1:8080 max_fails=1 fail_timeout=10s;  # site: one line per replica (CDS_BIND)",
+        servers,
+    )
+    text = replace_exactly(text, "    listen 80;  # site", f"    listen 127.0.0.1:{http_port};")
+    text = replace_exactly(text, "    listen 443 ssl;  # site", f"    listen 127.0.0.1:{https_port} ssl;")
+    text = replace_exactly(text, "server_name cds.example.org;  # site", "server_name 127.0.0.1;", times=2)
+    text = replace_exactly(text, "/etc/ssl/certs/cds.example.org.pem;  # site", f"{cert};")
+    text = replace_exactly(text, "/etc/ssl/private/cds.example.org.key;  # site", f"{key};")
+    return replace_exactly(
+        text,
+        "        proxy_pass http://lbp_cds;\n",
+        "        proxy_pass http://lbp_cds;\n        add_header X-Upstream $upstream_addr always;\n",
+    )
+
+
+def self_signed_certificate(workdir: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (the nginx URL), valid for a day: the tests' clients trust it alone."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = workdir / "tls.pem", workdir / "tls.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+def start_nginx(
+    port: int, replicas: list[Replica], workdir: Path, cert: Path, key: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    """nginx on 127.0.0.1:port (https) with the shipped configuration, its logs and temp files in workdir."""
     nginx = find_nginx()
     if nginx is None:
         raise FileNotFoundError("nginx is not installed (Debian: apt-get install nginx)")
-    servers = "\n".join(f"        server {r.address} max_fails=1 fail_timeout=10s;" for r in replicas)
+    site = workdir / "lbp-cds.conf"
+    site.write_text(nginx_site(replicas, free_port(), port, cert, key))
     # Run as root, nginx would hand its workers to `nobody`, who cannot use our private temp dirs.
     user = "user root;\n" if os.geteuid() == 0 else ""
     conf = workdir / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(user=user, prefix=workdir, servers=servers, port=port))
+    conf.write_text(NGINX_MAIN.format(user=user, prefix=workdir, site=site))
     log_path = workdir / "nginx-error.log"
     with open(workdir / "nginx-stderr.log", "wb") as log:
         process = subprocess.Popen(
@@ -350,8 +409,8 @@ def start_nginx(port: int, replicas: list[Replica], workdir: Path) -> tuple[subp
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    url = f"http://127.0.0.1:{port}"
-    wait_until_ready(url + "/cds-services", process, workdir / "nginx-stderr.log", "nginx")
+    url = f"https://127.0.0.1:{port}"
+    wait_until_ready(url + "/cds-services", process, workdir / "nginx-stderr.log", "nginx", verify=str(cert))
     return process, url
 
 
@@ -381,7 +440,8 @@ def topology(
         jwks_url = stack.enter_context(jwks_server(key))
         # The nginx port must be known before the replicas start: it is their public URL (JWT audience).
         nginx_port = free_port()
-        nginx_url = f"http://127.0.0.1:{nginx_port}"
+        nginx_url = f"https://127.0.0.1:{nginx_port}"
+        cert, tls_key = self_signed_certificate(workdir)
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("CDS_")},
             "CDS_REQUIRE_JWT": "true",
@@ -404,7 +464,7 @@ def topology(
         for replica in started:
             name = f"replica {replica.name}"
             wait_until_ready(replica.url + "/cds-services", replica.process, replica.log_path, name)
-        process, url = start_nginx(nginx_port, started, workdir)
+        process, url = start_nginx(nginx_port, started, workdir, cert, tls_key)
         stack.callback(stop_nginx, process)
         examples = {service: json.loads((EXAMPLES / name).read_text()) for service, name in EXAMPLE_FOR_SERVICE.items()}
-        yield Topology(url, started, key, database_url, workdir, examples)
+        yield Topology(url, started, key, database_url, workdir, str(cert), examples)

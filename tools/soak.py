@@ -85,6 +85,7 @@ class Load:
     def session(self) -> requests.Session:
         if not hasattr(self.local, "session"):
             self.local.session = requests.Session()  # keep-alive to nginx, as an EHR's client would
+            self.local.session.verify = self.cluster.ca_file  # nginx's certificate, made by the topology
         return self.local.session
 
     def send(self, kind: str) -> None:

@@ -18,9 +18,9 @@ import tarfile
 import tempfile
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from time import monotonic
+from time import monotonic, time
 from types import FrameType
 from typing import Any, Protocol
 
@@ -165,7 +165,7 @@ class LiveContent:
         self._current = content  # one assignment: each call holds old or new
         self._problems = []
         if self.keep_last_good:
-            self.snapshot.save(self.root, content.version)
+            self.snapshot.save(content.files, content.version)  # the bytes that were validated and hashed
 
 
 def listing(problems: list[Problem]) -> str:
@@ -192,7 +192,8 @@ class Snapshot:
         self.path = path
         self._saved: str | None = None
 
-    def save(self, root: Path, version: str) -> None:
+    def save(self, files: Mapping[str, bytes], version: str) -> None:
+        """Save these files (the validated bytes, never the folder as it is now) under their version."""
         if version in (self._saved, self.stored_version()):
             self._saved = version
             return
@@ -200,11 +201,9 @@ class Snapshot:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
             with os.fdopen(fd, "wb") as handle, tarfile.open(fileobj=handle, mode="w") as tar:
-                stamp = version.encode()
-                info = tarfile.TarInfo(VERSION_MEMBER)
-                info.size = len(stamp)
-                tar.addfile(info, io.BytesIO(stamp))
-                tar.add(root, arcname="content", filter=without_caches)
+                add_member(tar, VERSION_MEMBER, version.encode())
+                for name, data in files.items():
+                    add_member(tar, f"content/{name}", data)
             os.replace(temporary, self.path)
             self._saved = version
         except OSError as error:
@@ -235,8 +234,12 @@ class Snapshot:
         return content
 
 
-def without_caches(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-    return None if "__pycache__" in info.name.split("/") else info
+def add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    info.mtime = int(time())
+    tar.addfile(info, io.BytesIO(data))
 
 
 def safe_extraction() -> dict[str, Any]:

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Any
 
@@ -93,6 +93,8 @@ class Content:
     valuesets: Mapping[str, tuple[Concept, ...]] = field(default_factory=dict)
     crd: Mapping[str, Any] = field(default_factory=dict)  # crd.yaml: CRD card types, options, coverage text
     forms: Mapping[str, Form] = field(default_factory=dict)  # forms/*.questionnaire.json, by Questionnaire id
+    # The bytes of every file, as they were validated and hashed into `version`: what a snapshot saves.
+    files: Mapping[str, bytes] = field(default_factory=dict, repr=False)
 
 
 def load_content(root: Path = DEFAULT_CONTENT_DIR, families: Families | None = None) -> Content:
@@ -102,16 +104,35 @@ def load_content(root: Path = DEFAULT_CONTENT_DIR, families: Families | None = N
     return content
 
 
+def read_files(root: Path) -> dict[str, bytes]:
+    """Every content file's bytes, read once: what is validated, hashed and saved are then the same
+    bytes, whatever edit lands while the service starts or reloads. Keys are paths under root, in the
+    order the version hashes them."""
+    files: dict[str, bytes] = {}
+    try:
+        paths = sorted(p for p in root.rglob("*") if "__pycache__" not in p.parts and p.is_file())
+    except OSError:
+        return files
+    for path in paths:
+        try:
+            files[path.relative_to(root).as_posix()] = path.read_bytes()
+        except OSError:
+            continue  # it vanished while being read: reported as missing if the content needs it
+    return files
+
+
 def check_content(
-    root: Path = DEFAULT_CONTENT_DIR, families: Families | None = None
+    root: Path = DEFAULT_CONTENT_DIR, families: Families | None = None, files: Mapping[str, bytes] | None = None
 ) -> tuple[Content | None, list[Problem]]:
-    """The content, or None with every problem found (each with its line)."""
+    """The content, or None with every problem found (each with its line). The files are read once
+    (`read_files`), unless their bytes are given."""
+    files = read_files(root) if files is None else files
     problems: list[Problem] = []
-    reader = Reader(root, problems)
+    reader = Reader(root, problems, files)
     data = {name: reader.read(root / name) for name in (CARDS, POLICY, ORDERS, DIRECTORY, CRD)}
-    valuesets = load_valuesets(root, reader.read, families or default_families(), problems)
-    handout = read_text(root, HANDOUT, problems)
-    form_files = {path.relative_to(root).as_posix(): reader.read(path) for path in form_paths(root, problems)}
+    valuesets = load_valuesets(root, reader.read, families or default_families(), problems, files=files)
+    handout = read_text(files, HANDOUT, problems)
+    form_files = {file: reader.read(root / file) for file in form_names(files, problems)}
     if not problems:
         policy = build_policy(data[POLICY], problems)
         check_cards(data[CARDS], data[ORDERS], longest_values(data), problems)
@@ -123,7 +144,7 @@ def check_content(
             for name in sorted(VALUESETS_USED - set(valuesets))
         ]
     if problems:
-        return None, with_lines(root, problems)
+        return None, with_lines(root, problems, files)
     codes = {name: [item.concept for item in listed] for name, listed in valuesets.items()}
     content = Content(
         knowledge=Knowledge(
@@ -137,21 +158,22 @@ def check_content(
         orders=freeze(data[ORDERS]),
         directory=build_directory(data[DIRECTORY]),
         handout_markdown=handout,
-        version=content_version(root),
+        version=files_version(files),
         valuesets=MappingProxyType(concepts(valuesets)),
         crd=freeze(data[CRD]),
         forms=MappingProxyType(forms),
+        files=MappingProxyType(dict(files)),
     )
     return content, []
 
 
-def form_paths(root: Path, problems: list[Problem]) -> list[Path]:
-    paths = sorted((root / FORMS_DIR).glob("*.questionnaire.json"))
-    if not paths:
+def form_names(files: Mapping[str, bytes], problems: list[Problem]) -> list[str]:
+    names = sorted(f for f in files if f.startswith(f"{FORMS_DIR}/") and f.endswith(".questionnaire.json"))
+    if not names:
         problems.append(
             Problem(f"{FORMS_DIR}/", (), "there is no form (*.questionnaire.json), but the service serves one")
         )
-    return paths
+    return names
 
 
 def build_forms(files: Mapping[str, Any], problems: list[Problem]) -> dict[str, Form]:
@@ -177,9 +199,10 @@ _checked_lock = threading.Lock()
 class Reader:
     """Parses YAML/JSON files and checks each against schemas/<kind>.schema.json."""
 
-    def __init__(self, root: Path, problems: list[Problem]) -> None:
+    def __init__(self, root: Path, problems: list[Problem], files: Mapping[str, bytes]) -> None:
         self.root = root
         self.problems = problems
+        self.files = files
         self._schemas: dict[str, tuple[str, Draft202012Validator] | None] = {}
 
     def read(self, path: Path) -> Any:
@@ -209,11 +232,10 @@ class Reader:
         return (None if found else data), tuple(found)
 
     def text(self, path: Path, file: str) -> str | None:
-        try:
-            return path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            self.problems.append(Problem(file, (), f"cannot be read: {plain_os_error(error)}"))
-            return None
+        text, problem = decoded(self.files, file)
+        if problem:
+            self.problems.append(Problem(file, (), problem))
+        return text
 
     def schema(self, kind: str) -> tuple[str, Draft202012Validator] | None:
         """The schema's text (part of the memo key) and its validator."""
@@ -257,12 +279,22 @@ def yaml_problem(file: str, error: yaml.YAMLError) -> Problem:
     return Problem(file, (), f"this is not valid YAML: {what}{column}", mark.line + 1 if mark else None)
 
 
-def read_text(root: Path, file: str, problems: list[Problem]) -> str:
+def decoded(files: Mapping[str, bytes], file: str) -> tuple[str | None, str | None]:
+    """A file's text, or why it cannot be read."""
+    data = files.get(file)
+    if data is None:
+        return None, f"cannot be read: {plain_os_error(FileNotFoundError())}"
     try:
-        return (root / file).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        problems.append(Problem(file, (), f"cannot be read: {plain_os_error(error)}"))
-        return ""
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError as error:
+        return None, f"cannot be read: {plain_os_error(error)}"
+
+
+def read_text(files: Mapping[str, bytes], file: str, problems: list[Problem]) -> str:
+    text, problem = decoded(files, file)
+    if problem:
+        problems.append(Problem(file, (), problem))
+    return text or ""
 
 
 # --------------------------------------------------------------------------
@@ -512,10 +544,15 @@ def build_directory(data: Mapping[str, Any]) -> Directory:
 
 
 def content_version(root: Path) -> str:
+    return files_version(read_files(root))
+
+
+def files_version(files: Mapping[str, bytes]) -> str:
+    """A hash of every file's path and bytes, in path order."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-        digest.update(str(path.relative_to(root)).encode())
-        digest.update(path.read_bytes())
+    for name in sorted(files, key=PurePosixPath):
+        digest.update(name.encode())
+        digest.update(files[name])
     return digest.hexdigest()[:12]
 
 

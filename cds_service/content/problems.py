@@ -142,8 +142,10 @@ def shown(value: Any) -> str:
 # --------------------------------------------------------------------------
 
 
-def with_lines(root: Path, problems: Sequence[Problem]) -> list[Problem]:
-    """The same problems, each with the line its field is written on (when the file can be parsed)."""
+def with_lines(root: Path, problems: Sequence[Problem], files: Mapping[str, bytes] | None = None) -> list[Problem]:
+    """The same problems, each with the line its field is written on (when the file can be parsed).
+
+    `files`: the files' bytes as they were checked (else they are read from root)."""
     trees: dict[str, yaml.Node | None] = {}
     located = []
     for problem in problems:
@@ -151,7 +153,10 @@ def with_lines(root: Path, problems: Sequence[Problem]) -> list[Problem]:
             located.append(problem)
             continue
         if problem.file not in trees:
-            trees[problem.file] = compose(root / problem.file)
+            if files is None:
+                trees[problem.file] = compose(root / problem.file)
+            else:
+                trees[problem.file] = compose_text(files.get(problem.file))
         tree = trees[problem.file]
         located.append(replace(problem, line=line_of(tree, problem.path)) if tree is not None else problem)
     return located
@@ -159,9 +164,18 @@ def with_lines(root: Path, problems: Sequence[Problem]) -> list[Problem]:
 
 def compose(path: Path) -> yaml.Node | None:
     try:
-        return yaml.compose(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return compose_text(path.read_bytes())
+    except OSError:
         return None  # an unreadable file is reported by the loader with its own position
+
+
+def compose_text(data: bytes | None) -> yaml.Node | None:
+    if data is None:
+        return None
+    try:
+        return yaml.compose(data.decode("utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except (UnicodeDecodeError, yaml.YAMLError):
+        return None
 
 
 def line_of(node: yaml.Node, path: FieldPath) -> int:

@@ -10,9 +10,9 @@ with its note saying why (e.g. sickle cell trait out of the CDC sickle cell dise
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from cds_service.content.icd10cm import TABULAR, Families
@@ -54,9 +54,21 @@ class Listed:
         return normalize(self.concept.system, self.concept.code)
 
 
-def load_valuesets(root: Path, read: Reader, families: Families, problems: list[Problem]) -> dict[str, list[Listed]]:
+def load_valuesets(
+    root: Path, read: Reader, families: Families, problems: list[Problem], files: Iterable[str] | None = None
+) -> dict[str, list[Listed]]:
+    """Every valuesets/*.json; `files` (paths under root) lists them instead of the folder, when given."""
     sets: dict[str, list[Listed]] = {}
-    for path in sorted((root / "valuesets").glob("*.json")):
+    listed_files = (
+        sorted(
+            root / name
+            for name in files
+            if PurePosixPath(name).parent == PurePosixPath("valuesets") and name.endswith(".json")
+        )
+        if files is not None
+        else sorted((root / "valuesets").glob("*.json"))
+    )
+    for path in listed_files:
         data = read(path)
         if not (isinstance(data, dict) and isinstance(data.get("codes"), list)):
             continue

@@ -1,12 +1,99 @@
-"""Log lines: one JSON object per line in production, plain text for people (CDS_LOG_FORMAT=text)."""
+"""Log lines: one JSON object per line in production, plain text for people (CDS_LOG_FORMAT=text).
+
+A log line says where and what kind, never a value a client sent (tokens, patient data, comments):
+the callers log only their own vocabulary, and an exception is written as its stack (files, lines,
+functions) and the types of the exceptions, never their messages, which may quote values (a
+database's error, a KeyError's key). For a database error the failed SQL statement (with its
+parameters hidden) and SQLSTATE are added: they say which statement failed, not with what.
+"""
 
 from __future__ import annotations
 
 import logging
+import traceback
+from types import TracebackType
+from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
 FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
+# Attributes every LogRecord has: anything else on a record came through `extra=` and is a field.
+STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
+
+
+def exception_chain(error: BaseException) -> list[BaseException]:
+    """The exception and those it came from, oldest first."""
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    return chain[::-1]
+
+
+def describe_exception(error: BaseException) -> str:
+    kind = type(error)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    details = []
+    statement = getattr(error, "statement", None)  # SQLAlchemy StatementError: SQL text, values as placeholders
+    if isinstance(statement, str):
+        details.append(f"statement: {' '.join(statement.split())[:500]}")
+    original = getattr(error, "orig", None)
+    if isinstance(original, BaseException):
+        details.append(f"driver error: {type(original).__module__}.{type(original).__qualname__}")
+        sqlstate = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+        if isinstance(sqlstate, str):
+            details.append(f"SQLSTATE {sqlstate}")
+    return name + "".join(f"\n  {detail}" for detail in details)
+
+
+def format_exception_safely(exc_info: ExcInfo) -> str:
+    """A traceback as Python prints it, each exception's message left out."""
+    error = exc_info[1]
+    if error is None:
+        return ""
+    parts = []
+    for index, link in enumerate(exception_chain(error)):
+        if index:
+            parts.append("\nThe above exception led to this one:\n")
+        parts.append("Traceback (most recent call last):\n")
+        parts.extend(traceback.format_tb(link.__traceback__))
+        parts.append(describe_exception(link) + " (message not logged)")
+    return "".join(parts)
+
+
+class TextFormatter(logging.Formatter):
+    """For people: the message, then each field of the line as key=value (a hook call's service, status…)."""
+
+    def __init__(self) -> None:
+        super().__init__(FIELDS)
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = {key: value for key, value in vars(record).items() if key not in STANDARD_ATTRIBUTES}
+        fields.pop("event", None)
+        if not fields:
+            return line
+        head, newline, rest = line.partition("\n")
+        pairs = " ".join(f"{key}={render(value)}" for key, value in fields.items())
+        return f"{head} {pairs}{newline}{rest}"
+
+    def formatException(self, ei: Any) -> str:
+        return format_exception_safely(ei)
+
+
+class SafeJsonFormatter(JsonFormatter):
+    def formatException(self, ei: Any) -> str:
+        return format_exception_safely(ei)
+
+
+def render(value: Any) -> str:
+    if isinstance(value, dict):
+        return ",".join(f"{k}:{v}" for k, v in value.items()) or "-"
+    if isinstance(value, list | tuple | set | frozenset):
+        return ",".join(str(v) for v in value) or "-"
+    return str(value)
 
 
 def configure_logging(log_format: str, level: int) -> None:
@@ -16,8 +103,8 @@ def configure_logging(log_format: str, level: int) -> None:
         return
     handler = logging.StreamHandler()
     if log_format == "text":
-        handler.setFormatter(logging.Formatter(FIELDS))
+        handler.setFormatter(TextFormatter())
     else:
-        handler.setFormatter(JsonFormatter(FIELDS, rename_fields={"levelname": "level", "asctime": "time"}))
+        handler.setFormatter(SafeJsonFormatter(FIELDS, rename_fields={"levelname": "level", "asctime": "time"}))
     root.addHandler(handler)
     root.setLevel(level)

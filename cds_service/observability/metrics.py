@@ -20,7 +20,16 @@ FHIR_FETCHES = Counter(
     "FHIR fetches for prefetch keys the EHR did not satisfy, by key and outcome.",
     ["key", "outcome"],
 )
+RESOURCES_SET_ASIDE = Counter(
+    "lbp_resources_set_aside_total",
+    "Prefetched or fetched resources not shaped as FHIR R4 says, never read by the rules, by key and source.",
+    ["key", "source"],
+)
 JWT_REJECTIONS = Counter("lbp_jwt_rejections_total", "JWTs refused (401), by reason.", ["reason"])
+JWT_REPLAY_LOCAL = Counter(
+    "lbp_jwt_replay_local_total",
+    "JWTs accepted while the shared replay store was unreachable, checked against the worker's own memory only.",
+)
 FEEDBACK = Counter(
     "lbp_feedback_total", "Feedback entries stored, by service, topic and outcome.", ["service", "topic", "outcome"]
 )

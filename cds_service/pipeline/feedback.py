@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cds_service.errors import BadRequest
-from cds_service.pipeline.validation import report
+from cds_service.pipeline.validation import refuse_deep_nesting, report
 from cds_service.storage.database import FeedbackEntry
 
 
@@ -16,13 +16,19 @@ def parse_feedback(
 ) -> list[FeedbackEntry]:
     """Raise BadRequest saying what is wrong, else one FeedbackEntry per `feedback[]` item."""
     if not isinstance(body, dict):
-        raise BadRequest("The feedback body must be a JSON object with a 'feedback' array.")
+        raise BadRequest("The feedback body must be a JSON object with a 'feedback' array.", where="body (type)")
+    refuse_deep_nesting(body, "")
     report("feedback.schema.json", body, "", "Invalid CDS Hooks feedback")
-    return [entry(item, service_id, received_at, issuer, tenant) for item in body["feedback"]]
+    return [entry(index, item, service_id, received_at, issuer, tenant) for index, item in enumerate(body["feedback"])]
 
 
 def entry(
-    item: Mapping[str, Any], service_id: str, received_at: datetime, issuer: str | None, tenant: str | None
+    index: int,
+    item: Mapping[str, Any],
+    service_id: str,
+    received_at: datetime,
+    issuer: str | None,
+    tenant: str | None,
 ) -> FeedbackEntry:
     reason = override_coding(item.get("overrideReason"))
     return FeedbackEntry(
@@ -34,7 +40,7 @@ def entry(
         override_system=reason.get("system"),
         override_display=reason.get("display"),
         user_comment=(item.get("overrideReason") or {}).get("userComment"),
-        outcome_timestamp=parse_timestamp(item["outcomeTimestamp"]),
+        outcome_timestamp=parse_timestamp(item["outcomeTimestamp"], f"feedback/{index}/outcomeTimestamp"),
         received_at=received_at,
         issuer=issuer,
         tenant=tenant,
@@ -51,8 +57,12 @@ def override_coding(override: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return reason
 
 
-def parse_timestamp(stamp: str) -> datetime:
-    """RFC 3339 (already checked by the schema) to an aware UTC datetime; duplicates compare on it."""
+def parse_timestamp(stamp: str, path: str = "outcomeTimestamp") -> datetime:
+    """RFC 3339 (already checked by the schema) to an aware UTC datetime; duplicates compare on it.
+
+    Times whose UTC instant falls outside years 1–9999 (9999-12-31T23:59:59-23:59) are refused: no
+    datetime, and no database, holds them.
+    """
     normalised = stamp.upper()
     if normalised[17:19] == "60":  # a leap second: Python's datetime has none; keep the last instant before it
         normalised = normalised[:17] + "59.999999" + normalised[19:].lstrip(".0123456789")
@@ -62,5 +72,9 @@ def parse_timestamp(stamp: str) -> datetime:
         normalised = f"{head}.{digits[:6]}{rest[len(digits) :]}"
     try:
         return datetime.fromisoformat(normalised).astimezone(UTC)
-    except ValueError as error:
-        raise BadRequest(f"outcomeTimestamp {stamp!r} is not a valid date-time: {error}") from None
+    except ValueError:
+        raise BadRequest(f"{path}: not a real date and time (e.g. 31 February)", where=f"{path} (date)") from None
+    except OverflowError:
+        raise BadRequest(
+            f"{path}: in UTC this instant is outside the years 1 to 9999", where=f"{path} (out of range)"
+        ) from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import threading
 import time
 from collections import Counter
@@ -20,17 +21,52 @@ from typing import Any
 import requests
 from cachetools import TTLCache
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
 from cds_service.observability import metrics
+from cds_service.pipeline.validation import is_shaped
 from hooks.fhir import Resource, bundle_resources
 
 log = logging.getLogger("lbp_cds.fhir")
 
 
+UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+PERCENT_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
+DEFAULT_PORTS = {"https": 443, "http": 80}
+# Escapes a server may turn into a path separator after our check: never part of an allowed URL.
+SEPARATOR_ESCAPES = ("%2F", "%5C", "\\")
+
+
+def normalise(url: str) -> str | None:
+    """The URL in the one form it is compared in (RFC 3986 §6): scheme and host lower-cased, unreserved
+    characters unescaped (%2e is '.'), dot segments removed, default port and trailing slash dropped.
+    None for what is no plain http(s) URL: userinfo, an escaped slash or backslash, no host.
+    """
+    unescaped = PERCENT_ESCAPE.sub(
+        lambda m: chr(int(m.group(1), 16)) if chr(int(m.group(1), 16)) in UNRESERVED else m.group(0).upper(), url
+    )
+    try:
+        parts = parse_url(unescaped.strip())
+    except LocationParseError:
+        return None
+    if parts.scheme not in DEFAULT_PORTS or not parts.host or parts.auth is not None:
+        return None
+    path = parts.path or ""
+    if any(escape in path.upper() for escape in SEPARATOR_ESCAPES):
+        return None
+    port = f":{parts.port}" if parts.port and parts.port != DEFAULT_PORTS[parts.scheme] else ""
+    query = f"?{parts.query}" if parts.query else ""
+    return f"{parts.scheme}://{parts.host}{port}{path.rstrip('/')}{query}"
+
+
 def is_allowed(url: str, allowlist: tuple[str, ...]) -> bool:
-    """The URL lies under an allowed base (at a path boundary, same scheme, host and port)."""
-    url = url.rstrip("/")
-    return any(url == base or url.startswith(base + "/") or url.startswith(base + "?") for base in allowlist)
+    """The URL lies under an allowed base (at a path boundary), both compared normalised."""
+    normal = normalise(url)
+    if normal is None:
+        return False
+    bases = (base for base in (normalise(entry) for entry in allowlist) if base is not None)
+    return any(normal == base or normal.startswith(base + "/") or normal.startswith(base + "?") for base in bases)
 
 
 @dataclass(frozen=True)
@@ -93,7 +129,10 @@ class FhirFetcher:
         deadline: float | None = None,
     ) -> list[FetchOutcome]:
         """Fetch every key (key → (template, rendered query)) in parallel; stop waiting at the deadline
-        (the call's budget: a second round of the same call gets only what is left of it)."""
+        (the call's budget: a second round of the same call gets only what is left of it).
+
+        The server is called at its normalised URL: the one the allow-list was checked against."""
+        fhir_server = normalise(fhir_server) or fhir_server
         started = time.monotonic()
         deadline = self.deadline() if deadline is None else deadline
         futures: dict[str, Future[FetchOutcome]] = {
@@ -149,11 +188,15 @@ class FhirFetcher:
                 if not is_resource(body) or body.get("resourceType") == "OperationOutcome":
                     problem = "FHIR server answered something that is not a FHIR resource"
                     return self._failed(key, problem, status, started, pages)
+                if body["resourceType"] == "Bundle" and not is_shaped(body):
+                    problem = "FHIR server answered a Bundle not shaped as FHIR R4 says (entry or link)"
+                    return self._failed(key, problem, status, started, pages)
                 resources += bundle_resources(body)
                 pages += 1
                 url = next_link(body)
-                if url and not is_allowed(url, (server.rstrip("/"),)):
+                if url and not is_allowed(url, (server,)):
                     return self._failed(key, "next page is on another server", status, started, pages)
+                url = normalise(url) if url else None  # fetched as it was checked
         except requests.Timeout:
             return self._failed(key, "FHIR server did not answer within the time budget", None, started, pages)
         except requests.RequestException as error:

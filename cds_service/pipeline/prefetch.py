@@ -2,23 +2,32 @@
 
 Per CDS Hooks 2.0.1: a key may be absent (not satisfied), null (no data: do not
 re-query), a Bundle or a resource. An OperationOutcome, or anything that is not a
-FHIR resource (EHRs have sent HTML error pages), means it must be fetched.
+FHIR resource (EHRs have sent HTML error pages, Bundles whose `entry` is not an
+array), means it must be fetched.
 
 Then references, resolved one way: the rules say which referenced resources they would read
 (hooks.facts.references_needed: reason Conditions, Medications, the practitioners of visits and
 orders); those neither contained nor gathered are fetched by id in a second round, by type, within
 what is left of the call's budget. What cannot be had is reported per kind (referencedConditions…).
+
+A resource (prefetched or fetched) whose elements the rules read are not shaped as FHIR R4 says
+(pipeline/schemas/fhir-shapes.schema.json) is set aside: never read by the rules, logged with where
+and what kind of problem (never its values) and counted; its key then counts as incompletely had,
+so a card that data could change is refused with 412 rather than guessed.
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from cds_service.observability import metrics
 from cds_service.pipeline.fhir_client import FhirFetcher, is_resource
+from cds_service.pipeline.validation import expectation, format_path, is_shaped, log_path, shape_of, shape_problems
 from hooks import fhir
 from hooks.decisions import REFERENCED_DATA
 from hooks.facts import PatientRecord
@@ -28,6 +37,7 @@ IDS_PER_QUERY = 50  # a GET URL stays well under common server limits
 # Which referenced resources the rules would read that a record does not hold ('Type/id').
 Needs = Callable[[PatientRecord], set[str]]
 
+log = logging.getLogger("lbp_cds.prefetch")
 TOKEN = re.compile(r"\{\{\s*([A-Za-z.]+)\s*\}\}")
 USER_TOKENS = {
     "userPractitionerId": "Practitioner",
@@ -45,7 +55,10 @@ class Gathered:
 
 
 def usable(value: Any) -> bool:
-    return is_resource(value) and value["resourceType"] != "OperationOutcome"
+    """A FHIR resource other than an OperationOutcome; a Bundle only when its entries can be read."""
+    if not is_resource(value) or value["resourceType"] == "OperationOutcome":
+        return False
+    return value["resourceType"] != "Bundle" or is_shaped(value)
 
 
 def render_template(template: str, context: Mapping[str, Any]) -> str | None:
@@ -76,15 +89,15 @@ def gather(
     prefetch = body.get("prefetch") or {}
     resources: list[fhir.Resource] = []
     to_fetch = []
+    gathered = Gathered()
     for key in service.prefetch:
         value = prefetch.get(key)
         if key in prefetch and value is None:
             continue  # the EHR has no data for this template
         if usable(value):
-            resources.extend(fhir.bundle_resources(value))
+            resources += readable(key, "prefetch", fhir.bundle_resources(value), gathered)
         elif key not in BY_REFERENCE_KEYS:
             to_fetch.append(key)
-    gathered = Gathered()
     session = FetchSession(body, fetcher, gathered)
     if to_fetch:
         resources += session.by_template(service, to_fetch)
@@ -95,6 +108,39 @@ def gather(
             found, unresolved = session.by_reference(wanted)
             gathered.record = PatientRecord.from_resources(resources + found, unresolved)
     return gathered
+
+
+def readable(key: str, source: str, resources: Iterable[fhir.Resource], out: Gathered) -> list[fhir.Resource]:
+    """The resources shaped as FHIR says; the others are set aside, logged, counted, and make `key` incomplete."""
+    kept: list[fhir.Resource] = []
+    aside = 0
+    first = ""
+    for index, resource in enumerate(resources):
+        if is_shaped(resource):
+            kept.append(resource)
+            continue
+        aside += 1
+        problems = shape_problems(resource)
+        kind = shape_of(resource)
+        log.warning(
+            "%s resource set aside: key=%s entry=%s type=%s problems=%s",
+            source,
+            key,
+            index,
+            kind,
+            "; ".join(f"{log_path(p.absolute_path)} ({p.validator})" for p in problems),
+            extra={"event": "resource_set_aside", "key": key, "source": source, "resource_type": kind},
+        )
+        metrics.RESOURCES_SET_ASIDE.labels(key=key, source=source).inc()
+        if not first and problems:
+            first = f"entry {index} ({kind}) {format_path(problems[0].absolute_path)}: {expectation(problems[0])}"
+    if aside:
+        out.missing[key] = (
+            f"{aside} resource(s) not shaped as FHIR R4 were set aside (the first: {first})"
+            if first
+            else f"{aside} resource(s) not shaped as FHIR R4 were set aside"
+        )
+    return kept
 
 
 @dataclass
@@ -140,7 +186,7 @@ class FetchSession:
             if outcome.resources is None:
                 self.out.missing[outcome.key] = outcome.problem or "could not be fetched"
             else:
-                resources.extend(outcome.resources)
+                resources += readable(outcome.key, "fetch", outcome.resources, self.out)
         return resources
 
     def by_reference(self, wanted: set[str]) -> tuple[list[fhir.Resource], set[str]]:
@@ -164,7 +210,7 @@ class FetchSession:
                 unresolved |= keys
                 self.miss(keys, outcome.problem or "could not be fetched")
             else:
-                found.extend(outcome.resources)
+                found += readable(label, "fetch", outcome.resources, self.out)
         return found, unresolved
 
     def miss(self, keys: set[str], why: str) -> None:

@@ -25,7 +25,7 @@ class Registry:
             return self._by_id[service_id]
         except KeyError:
             known = ", ".join(self._by_id)
-            raise UnknownService(f"No CDS service '{service_id}'. Services: {known}.") from None
+            raise UnknownService(f"No CDS service at this path. Services: {known}.") from None
 
     def discovery(self) -> dict[str, Any]:
         return {"services": [service.discovery() for service in self]}

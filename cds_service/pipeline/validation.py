@@ -1,10 +1,17 @@
-"""Validating CDS Hooks requests against JSON Schemas written from the 2.0.1 spec."""
+"""Reading and validating what a client sends: JSON text, then JSON Schemas written from the 2.0.1 spec.
+
+Every refusal says where (a path) and what kind of problem, never the value that was sent: the
+messages go back to the client, and a short log-safe form (`where`) to the log, where names the
+client chose (prefetch keys, unknown members) are masked.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +24,13 @@ from hooks import fhir
 from hooks.service import ServiceDefinition
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+SHAPES = "fhir-shapes.schema.json"
 MAX_REPORTED_ERRORS = 5
+# Deeper than any CDS Hooks context or feedback body (a draft order's extension inside a coding is
+# about 12 levels down): beyond this the body is refused before any code walks into it.
+MAX_DEPTH = 64
+# A JSON escape of a UTF-16 surrogate: only these can make a Python string that is not valid Unicode.
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 @cache
@@ -40,20 +53,168 @@ def fast_validator(name: str) -> jsonschema_rs.Draft202012Validator:
     return jsonschema_rs.Draft202012Validator(schema_document(name))
 
 
+@cache
+def shaped_types() -> frozenset[str]:
+    """The resource types the shapes schema describes (its capitalised definitions that are resources)."""
+    definitions = schema_document(SHAPES)["$defs"]
+    return frozenset(
+        name for name, shape in definitions.items() if {"$ref": "#/$defs/Resource"} in shape.get("allOf", [])
+    )
+
+
+def shape_of(resource: Any) -> str:
+    kind = resource.get("resourceType") if isinstance(resource, dict) else None
+    return kind if isinstance(kind, str) and kind in shaped_types() else "Resource"
+
+
+@cache
+def shape_validator(definition: str) -> jsonschema_rs.Draft202012Validator:
+    """One definition of the FHIR shapes schema (a resource type, or Resource), compiled by jsonschema-rs."""
+    return jsonschema_rs.Draft202012Validator(shape_view(definition))
+
+
+@cache
+def shape_explainer(definition: str) -> Draft202012Validator:
+    return Draft202012Validator(shape_view(definition))
+
+
+def shape_view(definition: str) -> dict[str, Any]:
+    document = schema_document(SHAPES)
+    return {"$schema": document["$schema"], "$ref": f"#/$defs/{definition}", "$defs": document["$defs"]}
+
+
+@cache
+def schema_vocabulary() -> frozenset[str]:
+    """Every member name our schemas define: safe to log, unlike names the client chose."""
+    names: set[str] = set()
+
+    def collect(node: Any) -> None:
+        if isinstance(node, dict):
+            for key in ("properties", "$defs"):
+                if isinstance(node.get(key), dict):
+                    names.update(node[key])
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+
+    for path in SCHEMA_DIR.rglob("*.schema.json"):
+        collect(schema_document(path.relative_to(SCHEMA_DIR).as_posix()))
+    return frozenset(names)
+
+
 def prepare(hooks: Iterable[str]) -> None:
     """Compile every schema at start-up, so that no worker's first hook call or feedback pays for it."""
     for name in ["request.schema.json", "feedback.schema.json", *(f"context/{hook}.schema.json" for hook in hooks)]:
         fast_validator(name)
+    for definition in (*shaped_types(), "Resource"):
+        shape_validator(definition)
+    schema_vocabulary()
+
+
+# --------------------------------------------------------------------------
+# JSON text
+# --------------------------------------------------------------------------
+
+
+def refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_json(raw: bytes) -> Any:
+    """The JSON value of a request body; BadRequest when it is not JSON text (RFC 8259) a service can read."""
+    try:
+        value = json.loads(raw, parse_constant=refuse_constant)
+    except RecursionError:
+        raise BadRequest(
+            f"The request body is nested too deeply (more than {MAX_DEPTH} levels are never needed).",
+            where="nesting",
+        ) from None
+    except UnicodeDecodeError:
+        raise BadRequest("The request body is not UTF-8 text.", where="encoding") from None
+    except ValueError as error:
+        # JSONDecodeError's own message says where (line, column), never what was there.
+        where = f"line {error.lineno} column {error.colno}" if isinstance(error, json.JSONDecodeError) else None
+        detail = error.msg if isinstance(error, json.JSONDecodeError) else "a number out of range or NaN/Infinity"
+        raise BadRequest(
+            f"The request body is not valid JSON: {detail}" + (f" ({where})" if where else "."), where=where
+        ) from None
+    if SURROGATE_ESCAPE.search(raw):
+        refuse_lone_surrogates(value)
+    return value
+
+
+def refuse_lone_surrogates(value: Any) -> None:
+    """A \\uD800-style escape without its pair is valid JSON syntax but no Unicode text (RFC 8259 §8.2)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        path = next(surrogate_paths(value, ()), ())
+        raise BadRequest(
+            f"{format_path(path)}: a string holds a lone UTF-16 surrogate escape (such as \\ud800): not Unicode text.",
+            where=f"{log_path(path)} (lone surrogate)",
+        ) from None
+
+
+def surrogate_paths(value: Any, at: tuple[str | int, ...]) -> Iterator[tuple[str | int, ...]]:
+    stack = [(value, at)]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, str) and not is_unicode(node):
+            yield path
+        elif isinstance(node, dict):
+            for key, child in node.items():
+                if not is_unicode(key):
+                    yield path
+                stack.append((child, (*path, key)))
+        elif isinstance(node, list):
+            stack.extend((child, (*path, index)) for index, child in enumerate(node))
+
+
+def is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def refuse_deep_nesting(value: Any, prefix: str, limit: int = MAX_DEPTH) -> None:
+    """BadRequest naming where `value` goes deeper than `limit` levels (walked without recursion)."""
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, ())]
+    while stack:
+        node, path = stack.pop()
+        if len(path) >= limit:
+            where = (prefix, *path) if prefix else path
+            raise BadRequest(
+                f"{format_path(where)}: nested more than {limit} levels deep; no CDS Hooks member is.",
+                where=f"{log_path(where)} (nesting)",
+            )
+        if type(node) is dict:
+            stack.extend((child, (*path, key)) for key, child in node.items() if type(child) in (dict, list))
+        elif type(node) is list:
+            stack.extend((child, (*path, index)) for index, child in enumerate(node) if type(child) in (dict, list))
+
+
+# --------------------------------------------------------------------------
+# hook requests
+# --------------------------------------------------------------------------
 
 
 def validate_request(service: ServiceDefinition, body: Any) -> None:
     """Raise BadRequest saying what is wrong with a hook request for this service."""
     if not isinstance(body, dict):
-        raise BadRequest("The request body must be a JSON object (a CDS Hooks request).")
+        raise BadRequest("The request body must be a JSON object (a CDS Hooks request).", where="body (type)")
     report("request.schema.json", body, "")
     if body["hook"] != service.hook:
-        raise BadRequest(f"Service '{service.id}' answers the '{service.hook}' hook, not '{body['hook']}'.")
+        raise BadRequest(
+            f"hook: service '{service.id}' answers the '{service.hook}' hook only (this request is for another).",
+            where="hook (another hook)",
+        )
+    refuse_deep_nesting(body["context"], "context")
     report(f"context/{service.hook}.schema.json", body["context"], "context")
+    check_draft_orders(body["context"])
     check_selections(body["context"])
 
 
@@ -61,21 +222,49 @@ def report(schema_name: str, instance: Any, prefix: str, title: str = "Invalid C
     """BadRequest listing what is wrong (at most a few errors, each with its path).
 
     jsonschema-rs says quickly whether the instance is valid; when it is not, jsonschema (the
-    reference implementation) decides and words the errors.
+    reference implementation) words the first few errors, found lazily: a refusal costs about as
+    much as reading the body, however many errors it has.
     """
     if fast_validator(schema_name).is_valid(instance):
         return
-    errors = sorted(validator(schema_name).iter_errors(instance), key=lambda e: list(e.absolute_path))
-    if errors:
-        lines = [describe(error, prefix) for error in errors[:MAX_REPORTED_ERRORS]]
-        more = len(errors) - MAX_REPORTED_ERRORS
-        raise BadRequest(f"{title}: " + "; ".join(lines) + (f"; and {more} more" if more > 0 else ""))
+    raise_first_errors(validator(schema_name).iter_errors(instance), (prefix,) if prefix else (), title)
 
 
-def describe(error: ValidationError, prefix: str) -> str:
-    path = "/".join(str(p) for p in [prefix, *error.absolute_path] if p != "")
-    message = error.message if len(error.message) <= 200 else error.message[:197] + "..."
-    return f"{path or '(body)'}: {message}"
+def raise_first_errors(errors: Iterable[ValidationError], prefix: tuple[str | int, ...], title: str) -> None:
+    found = list(islice(errors, MAX_REPORTED_ERRORS + 1))
+    if not found:
+        return
+    shown = found[:MAX_REPORTED_ERRORS]
+    more = "; and more" if len(found) > MAX_REPORTED_ERRORS else ""
+    raise BadRequest(
+        f"{title}: " + "; ".join(describe(error, prefix) for error in shown) + more,
+        where=", ".join(f"{log_path((*prefix, *error.absolute_path))} ({error.validator})" for error in shown),
+    )
+
+
+def check_draft_orders(context: Mapping[str, Any]) -> None:
+    """Draft orders are defined by the spec and read by the rules: each must be shaped as FHIR says."""
+    if "draftOrders" not in context:
+        return
+    for index, entry in enumerate(context["draftOrders"]["entry"]):
+        resource = entry["resource"]
+        errors = shape_problems(resource)
+        if errors:
+            prefix: tuple[str | int, ...] = ("context", "draftOrders", "entry", index, "resource")
+            raise_first_errors(errors, prefix, "A draft order is not shaped as FHIR R4 says")
+
+
+def shape_problems(resource: Any) -> list[ValidationError]:
+    """What is wrong with the shape of the elements the rules read (empty: nothing); the first few only."""
+    definition = shape_of(resource)
+    if shape_validator(definition).is_valid(resource):
+        return []
+    return list(islice(shape_explainer(definition).iter_errors(resource), MAX_REPORTED_ERRORS + 1))
+
+
+def is_shaped(resource: Any) -> bool:
+    """Whether a resource's elements that the rules read are shaped as FHIR R4 says (a few microseconds)."""
+    return bool(shape_validator(shape_of(resource)).is_valid(resource))
 
 
 def check_selections(context: Mapping[str, Any]) -> None:
@@ -83,6 +272,80 @@ def check_selections(context: Mapping[str, Any]) -> None:
     if "selections" not in context:
         return
     drafted = {fhir.resource_key(r) for r in fhir.bundle_resources(context["draftOrders"])}
-    missing = [s for s in context["selections"] if s not in drafted]
+    missing = [index for index, selection in enumerate(context["selections"]) if selection not in drafted]
     if missing:
-        raise BadRequest(f"context/selections: {', '.join(missing)} not found in context/draftOrders.")
+        paths = ", ".join(f"context/selections/{index}" for index in missing)
+        raise BadRequest(
+            f"{paths}: not found in context/draftOrders (a selection names a draft order as ResourceType/id).",
+            where=f"{paths} (not in draftOrders)",
+        )
+
+
+# --------------------------------------------------------------------------
+# messages: where and what kind, never the value
+# --------------------------------------------------------------------------
+
+JSON_TYPES = {
+    "object": "an object",
+    "array": "an array",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "null",
+}
+
+
+def describe(error: ValidationError, prefix: tuple[str | int, ...] = ()) -> str:
+    """One schema error for the client: its path and what the schema expects there."""
+    return f"{format_path((*prefix, *error.absolute_path))}: {expectation(error)}"
+
+
+def expectation(error: ValidationError) -> str:
+    """What the schema asks for, in words built from the schema alone (never the instance)."""
+    keyword: Any = error.validator
+    expected: Any = error.validator_value
+    instance: Any = error.instance
+    schema: Any = error.schema
+    if keyword == "type":
+        kinds = expected if isinstance(expected, list) else [expected]
+        return "expected " + " or ".join(JSON_TYPES.get(str(kind), str(kind)) for kind in kinds)
+    if keyword == "required":
+        absent = [name for name in expected if not (isinstance(instance, dict) and name in instance)]
+        return "; ".join(f"{name!r} is a required property" for name in absent or expected)
+    if keyword == "dependentRequired":
+        return "a member here requires others: " + "; ".join(
+            f"{name} needs {', '.join(needed)}" for name, needed in expected.items()
+        )
+    if keyword == "additionalProperties":
+        extra = sorted(name for name in instance if name not in schema.get("properties", {}))
+        return f"members not allowed here: {', '.join(extra)}" if extra else "members not allowed here"
+    if keyword in ("enum", "const"):
+        allowed = expected if keyword == "enum" else [expected]
+        return "expected one of " + ", ".join(json.dumps(value) for value in allowed[:10])
+    if keyword == "pattern":
+        return f"does not have the expected form (pattern {expected})"
+    if keyword in ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties"):
+        what = {"Length": "character", "Items": "item", "Properties": "member"}[keyword[3:]]
+        plural = "" if expected == 1 else "s"
+        return f"expected {'at least' if keyword.startswith('min') else 'at most'} {expected} {what}{plural}"
+    bounds = {"minimum": "≥", "maximum": "≤", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
+    if keyword in bounds:
+        return f"expected a number {bounds[keyword]} {expected}"
+    if keyword == "anyOf":
+        return "matches none of the allowed shapes"
+    if keyword == "oneOf":
+        return "matches none of the allowed shapes, or more than one"
+    return f"fails the schema's {keyword!r} rule"
+
+
+def format_path(path: Iterable[str | int]) -> str:
+    return "/".join(str(part) for part in path if part != "") or "(body)"
+
+
+def log_path(path: Iterable[str | int]) -> str:
+    """The path with every name the client chose (prefetch keys, unknown members) masked as '*'."""
+    known = schema_vocabulary()
+    return "/".join(str(part) if isinstance(part, int) or part in known else "*" for part in path if part != "") or (
+        "(body)"
+    )

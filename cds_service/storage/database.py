@@ -48,7 +48,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.sql.dml import Insert
 
-from cds_service.errors import StorageUnavailable
+from cds_service.errors import BadRequest, StorageUnavailable
 from cds_service.settings import REPO_ROOT, SettingsError
 
 log = logging.getLogger("lbp_cds")
@@ -217,13 +217,15 @@ def resolve_url(raw: str) -> URL:
 
 def make_engine(raw_url: str) -> Engine:
     url = resolve_url(raw_url)
+    # hide_parameters: an error's message and traceback never carry the values bound to a statement
+    # (comments, tenants): logs say which statement failed, not with what.
     if url.get_backend_name() == "sqlite":
         args: dict[str, Any] = {} if "timeout" in url.query else {"timeout": CONNECT_TIMEOUT_SECONDS}
-        engine = create_engine(url, connect_args=args)
+        engine = create_engine(url, connect_args=args, hide_parameters=True)
         event.listen(engine, "connect", use_wal)
         return engine
     args = {} if "connect_timeout" in url.query else {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
-    return create_engine(url, connect_args=args, pool_pre_ping=True)
+    return create_engine(url, connect_args=args, pool_pre_ping=True, hide_parameters=True)
 
 
 def use_wal(dbapi_connection: Any, _record: Any) -> None:
@@ -283,22 +285,27 @@ class Storage:
         """Store every entry with the topic of its card, in one transaction; duplicates are stored once.
 
         Returns (topic, outcome) of the entries that were new. Raises StorageUnavailable when nothing
-        could be committed.
+        could be committed, and BadRequest (nothing stored) when an entry is about a card that another
+        service issued: its feedback belongs to that service's endpoint.
         """
         message = "Feedback could not be stored right now; it was not recorded. Retry later."
         with unavailable(message), self.engine.begin() as connection:
-            topics = self.topics(connection, {entry.card_uuid for entry in entries})
+            issued = self.issuers(connection, {entry.card_uuid for entry in entries})
+            refuse_foreign_cards(entries, issued)
             rows = [{**asdict(entry), "accepted_suggestions": list(entry.accepted_suggestions)} for entry in entries]
             for row in rows:
-                row["topic"] = topics.get(row["card_uuid"])
+                row["topic"] = issued[row["card_uuid"]][1] if row["card_uuid"] in issued else None
             statement = self.insert_ignoring_duplicates(feedback).returning(feedback.c.id)
             # One by one: a row returned is a new entry, none a duplicate (rowcount is unreliable for INSERT).
             return [(row["topic"], row["outcome"]) for row in rows if connection.execute(statement, row).first()]
 
     @staticmethod
-    def topics(connection: Connection, card_uuids: set[str]) -> dict[str, str]:
-        query = select(issued_cards.c.card_uuid, issued_cards.c.topic).where(issued_cards.c.card_uuid.in_(card_uuids))
-        return {row.card_uuid: row.topic for row in connection.execute(query)}
+    def issuers(connection: Connection, card_uuids: set[str]) -> dict[str, tuple[str, str]]:
+        """The service and topic each of these cards was issued with (those recorded so far)."""
+        query = select(issued_cards.c.card_uuid, issued_cards.c.service_id, issued_cards.c.topic).where(
+            issued_cards.c.card_uuid.in_(card_uuids)
+        )
+        return {row.card_uuid: (row.service_id, row.topic) for row in connection.execute(query)}
 
     def first_use(self, token_id: str, expires_at: datetime) -> bool:
         """Remember a JWT id until it expires; False when it is already remembered (a replay)."""
@@ -342,6 +349,17 @@ class Storage:
     def close(self) -> None:
         """Close the pooled connections (safe to call twice; a later use reconnects)."""
         self.engine.dispose()
+
+
+def refuse_foreign_cards(entries: Sequence[FeedbackEntry], issued: dict[str, tuple[str, str]]) -> None:
+    for index, entry in enumerate(entries):
+        service = issued.get(entry.card_uuid, (entry.service_id, ""))[0]
+        if service != entry.service_id:
+            raise BadRequest(
+                f"feedback/{index}/card: this card was issued by the service '{service}'; "
+                f"send its feedback to /cds-services/{service}/feedback.",
+                where=f"feedback/{index}/card (another service's card)",
+            )
 
 
 @contextmanager

@@ -54,7 +54,9 @@ def build_report(
     until: date | None = None,
     reason_displays: Mapping[Key, str] | None = None,
 ) -> list[ReportRow]:
-    """Issued cards are counted by issued_at, feedback by outcomeTimestamp; each card once per outcome."""
+    """Feedback is counted by outcomeTimestamp, each card once per outcome, under the service and topic
+    the card was issued with; `issued` counts the cards issued in the period and those (issued
+    before or after it) that got feedback in it, so a row with feedback is never issued 0 times."""
     start, end = day_range(since, until)
     rows: dict[Key, ReportRow] = {}
 
@@ -65,27 +67,28 @@ def build_report(
     # Feedback can arrive before its card's issue record is written (another replica, a background
     # writer): the topic is then looked up at report time.
     with_issue = feedback.outerjoin(issued_cards, issued_cards.c.card_uuid == feedback.c.card_uuid)
-    topic = func.coalesce(feedback.c.topic, issued_cards.c.topic, UNKNOWN_TOPIC)
+    topic = func.coalesce(issued_cards.c.topic, feedback.c.topic, UNKNOWN_TOPIC)
+    service = func.coalesce(issued_cards.c.service_id, feedback.c.service_id)
     in_range = within(feedback.c.outcome_timestamp, start, end)
+    with_feedback = select(feedback.c.card_uuid).where(in_range)
     with storage.engine.connect() as connection:
         issued = select(issued_cards.c.service_id, issued_cards.c.topic, func.count()).group_by(
             issued_cards.c.service_id, issued_cards.c.topic
         )
-        for service_id, card_topic, count in connection.execute(
-            issued.where(within(issued_cards.c.issued_at, start, end))
-        ):
+        counted_issued = within(issued_cards.c.issued_at, start, end) | issued_cards.c.card_uuid.in_(with_feedback)
+        for service_id, card_topic, count in connection.execute(issued.where(counted_issued)):
             row(service_id, card_topic).issued = count
         outcomes = (
-            select(feedback.c.service_id, topic, feedback.c.outcome, func.count(distinct(feedback.c.card_uuid)))
+            select(service, topic, feedback.c.outcome, func.count(distinct(feedback.c.card_uuid)))
             .select_from(with_issue)
             .where(in_range)
-            .group_by(feedback.c.service_id, topic, feedback.c.outcome)
+            .group_by(service, topic, feedback.c.outcome)
         )
         for service_id, card_topic, outcome, count in connection.execute(outcomes):
             setattr(row(service_id, card_topic), outcome, count)
         reasons = (
             select(
-                feedback.c.service_id,
+                service,
                 topic,
                 feedback.c.override_system,
                 feedback.c.override_code,
@@ -94,7 +97,7 @@ def build_report(
             )
             .select_from(with_issue)
             .where(in_range, feedback.c.outcome == "overridden", feedback.c.override_code.is_not(None))
-            .group_by(feedback.c.service_id, topic, feedback.c.override_system, feedback.c.override_code)
+            .group_by(service, topic, feedback.c.override_system, feedback.c.override_code)
         )
         counted: dict[Key, list[tuple[str, int]]] = defaultdict(list)
         for service_id, card_topic, system, code, display, count in connection.execute(reasons):

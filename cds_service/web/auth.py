@@ -1,7 +1,8 @@
 """Verifying the CDS client's JWT (CDS Hooks 2.0.1 "Trusting CDS Clients", and the best-practices page).
 
-Every rejection raises Unauthorized with the same message; why it was rejected goes to the log, with the
-issuer, kid and jti but never the token itself.
+Every rejection raises Unauthorized with the same message; why it was rejected goes to the log. The log
+names only what the configuration vouches for (a trusted issuer, a kid found in its keys) and a short
+hash of the jti: never the token, nor any claim or header value an unverified token carries.
 """
 
 from __future__ import annotations
@@ -18,17 +19,24 @@ from typing import Any, Protocol
 import jwt
 import redis
 import requests
-from cachetools import TTLCache
+from cachetools import TLRUCache, TTLCache
 
 from cds_service.errors import StorageUnavailable, Unauthorized
 from cds_service.observability import metrics
-from cds_service.settings import ASYMMETRIC_ALGORITHMS, Settings, TrustedIssuer
+from cds_service.settings import ASYMMETRIC_ALGORITHMS, JwkSet, Settings, TrustedIssuer, signing_keys
 
 log = logging.getLogger("lbp_cds.auth")
 
 JWKS_TIMEOUT_SECONDS = 5
 JWKS_MAX_BYTES = 256 * 1024
 KID_MISS_REFETCH_SECONDS = 60.0  # an unknown kid refetches a JWKS at most this often (key rotation)
+# JWS algorithm names (RFC 7518): safe to log even when a token names one we refuse.
+JWS_ALGORITHMS = ASYMMETRIC_ALGORITHMS | {"none", "HS256", "HS384", "HS512", "EdDSA", "ES256K"}
+
+
+def fingerprint(value: str) -> str:
+    """A short hash that lets an operator match a jti (or tenant) without the log holding it."""
+    return "sha256:" + hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()[:12]
 
 
 class Rejected(Exception):
@@ -73,6 +81,97 @@ class RedisReplayStore:
         self.client.close()
 
 
+class WorkerReplayGuard:
+    """The shared replay store (database or Redis), with this worker's own memory of the jtis it accepted.
+
+    A jti this worker has seen is refused without asking the shared store, so no worker ever accepts
+    a token twice, even while the shared store is down. When it is down, `outage` says what happens:
+    "local" answers on this worker's memory alone (a token could then be replayed once against
+    another worker or replica: /readyz and lbp_jwt_replay_local_total say so), "refuse" answers 503.
+    The memory is bounded: a jti it had no room for makes the next outage answer 503 until that
+    token has expired, as it could no longer vouch for it. After a failure the shared store is asked
+    again only every RETRY_SECONDS, so an outage that drops packets does not cost each call a connect
+    timeout (with "refuse", every call asks it: 503 lasts no longer than the outage).
+    """
+
+    RETRY_SECONDS = 5.0
+
+    def __init__(self, shared: ReplayStore, name: str, capacity: int, outage: str) -> None:
+        self.shared = shared
+        self.name = name  # "database" or "redis": for /readyz
+        self.outage = outage
+        self._seen: TLRUCache[str, float] = TLRUCache(
+            maxsize=capacity, ttu=lambda _key, expiry, _now: expiry, timer=time.time
+        )
+        self._blind_until = 0.0  # a jti accepted but not remembered expires then
+        self._lock = threading.Lock()
+        self.local_since: float | None = None  # when the shared store stopped answering (None: it answers)
+        self._retry_at = 0.0
+
+    def first_use(self, token_id: str, expires_at: datetime) -> bool:
+        expiry = expires_at.timestamp()
+        with self._lock:
+            if token_id in self._seen:
+                return False
+        if self.outage == "local" and self.local_since is not None and time.monotonic() < self._retry_at:
+            first = self.answer_locally()
+        else:
+            try:
+                first = self.shared.first_use(token_id, expires_at)
+            except StorageUnavailable:
+                self._retry_at = time.monotonic() + self.RETRY_SECONDS
+                first = self.answer_locally()
+            else:
+                self.back_to_shared()
+        if first:
+            self.remember(token_id, expiry)
+        return first
+
+    def answer_locally(self) -> bool:
+        if self.local_since is None:
+            self.local_since = time.time()
+            log.warning(
+                "JWT replay store (%s) unreachable: %s",
+                self.name,
+                "hook calls answered 503"
+                if self.outage == "refuse"
+                else "replays refused by this worker's memory only",
+            )
+        if self.outage == "refuse" or time.time() < self._blind_until:
+            raise StorageUnavailable("The JWT replay store cannot be reached.")
+        metrics.JWT_REPLAY_LOCAL.inc()
+        return True
+
+    def back_to_shared(self) -> None:
+        if self.local_since is not None:
+            log.warning("JWT replay store (%s) answers again", self.name)
+            self.local_since = None
+
+    def remember(self, token_id: str, expiry: float) -> None:
+        with self._lock:
+            self._seen.expire()
+            if len(self._seen) >= (self._seen.maxsize or 0):
+                self._blind_until = max(self._blind_until, expiry)
+                return
+            self._seen[token_id] = expiry
+
+    def status(self, down: bool) -> str:
+        """For /readyz: "ok", or what hook calls get while the shared store is `down` (or last failed)."""
+        if not down and self.local_since is None:
+            return "ok"
+        since = (
+            f" since {datetime.fromtimestamp(self.local_since, UTC).isoformat(timespec='seconds')}"
+            if self.local_since is not None
+            else ""
+        )
+        if self.outage == "refuse":
+            return f"{self.name} unreachable{since}: hook calls answered 503 (CDS_JWT_REPLAY_OUTAGE=refuse)"
+        return f"{self.name} unreachable{since}: replays refused by each worker's own memory only"
+
+    def close(self) -> None:
+        self.shared.close()
+
+
 class JwksCache:
     """Each issuer's JWK Sets, fetched with requests and kept for a TTL; shared by the worker's threads."""
 
@@ -90,7 +189,7 @@ class JwksCache:
         self._refetch_seconds = refetch_seconds
         self._lock = threading.Lock()
 
-    def find(self, urls: tuple[str, ...], kid: str) -> Mapping[str, Any]:
+    def find(self, urls: tuple[str, ...], kid: str) -> Mapping[str, Any] | None:
         """The JWK named kid in the first of these JWK Sets that has it; one rate-limited refetch if none."""
         for url in urls:
             if (key := self.keys(url).get(kid)) is not None:
@@ -99,7 +198,7 @@ class JwksCache:
             if self.may_refetch(url) and (key := self.keys(url, refresh=True).get(kid)) is not None:
                 log.info("JWKS %s refetched: new key %s (rotation)", url, kid)
                 return key
-        raise Rejected("unknown-key", f"no key {kid!r} in {', '.join(urls)}")
+        return None
 
     def keys(self, url: str, refresh: bool = False) -> Mapping[str, Mapping[str, Any]]:
         with self._lock:
@@ -118,32 +217,23 @@ class JwksCache:
             return True
 
 
-def fetch_jwks(url: str) -> Mapping[str, Mapping[str, Any]]:
+def fetch_jwks(url: str) -> JwkSet:
     """Signing keys by kid. Keys without a kid, or meant for encryption, cannot be chosen by a JWT."""
     try:
         response = requests.get(url, timeout=JWKS_TIMEOUT_SECONDS, headers={"Accept": "application/json"})
         response.raise_for_status()
         if len(response.content) > JWKS_MAX_BYTES:
             raise Rejected("jwks-unavailable", f"JWKS {url} is larger than {JWKS_MAX_BYTES} bytes")
-        keys = response.json()["keys"]
-    except (requests.RequestException, ValueError, KeyError, TypeError) as error:
-        raise Rejected(
-            "jwks-unavailable", f"JWKS {url} could not be fetched: {type(error).__name__}: {error}"
-        ) from None
-    if not isinstance(keys, list):
-        raise Rejected("jwks-unavailable", f"JWKS {url}: 'keys' is not a list")
-    return {
-        key["kid"]: key
-        for key in keys
-        if isinstance(key, dict) and isinstance(key.get("kid"), str) and key.get("use", "sig") == "sig"
-    }
+        return signing_keys(response.json(), f"JWKS {url}")
+    except (requests.RequestException, ValueError) as error:
+        raise Rejected("jwks-unavailable", f"JWKS {url} could not be fetched: {type(error).__name__}") from None
 
 
 class JwtVerifier:
     def __init__(
         self,
         settings: Settings,
-        replay_store: ReplayStore,
+        replay_store: WorkerReplayGuard,
         jwks: JwksCache | None = None,
     ) -> None:
         self.issuers = settings.trusted_issuers
@@ -163,7 +253,11 @@ class JwtVerifier:
             return self.check(bearer_token(authorization), audience)
         except Rejected as reason:
             log.warning(
-                "JWT rejected for %s: %s", audience, reason, extra={"event": "jwt_rejected", "reason": reason.kind}
+                "JWT rejected for %s: %s: %s",
+                audience,
+                reason.kind,
+                reason,
+                extra={"event": "jwt_rejected", "reason": reason.kind},
             )
             metrics.JWT_REJECTIONS.labels(reason=reason.kind).inc()
             raise Unauthorized() from None
@@ -172,37 +266,53 @@ class JwtVerifier:
         header, unverified = read_unverified(token)
         alg = header.get("alg")
         if alg not in self.algorithms:
-            raise Rejected("algorithm", f"algorithm {alg!r} is not accepted ({', '.join(self.algorithms)})")
+            named = alg if isinstance(alg, str) and alg in JWS_ALGORITHMS else "another"
+            raise Rejected("algorithm", f"algorithm {named} is not accepted ({', '.join(self.algorithms)})")
         issuer = self.trusted_issuer(unverified.get("iss"))
-        key = self.signing_key(header, issuer, alg)
+        kid, key = self.signing_key(header, issuer, alg)
         claims = self.decode(token, key, alg, issuer.issuer, audience)
         self.check_lifetime(claims)
         tenant = self.check_tenant(claims, issuer)
         caller = Caller(issuer=issuer.issuer, tenant=tenant, jti=claims["jti"])
         self.check_replay(caller, claims["exp"])  # last: a token failing any other check uses up no jti
-        log.info("JWT accepted: iss=%s tenant=%s kid=%s jti=%s", caller.issuer, tenant, header.get("kid"), caller.jti)
+        log.info(
+            "JWT accepted: iss=%s tenant=%s kid=%s jti=%s",
+            caller.issuer,
+            tenant if tenant is None or issuer.tenants else fingerprint(tenant),
+            kid,
+            fingerprint(str(caller.jti)),
+        )
         return caller
 
     def trusted_issuer(self, iss: Any) -> TrustedIssuer:
         if not isinstance(iss, str) or iss not in self.issuers:
-            raise Rejected("issuer", f"issuer {iss!r} is not trusted")
+            raise Rejected("issuer", f"the token's iss is none of the trusted issuers ({', '.join(self.issuers)})")
         return self.issuers[iss]
 
-    def signing_key(self, header: Mapping[str, Any], issuer: TrustedIssuer, alg: str) -> jwt.PyJWK:
+    def signing_key(self, header: Mapping[str, Any], issuer: TrustedIssuer, alg: str) -> tuple[str, jwt.PyJWK]:
+        """The key the header's kid names among the issuer's keys; with a jku, among that listed set only."""
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise Rejected("unknown-key", "no kid in the JWT header")
-        jku = header.get("jku")
-        if jku is not None and jku not in issuer.jwks_urls:
-            # Never fetch a key set the token itself points at: it would let anyone sign.
-            raise Rejected("foreign-jku", f"jku {jku!r} is not an allow-listed JWKS URL of {issuer.issuer}")
-        jwk = self.jwks.find((jku,) if jku else issuer.jwks_urls, kid)
+        jwk = self.find_key(header.get("jku"), issuer, kid)
+        if jwk is None:
+            raise Rejected("unknown-key", f"the kid names none of the keys of {issuer.issuer}")
         if jwk.get("alg", alg) != alg:
-            raise Rejected("algorithm", f"key {kid!r} is for {jwk.get('alg')}, the token says {alg}")
+            raise Rejected("algorithm", f"key {kid} of {issuer.issuer} is for {jwk.get('alg')}, the token says {alg}")
         try:
-            return jwt.PyJWK(dict(jwk), algorithm=alg)
+            return kid, jwt.PyJWK(dict(jwk), algorithm=alg)
         except jwt.PyJWTError as error:
-            raise Rejected("algorithm", f"key {kid!r} cannot verify {alg}: {error}") from None
+            raise Rejected("algorithm", f"key {kid} cannot verify {alg}: {type(error).__name__}") from None
+
+    def find_key(self, jku: Any, issuer: TrustedIssuer, kid: str) -> Mapping[str, Any] | None:
+        if jku is None:
+            return issuer.pinned_keys.get(kid) or self.jwks.find(issuer.jwks_urls, kid)
+        if isinstance(jku, str) and jku in issuer.jku_copies:
+            return issuer.jku_copies[jku].get(kid)  # a local copy: never fetched
+        if isinstance(jku, str) and jku in issuer.jwks_urls:
+            return self.jwks.find((jku,), kid)
+        # Never fetch a key set the token itself points at: it would let anyone sign.
+        raise Rejected("foreign-jku", f"the jku is not a listed JWKS URL of {issuer.issuer}")
 
     def decode(self, token: str, key: jwt.PyJWK, alg: str, issuer: str, audience: str) -> dict[str, Any]:
         try:
@@ -216,7 +326,9 @@ class JwtVerifier:
                 options={"require": ["exp", "iss", "aud", "jti"], "enforce_minimum_key_length": True},
             )
         except jwt.PyJWTError as error:
-            raise Rejected(claim_failure(error), f"{type(error).__name__}: {error}") from None
+            kind = claim_failure(error)
+            detail = f" (expected {audience})" if kind == "audience" else ""
+            raise Rejected(kind, f"{type(error).__name__}{detail}") from None
 
     def check_lifetime(self, claims: Mapping[str, Any]) -> None:
         # Without iat, what is left of the lifetime counts: a token must not be usable for long.
@@ -229,10 +341,10 @@ class JwtVerifier:
     @staticmethod
     def check_tenant(claims: Mapping[str, Any], issuer: TrustedIssuer) -> str | None:
         tenant = claims.get("tenant")
-        if tenant is not None and not isinstance(tenant, str):
-            raise Rejected("tenant", "tenant is not a string")
+        if tenant is not None and (not isinstance(tenant, str) or "\x00" in tenant):
+            raise Rejected("tenant", "tenant is not a string (without NUL)")
         if issuer.tenants is not None and tenant not in issuer.tenants:
-            raise Rejected("tenant", f"tenant {tenant!r} is not listed for {issuer.issuer}")
+            raise Rejected("tenant", f"the tenant is not one listed for {issuer.issuer}")
         return tenant
 
     def check_replay(self, caller: Caller, exp: float) -> None:
@@ -241,7 +353,7 @@ class JwtVerifier:
         token_id = hashlib.sha256(f"{caller.issuer}\0{caller.jti}".encode()).hexdigest()
         expires_at = datetime.fromtimestamp(exp + self.leeway, UTC)
         if not self.replay_store.first_use(token_id, expires_at):
-            raise Rejected("replay", f"jti {caller.jti!r} of {caller.issuer} was already used (replay)")
+            raise Rejected("replay", f"jti {fingerprint(caller.jti)} of {caller.issuer} was already used (replay)")
 
 
 def claim_failure(error: jwt.PyJWTError) -> str:
@@ -270,5 +382,5 @@ def read_unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
         header = jwt.get_unverified_header(token)
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError as error:
-        raise Rejected("malformed", f"malformed JWT: {error}") from None
+        raise Rejected("malformed", f"malformed JWT ({type(error).__name__})") from None
     return header, claims

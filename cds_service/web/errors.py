@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, SecurityError
 
 from cds_service.errors import ClientError, operation_outcome
 
@@ -26,32 +26,58 @@ def init_app(app: Flask) -> None:
 
 
 def client_error(error: ClientError) -> Response:
+    # Where and what kind, never the message: it may name what the client sent.
     log.log(
         logging.WARNING if error.status >= 500 else logging.INFO,
         "answered %s on %s: %s",
         error.status,
-        request.path,
-        error.message,
+        route(),
+        error.log_detail(),
+        extra={"event": "refused", "status": error.status, "kind": error.kind},
     )
     return error_response(error.status, error.message, error.headers)
 
 
+def route() -> str:
+    """The route the request matched, with the service id when it names one (never the raw path)."""
+    rule = request.url_rule.rule if request.url_rule is not None else "(no route)"
+    service_id = (request.view_args or {}).get("service_id")
+    if service_id is not None and service_id in known_service_ids():
+        return rule.replace("<service_id>", service_id)
+    return rule
+
+
+def known_service_ids() -> set[str]:
+    from cds_service.wiring import current_services
+
+    return {service.id for service in current_services().registry}
+
+
 def http_error(error: HTTPException) -> Response:
     status = error.code or 500
-    return error_response(status, http_message(status, error))
+    headers = (
+        {"Allow": ", ".join(error.valid_methods)} if isinstance(error, MethodNotAllowed) and error.valid_methods else {}
+    )
+    return error_response(status, http_message(status, error), headers)
 
 
 def unexpected(error: Exception) -> Response:
-    # A bug: log it with the call it happened in, reveal nothing, keep the worker alive.
-    log.exception("unexpected error on %s %s", request.method, request.path)
+    # A bug: log it with where it happened (the formatter prints the stack and the exception types,
+    # never their messages, which may hold values), reveal nothing, keep the worker alive.
+    log.exception("unexpected error on %s %s", request.method, route())
     return error_response(500, "The CDS service failed to process this request.")
 
 
 def http_message(status: int, error: HTTPException) -> str:
     if status == 413:
-        return f"The request body is larger than the limit of {request.max_content_length} bytes."
-    if status == 405:
-        return f"{request.method} is not allowed on {request.path}."
+        limit = (request.max_content_length or 1) - 1  # setup.py sets it one byte over the service's limit
+        return f"The request body is larger than the limit of {limit} bytes."
+    if status == 405 and isinstance(error, MethodNotAllowed):
+        return f"This method is not allowed here; allowed: {', '.join(error.valid_methods or [])}."
     if status == 404:
-        return f"No resource at {request.path}."
-    return error.description or error.name
+        return "No resource at this path."
+    if isinstance(error, SecurityError):
+        return "The Host header names a host this service does not answer for (see CDS_PUBLIC_BASE_URL)."
+    if status == 400:
+        return "The request is malformed (request line or headers)."
+    return error.name

@@ -6,7 +6,6 @@ count and record from the typed result.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from datetime import UTC, datetime
@@ -15,11 +14,12 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from cards.model import CONTENT_VERSION_EXTENSION
-from cds_service.errors import BadRequest, ClientError, PrefetchUnavailable, UnsupportedMediaType
+from cds_service.errors import ClientError, PayloadTooLarge, PrefetchUnavailable, UnsupportedMediaType
 from cds_service.observability import metrics
 from cds_service.pipeline import crd
 from cds_service.pipeline.call import CallResult, answer_hook
 from cds_service.pipeline.feedback import parse_feedback
+from cds_service.pipeline.validation import parse_json
 from cds_service.storage.database import IssuedCard
 from cds_service.web.auth import Caller
 from cds_service.wiring import AppServices, current_services
@@ -47,7 +47,7 @@ def call_service(service_id: str) -> Response:
     started = time.perf_counter()
     try:
         caller = authenticate(services)
-        body = read_json_body()
+        body = read_json_body(services)
         result = answer_hook(service, body, services.call_dependencies(public_base_url(services), caller))
     except ClientError as error:
         log_call(service.id, error.status, started, refused=error)
@@ -104,7 +104,7 @@ def receive_feedback(service_id: str) -> Response:
     services = current_services()
     service = services.registry.get(service_id)
     caller = authenticate(services)
-    body = read_json_body()
+    body = read_json_body(services)
     entries = parse_feedback(
         body,
         service.id,
@@ -130,16 +130,22 @@ def authenticate(services: AppServices) -> Caller | None:
     return services.jwt_verifier.verify(request.headers.get("Authorization"), audience=audience)
 
 
-def read_json_body() -> Any:
+def read_json_body(services: AppServices) -> Any:
     if not request.mimetype or not (request.mimetype == "application/json" or request.mimetype.endswith("+json")):
-        raise UnsupportedMediaType(
-            f"Send the request as application/json (got {request.mimetype or 'no Content-Type'})."
-        )
-    raw = request.get_data(cache=False)  # enforces the body-size limit (413)
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise BadRequest(f"The request body is not valid JSON: {error}") from None
+        raise UnsupportedMediaType("Send the request as application/json (Content-Type).")
+    return parse_json(read_body(services.settings.max_body_bytes))
+
+
+def read_body(limit: int) -> bytes:
+    """The body, 413 beyond `limit` bytes whatever the transfer encoding.
+
+    Werkzeug refuses a Content-Length over its limit, but a chunked body it silently cuts at the
+    limit; so its limit is one byte more than ours (setup.py), and a body that reaches it is refused.
+    """
+    raw = request.get_data(cache=False)
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+    return raw
 
 
 def public_base_url(services: AppServices) -> str:

@@ -41,10 +41,10 @@ from cds_service.wiring import AppServices, current_services, scope_of
 
 blueprint = Blueprint("prior_notification", __name__)
 FHIR_JSON = "application/fhir+json"
-# The form pages run no script at all, post only to themselves, and are never framed.
+# The form pages run no script at all (not even this service's own), take styles only from this service's
+# files, post only to themselves, and are never framed.
 FORM_CSP = (
-    "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 DEFAULT_COUNT, MAX_COUNT = 100, 1000
 LAST_UPDATED = re.compile(r"^(ge|le)([0-9]{4}-[0-9]{2}-[0-9]{2})$")
@@ -71,7 +71,7 @@ def submit_response() -> Response:
     """Answer 2xx only once the record is committed; 503 with Retry-After when it cannot be."""
     services = current_services()
     caller = authenticate(services)
-    body = read_json_body()
+    body = read_json_body(services)
     form = pn_form(services)
     checked, problems = check_response(body, form)
     raise_if_invalid(problems)

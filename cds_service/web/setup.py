@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from cds_service.settings import Settings
-from cds_service.web import errors, hook_routes, ops, pages, preview, prior_notification
+from cds_service.web import errors, hook_routes, openapi, ops, pages, preview, prior_notification
 from cds_service.web.json_provider import OrjsonProvider
 from cds_service.wiring import current_services
 
@@ -15,27 +15,40 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
+    # Scripts and styles come from this service's own files (web/static), never inline.
     "Content-Security-Policy": (
-        "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; "
-        "frame-ancestors 'none'"
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "base-uri 'none'; frame-ancestors 'none'"
     ),
 }
+HSTS = "max-age=31536000"  # a year; only when the public base URL is https
+# Without a public base URL or a trusted proxy, card links are built from the Host header: only these
+# may name it, so that a request cannot point the links at another host.
+LOOPBACK_HOSTS = ["localhost", "127.0.0.1", "[::1]", "::1"]
+STATIC_MAX_AGE_SECONDS = 3600
 
 
 def init_app(app: Flask, settings: Settings) -> None:
     app.json = OrjsonProvider(app)
     app.json.sort_keys = False  # keep cards in the order a clinician should read them
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # One byte over the limit, so that a chunked body cut there is seen to be too large (hook_routes.read_body).
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.before_request(pick_up_content_edits)
+    if not settings.public_base_url and not settings.trusted_proxy_hops:
+        app.config["TRUSTED_HOSTS"] = LOOPBACK_HOSTS
+    app.config["SEND_FILE_MAX_AGE_DEFAULT"] = STATIC_MAX_AGE_SECONDS
     errors.init_app(app)
     app.register_blueprint(hook_routes.blueprint)
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(prior_notification.blueprint)
     app.register_blueprint(ops.blueprint)
+    app.register_blueprint(openapi.blueprint)
     if settings.shows_preview:
         app.register_blueprint(preview.blueprint)
     enable_cors(app, settings)
     app.after_request(add_security_headers)
+    if (settings.public_base_url or "").startswith("https://"):
+        app.after_request(add_hsts)
     if settings.trusted_proxy_hops:
         hops = settings.trusted_proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops)  # type: ignore[method-assign]
@@ -65,9 +78,27 @@ def enable_cors(app: Flask, settings: Settings) -> None:
         app,
         resources={r"/cds-services(/.*)?$": options, r"/fhir/(Questionnaire|QuestionnaireResponse)(/.*)?$": options},
     )
+    if origins != ["*"]:
+        app.after_request(vary_on_origin)
+
+
+def vary_on_origin(response: Response) -> Response:
+    """Whether CORS headers are sent depends on the Origin header, also when they are not (a refused origin)."""
+    if request.path == "/cds-services" or request.path.startswith(("/cds-services/", "/fhir/")):
+        response.vary.add("Origin")
+    return response
 
 
 def add_security_headers(response: Response) -> Response:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
+    # Hook answers, feedback and pages may carry patient data: no cache keeps them. Only this
+    # service's own static files (scripts, styles) may be cached.
+    if request.endpoint != "static":
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def add_hsts(response: Response) -> Response:
+    response.headers.setdefault("Strict-Transport-Security", HSTS)
     return response
