@@ -39,7 +39,7 @@ def render_system_actions(assertions: list[CoverageAssertion], ctx: CoverageCont
         extension = coverage_information(assertion, ctx)
         if already_says(assertion.target, extension):
             continue
-        resource = thaw(assertion.target)
+        resource = without_empty(thaw(assertion.target))
         kept = [e for e in resource.get("extension") or [] if not is_coverage_information(e)]
         resource["extension"] = [*kept, extension]
         description = ctx.crd["coverage_information"]["action_description"]
@@ -99,6 +99,20 @@ def detail(spec: Mapping[str, Any], values: Mapping[str, str]) -> dict[str, Any]
             {"url": "value", kind: spec["value"].format_map(values)},
         ],
     }
+
+
+def without_empty(value: Any) -> Any:
+    """The resource without null, empty strings, arrays and objects at any depth: FHIR JSON allows none, so
+    an EHR's copy that has them says nothing more than this one (and the update is valid FHIR)."""
+    if isinstance(value, dict):
+        kept = {key: without_empty(child) for key, child in value.items()}
+        return {key: child for key, child in kept.items() if child not in EMPTY}
+    if isinstance(value, list):
+        return [child for child in map(without_empty, value) if child not in EMPTY]
+    return value
+
+
+EMPTY: tuple[Any, ...] = (None, "", [], {})
 
 
 def is_coverage_information(extension: Any) -> bool:

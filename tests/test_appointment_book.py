@@ -83,6 +83,14 @@ def test_initial_spine_surgeon_visit_without_pn_gets_the_pn_warning_with_its_for
     }
 
 
+def test_what_only_the_form_reads_is_pre_filled_only_when_shaped_as_fhir_says(hooks, client):
+    body = adult_with_lbp().appointment_book(appointment(aid="apt-1"))
+    body["prefetch"]["patient"]["name"] = [{"given": 1.5, "family": ["Lumbar"]}]  # neither is a FHIR string
+    [warning, _msc] = hooks.book(body)
+    prefilled = field_values(client.get(form_link(warning)).get_data(as_text=True))
+    assert "member-name" not in prefilled and prefilled["member-id"] == "M123456"
+
+
 def test_the_form_link_carries_no_patient_data(hooks):
     body = adult_with_lbp().appointment_book(appointment(aid="apt-1"))
     [warning, _msc] = hooks.book(body)
@@ -228,6 +236,23 @@ def test_only_the_qualifying_appointment_of_several_gets_cards(hooks):
     cards = hooks.book(body)
     assert topics(cards) == [PN, MSC]
     assert {ref for card in cards for ref in about(card)} == {"Appointment/apt-new"}
+
+
+@pytest.mark.parametrize(
+    ("change", "path"),
+    [
+        ({"appointmentType": {"coding": [[]]}}, "context/appointments/entry/0/resource/appointmentType/coding/0"),
+        ({"participant": [{"actor": "Practitioner/1"}]}, "context/appointments/entry/0/resource/participant/0/actor"),
+        ({"extension": {"url": "x"}}, "context/appointments/entry/0/resource/extension"),
+    ],
+    ids=["coding", "actor", "extension"],
+)
+def test_an_appointment_not_shaped_as_fhir_says_is_refused_naming_the_path(client, change, path):
+    body = adult_with_lbp().appointment_book({**appointment(), **change})
+    response = client.post("/cds-services/lbp-appointment-book", json=body)
+    assert response.status_code == 400
+    message = response.get_json()["issue"][0]["diagnostics"]
+    assert message.startswith("A proposed appointment is not shaped as FHIR R4 says") and path in message
 
 
 def test_nothing_spine_related_is_answered_without_patient_data(client):

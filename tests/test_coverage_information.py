@@ -65,6 +65,20 @@ def test_before_a_pn_the_appointment_is_updated_with_the_pn_requirement_and_noth
     assert "satisfied-pa-id" not in values and "expiry-date" not in values
 
 
+def test_null_and_empty_values_the_ehr_sent_are_left_out_of_the_update(hooks):
+    visit = appointment(aid="apt-1")
+    sloppy = {
+        **visit,
+        "comment": "",
+        "identifier": [],
+        "meta": {},
+        "description": None,
+        "participant": [*visit["participant"], {}],
+    }
+    [action] = hooks.answer(BOOK, adult_with_lbp().appointment_book(sloppy))["systemActions"]
+    assert without_coverage_information(action["resource"]) == visit  # FHIR JSON has no empty values
+
+
 def test_the_extension_references_the_prefetched_coverage_in_force(hooks):
     record = adult_with_lbp()
     coverage_id = record.coverages[0]["id"]

@@ -170,7 +170,7 @@ def test_an_invalid_submission_shows_each_problem_beside_its_item_and_stores_not
     assert response.status_code == 400
     html = unescape(response.get_data(as_text=True))
     assert "Please correct 3 answers" in html
-    assert "Practice NPI (organization, 10 digits): '12345' does not have the expected form" in html
+    assert "Practice NPI (organization, 10 digits): does not have the expected form" in html
     assert "Name of the person submitting: an answer is required" in html
     assert 'aria-invalid="true"' in html and 'value="12345"' in html  # what was typed is kept
     assert rows(stored_app) == []
@@ -283,6 +283,12 @@ def test_a_json_submission_is_stored_and_answered_201_then_200_when_resent(store
     assert row["appointment_id"] is None
 
 
+def with_answer(group: str, link_id: str, answer: dict) -> dict:
+    body = response_json()
+    next(g for g in body["item"] if g["linkId"] == group)["item"].append({"linkId": link_id, "answer": [answer]})
+    return body
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
@@ -294,7 +300,7 @@ def test_a_json_submission_is_stored_and_answered_201_then_200_when_resent(store
         (response_json(**{"msc-date": None}), "item 'msc-date' (Date of the MSC evaluation): an answer is required"),
         (
             response_json(**{"visit-date": "10/12/2026"}),
-            "item 'visit-date' (Planned date of the initial office visit): '10/12/2026' is not a date",
+            "item 'visit-date' (Planned date of the initial office visit): must be a date written YYYY-MM-DD",
         ),
         (
             response_json(**{"surgeon-specialty": {"system": "x", "code": "y"}}),
@@ -307,7 +313,12 @@ def test_a_json_submission_is_stored_and_answered_201_then_200_when_resent(store
         ),
         ({**response_json(), "status": "in-progress"}, "status must be completed"),
         ({**response_json(), "subject": {"reference": "Group/1"}}, "subject must reference the patient"),
-        ({**response_json(), "item": [{"linkId": "nope"}]}, "linkId 'nope' is not an item here"),
+        ({**response_json(), "item": [{"linkId": "nope"}]}, "item[0]: its linkId is not an item here"),
+        ({**response_json(), "status": {"not": "a code"}}, "status must be completed"),
+        (
+            with_answer("msc", "msc-notes", {"valueAttachment": {"contentType": ["application/pdf"], "data": "eA=="}}),
+            "item 'msc-notes' (MSC evaluation notes (PDF, JPEG or PNG)): contentType must be",
+        ),
         ({"resourceType": "Patient"}, "must be a FHIR QuestionnaireResponse"),
     ],
     ids=[
@@ -321,6 +332,8 @@ def test_a_json_submission_is_stored_and_answered_201_then_200_when_resent(store
         "status",
         "subject",
         "unknown",
+        "status-object",
+        "attachment-type-list",
         "not-qr",
     ],
 )
@@ -329,6 +342,18 @@ def test_an_invalid_json_submission_is_400_naming_the_item(stored_app, client, b
     assert response.status_code == 400
     assert message in response.get_json()["issue"][0]["diagnostics"]
     assert rows(stored_app) == []
+
+
+def test_a_refusal_names_the_item_but_never_echoes_the_value_sent(sqlite_client):
+    secret = "Wilhelmina-Q-Public-1953"
+    body = response_json(**{"practice-npi": secret, "visit-date": secret})
+    body["item"].append({"linkId": secret})
+    message = sqlite_client.post(RESPONSES, json=body).get_json()["issue"][0]["diagnostics"]
+    assert "practice-npi" in message and "visit-date" in message and "its linkId is not an item here" in message
+    assert secret not in message
+    for query in (f"_count={secret}", f"_lastUpdated={secret}", "_lastUpdated=ge2026-02-31"):
+        refused = sqlite_client.get(f"{RESPONSES}?{query}")
+        assert refused.status_code == 400 and secret not in refused.get_data(as_text=True)
 
 
 def test_a_json_submission_must_be_json(sqlite_client):

@@ -72,8 +72,7 @@ def read_configuration(service: ServiceDefinition, body: Mapping[str, Any], crd:
     requested = extension.get(REQUESTED_VERSION)
     if requested is not None and requested not in CRD_VERSIONS:
         raise Unprocessable(
-            f"extension/{REQUESTED_VERSION}: this service answers CRD version {', '.join(CRD_VERSIONS)}, "
-            f"not {requested!r}."
+            f"extension/{REQUESTED_VERSION}: this service answers CRD version {', '.join(CRD_VERSIONS)} only."
         )
     given = extension.get(CONFIGURATION)
     if given is None:
@@ -83,6 +82,6 @@ def read_configuration(service: ServiceDefinition, body: Mapping[str, Any], crd:
     offered = option_codes(service, crd)
     for code in offered:
         if code in given and not isinstance(given[code], bool):
-            raise Unprocessable(f"extension/{CONFIGURATION}/{code}: expected true or false, got {given[code]!r}.")
+            raise Unprocessable(f"extension/{CONFIGURATION}/{code}: expected true or false.")
     off = frozenset(code for code in offered if given.get(code) is False)
     return Configuration(coverage_info=COVERAGE_INFO not in off, card_types_off=off - {COVERAGE_INFO})

@@ -141,7 +141,10 @@ def new_form_context(
 
 
 def prefill(appointment: Resource, record: PatientRecord, facts: PatientFacts, form: Form) -> dict[str, Any]:
-    """Answers the form can start with (the practice checks and completes them); only items the form has."""
+    """Answers the form can start with (the practice checks and completes them); only items the form has.
+
+    Read as leniently as the rules read: an element of another JSON type than FHIR gives it (the shapes
+    schema does not check the elements only this reads) is no answer, never an error."""
     values: dict[str, Any] = {
         "member-name": patient_name(record.patient),
         "member-birth-date": full_date((record.patient or {}).get("birthDate")),
@@ -151,7 +154,7 @@ def prefill(appointment: Resource, record: PatientRecord, facts: PatientFacts, f
     for resource in participant_resources(appointment, facts.references):
         kind, npi = resource.get("resourceType"), npi_of(resource)
         if kind == "Organization":
-            values.setdefault("practice-name", resource.get("name"))
+            values.setdefault("practice-name", text(resource.get("name")))
             values.setdefault("practice-npi", npi)
         elif kind == "Practitioner":
             values.setdefault("surgeon-name", patient_name(resource))
@@ -165,13 +168,24 @@ def prefill(appointment: Resource, record: PatientRecord, facts: PatientFacts, f
 
 
 def patient_name(resource: Resource | None) -> str | None:
-    names = [n for n in (resource or {}).get("name") or [] if isinstance(n, dict)]
+    names = [n for n in listed((resource or {}).get("name")) if isinstance(n, dict)]
     names.sort(key=lambda n: n.get("use") not in ("official", "usual", None))
     for name in names:
-        text = name.get("text") or " ".join([*(name.get("given") or []), name.get("family") or ""]).strip()
-        if isinstance(text, str) and text.strip():
-            return text.strip()
+        given = [part for part in listed(name.get("given")) if isinstance(part, str)]
+        whole = text(name.get("text")) or text(" ".join([*given, text(name.get("family")) or ""]))
+        if whole:
+            return whole
     return None
+
+
+def listed(value: Any) -> list[Any]:
+    """A FHIR array element as a list (anything else is no entries)."""
+    return value if isinstance(value, list) else []
+
+
+def text(value: Any) -> str | None:
+    """A FHIR string element, trimmed; None when it is not a non-blank string."""
+    return value.strip() or None if isinstance(value, str) else None
 
 
 def full_date(value: Any) -> str | None:
@@ -183,7 +197,7 @@ def member_id(record: PatientRecord, facts: PatientFacts) -> str | None:
     for coverage in record.coverages:
         if fhir.resource_key(coverage) != facts.primary_coverage_key:
             continue
-        for identifier in coverage.get("identifier") or []:
+        for identifier in listed(coverage.get("identifier")):
             if isinstance(identifier, dict) and MEMBER_ID_TYPE in set(fhir.codings(identifier.get("type"))):
                 value = identifier.get("value")
                 if isinstance(value, str):
@@ -195,25 +209,29 @@ def member_id(record: PatientRecord, facts: PatientFacts) -> str | None:
 
 def npi_of(resource: Resource) -> str | None:
     return next(
-        (i["value"] for i in resource.get("identifier") or [] if isinstance(i, dict) and i.get("system") == NPI_SYSTEM),
+        (
+            text(i.get("value"))
+            for i in listed(resource.get("identifier"))
+            if isinstance(i, dict) and i.get("system") == NPI_SYSTEM
+        ),
         None,
     )
 
 
 def diagnosis(appointment: Resource, facts: PatientFacts) -> dict[str, Any]:
     """The visit's ICD-10-CM reason, else the patient's active LBP diagnosis."""
-    concepts = list(appointment.get("reasonCode") or [])
+    concepts = list(listed(appointment.get("reasonCode")))
     for key in facts.lbp_conditions:
         condition = facts.references.by_key.get(key)
         if condition is not None:
             concepts.append(condition.get("code"))
     for concept in concepts:
-        for coding in (concept or {}).get("coding") or []:
+        for coding in listed(concept.get("coding") if isinstance(concept, dict) else None):
             if not isinstance(coding, dict) or not isinstance(coding.get("code"), str):
                 continue
             system, code = normalize(str(coding.get("system") or ""), coding["code"])
             if system == ICD10CM:
-                return {"diagnosis-code": code, "diagnosis-text": coding.get("display")}
+                return {"diagnosis-code": code, "diagnosis-text": text(coding.get("display"))}
     return {}
 
 

@@ -3,7 +3,8 @@
 One check for both ways a Prior Notification arrives: the JSON a machine client submits, and the
 QuestionnaireResponse built from the web form's fields. Each problem names the item (linkId and its
 text) and says what is wrong, so a 400 tells the client which answer to fix and the web form can show
-the message beside its field.
+the message beside its field. As for every refusal, a message says where and what kind, never the
+value sent (README, "Messages say where and what kind, never the value").
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def check_response(response: Any, form: Form) -> tuple[CheckedResponse | None, l
                 None, f"questionnaire must be the canonical URL of Questionnaire/{form.id} (version {form.version})."
             )
         )
-    if response.get("status") not in RESPONSE_STATUSES:
+    status = response.get("status")
+    if not isinstance(status, str) or status not in RESPONSE_STATUSES:
         problems.append(
             ItemProblem(None, "status must be completed (or amended): a Prior Notification is filed complete.")
         )
@@ -110,9 +112,7 @@ def check_items(given: Any, items: tuple[FormItem, ...], where: str, answers: An
         item = by_id.get(link_id) if isinstance(link_id, str) else None
         if item is None:
             known = ", ".join(by_id)
-            problems.append(
-                ItemProblem(None, f"{where}[{index}]: linkId {link_id!r} is not an item here (items: {known}).")
-            )
+            problems.append(ItemProblem(None, f"{where}[{index}]: its linkId is not an item here (items: {known})."))
             continue
         if item.link_id in seen:
             problems.append(about(item, "given twice: give its answers in one item"))
@@ -156,10 +156,10 @@ def value_problem(item: FormItem, value: Any) -> str | None:
         if item.max_length is not None and len(value) > item.max_length:
             return f"must be at most {item.max_length} characters"
         if item.regex is not None and not item.regex.search(value.strip()):
-            return f"{value!r} does not have the expected form ({item.regex.pattern})"
+            return f"does not have the expected form ({item.regex.pattern})"
         return None
     if item.type == "date":
-        return None if is_full_date(value) else f"{value!r} is not a date written YYYY-MM-DD"
+        return None if is_full_date(value) else "must be a date written YYYY-MM-DD"
     if item.type == "boolean":
         return None if isinstance(value, bool) else "must be true or false"
     if item.type == "choice":
@@ -175,7 +175,8 @@ def value_problem(item: FormItem, value: Any) -> str | None:
 def attachment_problem(value: Any) -> str | None:
     if not isinstance(value, dict):
         return "must be an Attachment"
-    if value.get("contentType") not in ATTACHMENT_TYPES:
+    content_type = value.get("contentType")
+    if not isinstance(content_type, str) or content_type not in ATTACHMENT_TYPES:
         return f"contentType must be one of {', '.join(sorted(ATTACHMENT_TYPES))}"
     if isinstance(value.get("url"), str) and value["url"].strip() and "data" not in value:
         return None

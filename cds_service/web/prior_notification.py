@@ -140,11 +140,11 @@ def last_updated(values: list[str]) -> tuple[date | None, date | None]:
     for value in values:
         match = LAST_UPDATED.match(value)
         if match is None:
-            raise BadRequest(f"_lastUpdated={value!r}: write geYYYY-MM-DD or leYYYY-MM-DD (whole UTC days).")
+            raise BadRequest("_lastUpdated: write geYYYY-MM-DD or leYYYY-MM-DD (whole UTC days).")
         try:
             day = date.fromisoformat(match.group(2))
         except ValueError:
-            raise BadRequest(f"_lastUpdated={value!r}: {match.group(2)} is not a date.") from None
+            raise BadRequest("_lastUpdated: the date after ge or le is not a calendar date.") from None
         since, until = (day, until) if match.group(1) == "ge" else (since, day)
     return since, until
 
@@ -153,7 +153,7 @@ def count(value: str | None) -> int:
     if value is None:
         return DEFAULT_COUNT
     if not value.isdigit() or not 1 <= int(value) <= MAX_COUNT:
-        raise BadRequest(f"_count={value!r}: a whole number from 1 to {MAX_COUNT}.")
+        raise BadRequest(f"_count: a whole number from 1 to {MAX_COUNT}.")
     return int(value)
 
 
