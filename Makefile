@@ -1,11 +1,12 @@
 # The two commands of the README quick start:
 #   make run   set up and run the service at http://127.0.0.1:8080 (development defaults)
-#   make test  set up (Python, npm and Debian packages) and run the checks and the whole test suite
+#   make test  set up (Python, npm and Debian packages) and run the checks, the whole test suite (the wheel
+#              included) and the container image's smoke test
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: run test test-deps lint validate format
+.PHONY: run test test-deps lint validate format image-deps smoke-image
 NODE_STAMP := tests/fhir_server/node_modules/.installed-package-lock.json
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
@@ -24,6 +25,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/hadolint Containerfile
 
 # Checks guideline_data as informatics staff do (prints each problem with file, line and field).
 validate: $(BIN)/.installed
@@ -40,8 +42,24 @@ $(NODE_STAMP): tests/fhir_server/package-lock.json
 	npm ci --prefix tests/fhir_server --no-audit --no-fund
 	cp $< $@
 
+# The container smoke test's Debian packages (podman with runc, mmdebstrap and what rootful podman runs with);
+# apt-get runs only when one is missing.
+IMAGE_DEBS := podman runc mmdebstrap uidmap slirp4netns fuse-overlayfs
+image-deps:
+	@missing=""; for package in $(IMAGE_DEBS); do \
+		dpkg-query -W -f='$${Status}' $$package 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$package"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	fi
+
+# Builds the image from Debian packages and runs it against PostgreSQL and Redis (tools/smoke_image.sh).
+smoke-image: $(BIN)/.installed image-deps
+	tools/smoke_image.sh
+
 test: lint validate test-deps
 	$(BIN)/python -m pytest
+	$(MAKE) --no-print-directory smoke-image
 
 format: $(BIN)/.installed
 	$(BIN)/ruff check --fix .
