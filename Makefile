@@ -6,7 +6,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: run test test-deps lint validate format image-deps smoke-image
+.PHONY: run test test-deps lint validate format image-deps smoke-image check-manifests
 NODE_STAMP := tests/fhir_server/node_modules/.installed-package-lock.json
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
@@ -42,6 +42,15 @@ $(NODE_STAMP): tests/fhir_server/package-lock.json
 	npm ci --prefix tests/fhir_server --no-audit --no-fund
 	cp $< $@
 
+# Every Kubernetes manifest against the schemas of a current Kubernetes (shipped by kubernetes-validate, offline).
+# A warning fails too: an apiVersion that Kubernetes removed is only a warning there.
+K8S_VERSION := 1.37.0
+check-manifests: $(BIN)/.installed
+	@output=$$($(BIN)/kubernetes-validate --strict --kubernetes-version $(K8S_VERSION) deploy/kubernetes/*.yaml 2>&1); \
+	status=$$?; echo "$$output"; \
+	if [ $$status -ne 0 ]; then exit $$status; fi; \
+	if echo "$$output" | grep -q '^WARN'; then echo "check-manifests: a WARN line fails the check" >&2; exit 1; fi
+
 # The container smoke test's Debian packages (podman with runc, mmdebstrap and what rootful podman runs with);
 # apt-get runs only when one is missing.
 IMAGE_DEBS := podman runc mmdebstrap uidmap slirp4netns fuse-overlayfs
@@ -57,7 +66,7 @@ image-deps:
 smoke-image: $(BIN)/.installed image-deps
 	tools/smoke_image.sh
 
-test: lint validate test-deps
+test: lint validate check-manifests test-deps
 	$(BIN)/python -m pytest
 	$(MAKE) --no-print-directory smoke-image
 

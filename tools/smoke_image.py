@@ -5,7 +5,9 @@ Subcommands, each small and on its own, so that the shell script owns every reso
   free-port               a free TCP port on 127.0.0.1
   keys DIR                an ES384 signing key (DIR/key.pem) and its JWK Set (DIR/jwks/jwks.json), for a test issuer
   create-db / drop-db     a fresh PostgreSQL database for one run (URL printed as the container must reach it)
-  content-copy DIR        a copy of guideline_data with one edit, and its content version (for the mounted volume)
+  overrides DIR [--broken] guideline_data overrides laid out as Kubernetes mounts a ConfigMap (DIR/overrides),
+                          and the content version the Deployment's init container must assemble from them
+  init-script FILE        the shell script of the init container in deploy/kubernetes/deployment.yaml
   check                   the calls a deployer and an EHR make, against the running container; exits 1 on failure
 """
 
@@ -27,6 +29,7 @@ from typing import Any
 import jwt
 import redis
 import requests
+import yaml
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
@@ -119,15 +122,41 @@ def drop_db(base: str, name: str) -> None:
     engine.dispose()
 
 
-def content_copy(directory: Path) -> None:
-    """guideline_data as informatics staff might have edited it (a comment added), and its content version."""
-    shutil.copytree(ROOT / "guideline_data", directory, ignore=shutil.ignore_patterns("__pycache__"))
-    policy = directory / "policy.yaml"
-    policy.write_text(policy.read_text() + "\n# edited for the container smoke test: served from a mounted volume\n")
-    content, problems = check_content(directory)
-    if content is None:
-        raise SystemExit(f"smoke: the edited copy is invalid: {problems[:3]}")
-    print(content.version)
+# Two edits informatics staff might make: a top-level file and one in a subfolder (key "msc__handout.md").
+EDITS = {
+    "policy.yaml": "\n# edited for the container smoke test: laid over the image's content\n",
+    "msc/handout.md": "\nEdited for the container smoke test.\n",
+}
+
+
+def overrides(directory: Path, broken: bool) -> None:
+    """DIR/overrides as the kubelet mounts a ConfigMap (..data, a timestamped folder, one symlink per key); prints
+    the content version of the image's content with these edits (computed on DIR/expected)."""
+    expected = directory / "expected"
+    shutil.copytree(ROOT / "guideline_data", expected, ignore=shutil.ignore_patterns("__pycache__"))
+    mount = directory / "overrides"
+    stamp = mount / "..2026_01_01_00_00_00.000000001"
+    stamp.mkdir(parents=True)
+    (mount / "..data").symlink_to(stamp.name)
+    for path, addition in EDITS.items():
+        edited = (expected / path).read_text() + addition
+        if broken and path == "policy.yaml":
+            edited += "msc_requirement_suspensions: [unclosed\n"
+        (expected / path).write_text(edited)
+        key = path.replace("/", "__")
+        (stamp / key).write_text(edited)
+        (mount / key).symlink_to(f"..data/{key}")
+    content, problems = check_content(expected)
+    if content is None and not broken:
+        raise SystemExit(f"smoke: the edited content is invalid: {problems[:3]}")
+    print(content.version if content else "invalid")
+
+
+def init_script(manifest: Path) -> None:
+    deployment = yaml.safe_load(manifest.read_text())
+    (init,) = [c for c in deployment["spec"]["template"]["spec"]["initContainers"] if c["name"] == "content"]
+    assert init["command"][:2] == ["/bin/sh", "-c"], init["command"]
+    print(init["command"][2])
 
 
 class Checks:
@@ -170,7 +199,7 @@ class Checks:
             f"{discovery.status_code} {discovery.text[:300]}",
         )
         served = discovery.json().get("extension", {}).get("lbp-cds-content-version") if discovery.ok else None
-        self.expect(served == self.content_version, "content served from the mounted volume", served)
+        self.expect(served == self.content_version, "the content assembled by the init container is served", served)
 
         health = requests.get(f"{self.base}/healthz", timeout=10)
         self.expect(health.ok and health.json().get("version") == release, f"/healthz reports {release}", health.text)
@@ -294,7 +323,10 @@ def main() -> int:
     drop = commands.add_parser("drop-db")
     drop.add_argument("admin_url")
     drop.add_argument("name")
-    commands.add_parser("content-copy").add_argument("directory", type=Path)
+    laid = commands.add_parser("overrides")
+    laid.add_argument("directory", type=Path)
+    laid.add_argument("--broken", action="store_true", help="an override that fails validation")
+    commands.add_parser("init-script").add_argument("manifest", type=Path)
     run = commands.add_parser("check")
     run.add_argument("--base", required=True)
     run.add_argument("--key", type=Path, required=True)
@@ -313,8 +345,10 @@ def main() -> int:
         create_db(arguments.admin_url)
     elif arguments.command == "drop-db":
         drop_db(arguments.admin_url, arguments.name)
-    elif arguments.command == "content-copy":
-        content_copy(arguments.directory)
+    elif arguments.command == "overrides":
+        overrides(arguments.directory, arguments.broken)
+    elif arguments.command == "init-script":
+        init_script(arguments.manifest)
     elif arguments.command == "check":
         return check(arguments)
     return 0

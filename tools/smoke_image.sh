@@ -7,8 +7,9 @@
 #   2. the Containerfile built on it (--network host; the host's CA bundle mounted for pip, never stored);
 #   3. the image's properties checked: non-root user, no compiler, no CA bundle, a HEALTHCHECK;
 #   4. a fresh PostgreSQL database; `lbp-cds migrate` run in the image;
-#   5. the service run read-only on a free 127.0.0.1 port, with a test issuer whose JWK Set is served from
-#      this host, Redis as the replay store, and an edited copy of guideline_data mounted as its content;
+#   5. the Kubernetes Deployment's init container script run in the image on ConfigMap-style content overrides
+#      (refusing broken ones); the service run read-only on a free 127.0.0.1 port with the content it made, a
+#      test issuer whose JWK Set is served from this host, and Redis as the replay store;
 #   6. discovery, the example hook call with a signed ES384 JWT, a replay refused, feedback stored in
 #      PostgreSQL, /readyz, /metrics, the health check, and no JWT in the service's log (tools/smoke_image.py).
 #
@@ -114,8 +115,27 @@ echo "smoke: ok   lbp-cds migrate in the image: $migrated"
 jwks_port=$("${HELPER[@]}" free-port)
 "$PYTHON" -m http.server --bind 127.0.0.1 --directory "$work/jwks" "$jwks_port" >"$work/jwks.log" 2>&1 &
 jwks_pid=$!
-content_version=$("${HELPER[@]}" content-copy "$work/content")
-chmod a+x "$work" && chmod -R a+rX "$work/content"  # the service's user reads the mounted copy
+# The content as a Kubernetes pod gets it: the Deployment's init container (its script, from
+# deploy/kubernetes/deployment.yaml) lays ConfigMap-style overrides over the image's content and validates them.
+init_script=$("${HELPER[@]}" init-script deploy/kubernetes/deployment.yaml)
+assemble() {  # OVERRIDES_DIR CONTENT_DIR: the init container's run
+    mkdir "$2" && chown 10001:10001 "$2"
+    podman run --rm --no-healthcheck --read-only --network none "${state[@]}" -e CDS_CONTENT_DIR=/srv/lbp-cds/content \
+        -v "$1:/etc/lbp-cds/content-overrides:ro" -v "$2:/srv/lbp-cds/content" \
+        --entrypoint /bin/sh "$image_id" -c "$init_script"
+}
+chmod a+x "$work"
+mkdir "$work/broken"
+"${HELPER[@]}" overrides --broken "$work/broken" >/dev/null
+if assemble "$work/broken/overrides" "$work/broken/content" >"$work/broken.log" 2>&1; then
+    echo "smoke: FAIL the init container accepted invalid content" >&2; exit 1
+fi
+echo "smoke: ok   the init container refuses invalid overrides: $(grep -m1 'policy.yaml, line' "$work/broken.log")"
+content_version=$("${HELPER[@]}" overrides "$work")
+assembled=$(assemble "$work/overrides" "$work/content" 2>&1 | tail -1)
+[ "$assembled" = "OK: /srv/lbp-cds/content is valid (content version $content_version)." ] \
+    || { echo "smoke: FAIL the init container: $assembled" >&2; exit 1; }
+echo "smoke: ok   the init container lays the overrides over the image's content: $assembled"
 port=$("${HELPER[@]}" free-port)
 base="http://127.0.0.1:$port"
 issuers="{\"https://ehr.smoke-test.invalid\": {\"jwks_urls\": [\"http://10.0.2.2:$jwks_port/jwks.json\"]}}"
@@ -123,7 +143,7 @@ issuers="{\"https://ehr.smoke-test.invalid\": {\"jwks_urls\": [\"http://10.0.2.2
 container_id=$(podman run -d --read-only --tmpfs /tmp "${state[@]}" \
     --cap-drop ALL --security-opt no-new-privileges --no-healthcheck \
     --network "$NETWORK" -p "127.0.0.1:$port:8080" \
-    -v "$work/content:/srv/content:ro" -e CDS_CONTENT_DIR=/srv/content \
+    -v "$work/content:/srv/lbp-cds/content:ro" -e CDS_CONTENT_DIR=/srv/lbp-cds/content \
     -e CDS_DATABASE_URL="$container_database" -e CDS_REDIS_URL="redis://10.0.2.2:$REDIS_PORT/0" \
     -e CDS_PUBLIC_BASE_URL="$base" -e CDS_TRUSTED_ISSUERS="$issuers" -e WEB_CONCURRENCY=2 \
     "$image_id")
