@@ -6,7 +6,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: run test test-deps lint validate format image-deps smoke-image check-manifests
+.PHONY: run test test-deps lint validate format image-deps smoke-image check-manifests check-wheel
 NODE_STAMP := tests/fhir_server/node_modules/.installed-package-lock.json
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
@@ -41,6 +41,10 @@ test-deps: $(NODE_STAMP)
 $(NODE_STAMP): tests/fhir_server/package-lock.json
 	npm ci --prefix tests/fhir_server --no-audit --no-fund
 	cp $< $@
+
+# The wheel alone (part of the test suite): built, listed, installed into a fresh venv and served.
+check-wheel: $(BIN)/.installed
+	$(BIN)/python -m pytest -q tests/test_package.py
 
 # Every Kubernetes manifest against the schemas of a current Kubernetes (shipped by kubernetes-validate, offline).
 # A warning fails too: an apiVersion that Kubernetes removed is only a warning there.

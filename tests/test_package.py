@@ -111,6 +111,13 @@ def test_the_wheel_declares_the_entry_point_the_pinned_requirements_and_the_lice
     assert "lbp-cds = cds_service.cli:main" in archive.read(f"{info}/entry_points.txt").decode()
 
 
+def test_the_changelog_has_an_entry_for_the_release():
+    release = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    headings = [line for line in (ROOT / "CHANGELOG.md").read_text().splitlines() if line.startswith("## [")]
+    assert headings[0] == "## [Unreleased]"
+    assert any(heading.startswith(f"## [{release}] - ") for heading in headings), headings
+
+
 @pytest.fixture(scope="module")
 def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh virtual environment with the wheel and its (pinned) dependencies, as a deployer installs it."""
