@@ -6,7 +6,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: run test test-deps lint validate format image-deps smoke-image check-manifests check-wheel
+.PHONY: run test test-deps lint check-valuesets validate format image-deps smoke-image check-manifests check-wheel
 NODE_STAMP := tests/fhir_server/node_modules/.installed-package-lock.json
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
@@ -21,13 +21,20 @@ run: $(BIN)/.installed
 	$(DEV_ENV) $(BIN)/flask --app wsgi db upgrade
 	$(DEV_ENV) WEB_CONCURRENCY=$${WEB_CONCURRENCY:-2} $(BIN)/gunicorn -c gunicorn.conf.py --bind 127.0.0.1:8080 wsgi:app
 
-lint: $(BIN)/.installed
+lint: $(BIN)/.installed check-valuesets
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/hadolint Containerfile
 
-# Checks guideline_data as informatics staff do (prints each problem with file, line and field).
+# Fails, naming each file, when guideline_data/valuesets/ is not what tools/valuesets/recipes/ produce
+# (fix the recipe, or run `python tools/build_valuesets.py` and commit).
+check-valuesets: $(BIN)/.installed
+	$(BIN)/python tools/build_valuesets.py --check
+
+# Checks guideline_data as informatics staff do (prints each problem with file, line and field). The command loads
+# the content as the service does, which saves it as the last good copy: into a throwaway CDS_STATE_DIR here, so
+# that a check (and `make test`) writes nothing into the checkout.
 validate: $(BIN)/.installed
 	$(BIN)/flask --app wsgi content validate
 
@@ -70,8 +77,13 @@ image-deps:
 smoke-image: $(BIN)/.installed image-deps
 	tools/smoke_image.sh
 
+# The whole suite, then the tests without external processes once more with the clinical date a year after the
+# default of tests/clinical_date.py: nothing may depend on the day. No bytecode or cache is written to the checkout.
+SHIFTED_TEST_TODAY := 2027-11-26
+
 test: lint validate check-manifests test-deps
-	$(BIN)/python -m pytest
+	PYTHONDONTWRITEBYTECODE=1 $(BIN)/python -m pytest
+	PYTHONDONTWRITEBYTECODE=1 LBP_TEST_TODAY=$(SHIFTED_TEST_TODAY) $(BIN)/python -m pytest -q -m "not processes"
 	$(MAKE) --no-print-directory smoke-image
 
 format: $(BIN)/.installed

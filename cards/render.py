@@ -45,13 +45,23 @@ class RenderContext:
 
 
 def render_cards(decisions: list[Decision], ctx: RenderContext) -> list[dict[str, Any]]:
-    return [render_card(decision, ctx) for decision in decisions]
+    """The cards of one response. A suggestion that creates only orders an earlier card of the same
+    response already offers is left out: accepting both would create the same order twice."""
+    offered: set[str] = set()  # order templates (orders.yaml) a suggestion of this response creates
+    return [render_card(decision, ctx, offered) for decision in decisions]
 
 
-def render_card(decision: Decision, ctx: RenderContext) -> dict[str, Any]:
+def card_text(decision: Decision, template: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The card's text: its `when_<variant>` fields over the base ones when the rules chose a variant."""
+    variant = template.get(f"when_{decision.variant}") if decision.variant else None
+    return {**template, **variant} if variant else template
+
+
+def render_card(decision: Decision, ctx: RenderContext, offered: set[str] | None = None) -> dict[str, Any]:
     cards = ctx.content.cards
     template = cards["cards"][decision.topic]
-    text = {**template, **(template.get("when_suspended") or {})} if decision.suspension else template
+    text = card_text(decision, template)
+    offered = set() if offered is None else offered
     values = placeholder_values(decision, ctx)
     card: dict[str, Any] = {
         "uuid": ctx.uuids.new(),
@@ -65,7 +75,15 @@ def render_card(decision: Decision, ctx: RenderContext) -> dict[str, Any]:
             "extension": {CONTENT_VERSION_EXTENSION: ctx.content.version},
         },
     }
-    suggestions = [s for s in (render_suggestion(s, decision, ctx) for s in template.get("suggestions", ())) if s]
+    suggestions = []
+    for suggestion in text.get("suggestions", ()):
+        creates = {a["resource"] for a in suggestion["actions"] if a["type"] == "create"}
+        if creates and creates <= offered:
+            continue
+        rendered = render_suggestion(suggestion, decision, ctx)
+        if rendered:
+            suggestions.append(rendered)
+            offered |= creates
     if suggestions:
         card["suggestions"] = suggestions
         card["selectionBehavior"] = "any"
@@ -95,9 +113,9 @@ def shorten(summary: str) -> str:
 
 
 def render_suggestion(template: Mapping[str, Any], decision: Decision, ctx: RenderContext) -> dict[str, Any] | None:
-    actions = [a for a in (render_action(a, decision, ctx) for a in template["actions"]) if a]
-    if len(actions) < len(template["actions"]) and not any(a["type"] == "create" for a in actions):
-        return None
+    actions = [a for t in template["actions"] for a in render_actions(t, decision, ctx)]
+    if not actions:
+        return None  # only deletes, and no draft order to delete
     suggestion: dict[str, Any] = {"label": template["label"], "uuid": ctx.uuids.new()}
     if template.get("recommended"):
         suggestion["isRecommended"] = True
@@ -105,17 +123,20 @@ def render_suggestion(template: Mapping[str, Any], decision: Decision, ctx: Rend
     return suggestion
 
 
-def render_action(template: Mapping[str, Any], decision: Decision, ctx: RenderContext) -> dict[str, Any] | None:
-    """A create action carries a new order; a delete names the draft order the card is about."""
-    action: dict[str, Any] = {"type": template["type"], "description": template["description"]}
+def decision_order_keys(decision: Decision) -> list[str]:
+    return [key for order in decision.orders if (key := fhir.resource_key(order))]
+
+
+def render_actions(template: Mapping[str, Any], decision: Decision, ctx: RenderContext) -> list[dict[str, Any]]:
+    """A create action carries a new order; a delete names each draft order the card is about (none
+    when there is no draft order, or one without an id)."""
     if template["type"] == "delete":
-        key = fhir.resource_key(decision.order or {})
-        if key is None:
-            return None  # nothing to remove: no draft order, or one without an id
-        action["resourceId"] = key
-        return action
-    action["resource"] = new_order(template["resource"], decision, ctx)
-    return action
+        return [
+            {"type": "delete", "description": template["description"], "resourceId": key}
+            for key in decision_order_keys(decision)
+        ]
+    resource = new_order(template["resource"], decision, ctx)
+    return [{"type": "create", "description": template["description"], "resource": resource}]
 
 
 def new_order(name: str, decision: Decision, ctx: RenderContext) -> dict[str, Any]:

@@ -39,7 +39,7 @@ def create_app(
         settings.check()
     configure_logging(settings.log_format, logging.INFO if serving else logging.WARNING)
     app = Flask(__name__, template_folder="web/templates")
-    attach(app, build_services(settings, content, clock, require_content))
+    attach(app, build_services(settings, content, clock, require_content, serving))
     web.init_app(app, settings)
     cli.init_app(app)
     if not settings.require_jwt:

@@ -20,6 +20,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal, NoReturn
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from platformdirs import user_data_dir
 from pydantic import Field, ValidationError, field_validator
@@ -246,6 +247,11 @@ class Settings(EnvironmentSettings):
         description="fixes the clinical today (ages, look-back windows, suspensions) for every call, as "
         "`YYYY-MM-DD`: for tests, demos and training systems only, never in production; default: today",
     )
+    program_timezone: str = Field(
+        "America/Chicago",
+        description="IANA time zone of the program (e.g. `America/Chicago`): the clinical today (ages, look-back "
+        "windows, suspensions) is the date there, never the host's",
+    )
     state_dir: Path = Field(
         DEFAULT_STATE_DIR,
         description="where the service keeps the last content that passed validation (`content-last-good.tar`), "
@@ -347,6 +353,19 @@ class Settings(EnvironmentSettings):
         if url.get_backend_name() not in ("sqlite", "postgresql"):
             raise ValueError(f"CDS_DATABASE_URL: {url.get_backend_name()} is not supported (sqlite or postgresql)")
         return value
+
+    @field_validator("program_timezone")
+    @classmethod
+    def _program_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value.strip())
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"CDS_PROGRAM_TIMEZONE={value!r}: not an IANA time zone such as America/Chicago") from None
+        return value.strip()
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.program_timezone)
 
     @field_validator("log_format", mode="before")
     @classmethod

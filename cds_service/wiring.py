@@ -67,15 +67,22 @@ class AppServices:
 
 
 def build_services(
-    settings: Settings, content: Content | None = None, clock: Clock | None = None, require_content: bool = True
+    settings: Settings,
+    content: Content | None = None,
+    clock: Clock | None = None,
+    require_content: bool = True,
+    serving: bool = True,
 ) -> AppServices:
-    """Content given here is fixed; otherwise it is loaded from settings.content_dir and kept current."""
+    """Content given here is fixed; otherwise it is loaded from settings.content_dir and kept current.
+
+    Only a serving app keeps the last good copy of the content: a command (content validate) writes nothing.
+    """
     validation.prepare(service.hook for service in SERVICES)
     storage = Storage(settings.database_url)  # connects on first use: a database outage never stops start-up
     return AppServices(
         settings=settings,
         registry=Registry(SERVICES),
-        content=FixedContent(content) if content is not None else live_content(settings, require_content),
+        content=FixedContent(content) if content is not None else live_content(settings, require_content, serving),
         clock=clock or settings_clock(settings),
         fetcher=FhirFetcher(
             allowlist=settings.fhir_allowlist,
@@ -92,15 +99,15 @@ def build_services(
 
 def settings_clock(settings: Settings) -> Clock:
     if settings.clinical_date is None:
-        return SystemClock()
+        return SystemClock(settings.zone)
     log.warning(
         "CDS_CLINICAL_DATE=%s: every call is judged as of that date (tests and demos only)", settings.clinical_date
     )
     return FixedClock(settings.clinical_date)
 
 
-def live_content(settings: Settings, require: bool) -> LiveContent:
-    live = LiveContent(settings.content_dir, settings.content_reload_seconds, settings.state_dir)
+def live_content(settings: Settings, require: bool, serving: bool) -> LiveContent:
+    live = LiveContent(settings.content_dir, settings.content_reload_seconds, settings.state_dir, serving)
     live.start(require)
     return live
 

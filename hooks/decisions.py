@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,36 +14,79 @@ MSC_EVALUATION_FIRST = "msc-evaluation-first"
 PRIOR_NOTIFICATION_REQUIRED = "prior-notification-required"
 PHYSICAL_THERAPY_FIRST_LINE = "physical-therapy-first-line"
 OPIOID_SPARING_ALTERNATIVES = "opioid-sparing-alternatives"
-TOPICS = (MSC_EVALUATION_FIRST, PRIOR_NOTIFICATION_REQUIRED, PHYSICAL_THERAPY_FIRST_LINE, OPIOID_SPARING_ALTERNATIVES)
+RED_FLAG_REVIEW = "red-flag-review"
+TOPICS = (
+    MSC_EVALUATION_FIRST,
+    PRIOR_NOTIFICATION_REQUIRED,
+    PHYSICAL_THERAPY_FIRST_LINE,
+    OPIOID_SPARING_ALTERNATIVES,
+    RED_FLAG_REVIEW,
+)
+# The variants of a card's text (cards.yaml `when_<variant>`), chosen by the rules.
+SUSPENDED = "suspended"
+LONG_TERM_OPIOID = "long_term_opioid"
+VARIANTS = (SUSPENDED, LONG_TERM_OPIOID)
 
 
 @dataclass(frozen=True)
 class Decision:
     topic: str
-    order: Resource | None = None  # the draft order the card is about, if any
+    orders: tuple[Resource, ...] = ()  # the draft orders the card is about, if any
     suspension: Suspension | None = None  # the MSC requirement is suspended
-    basis: str | None = None  # why a referral may proceed: msc-done, medicare-advantage or suspended
+    basis: str | None = None  # why a referral may proceed (cards.yaml `bases`)
+    variant: str | None = None  # which `when_<variant>` text the card takes, if any
     reason_codes: tuple[Any, ...] = ()  # CodeableConcepts to carry into suggested orders
     reason_references: tuple[str, ...] = ()  # 'Condition/id' to carry into suggested orders
 
 
-# Which patient data (prefetch keys) can turn each card into a wrong one when missing:
-# red flags and exclusions silence cards, MSC visits and coverage change the MSC card into
-# Prior Notification, recent PT silences the PT card. A card whose keys were all had is safe
-# to show even when other keys could not be fetched.
+# Data that is not a prefetch key of its own: resources reached by reference (contained, prefetched
+# or fetched by reference) that could not be had. Named per kind, like prefetch keys.
+REFERENCED_DATA = {
+    "Condition": "referencedConditions",
+    "Medication": "referencedMedications",
+    "PractitionerRole": "referencedPractitioners",
+    "Practitioner": "referencedPractitioners",
+}
+
+# Which patient data can turn each card into a wrong one when missing: red flags and exclusions
+# silence cards; MSC visits, spine-surgeon visits, lumbar surgery and coverage change the MSC card
+# into Prior Notification or nothing; the practitioners of past visits say whether they were MSC,
+# spine-surgeon or PT visits; recent PT silences the PT card; an order's reason Condition says whether
+# it is for LBP (or, for buprenorphine and methadone, for opioid use disorder). A card whose data was
+# all had is safe to show even when other data could not be fetched.
 CARD_DEPENDS_ON: dict[str, frozenset[str]] = {
-    MSC_EVALUATION_FIRST: frozenset({"patient", "conditions", "coverages", "encounters", "serviceRequests"}),
-    PRIOR_NOTIFICATION_REQUIRED: frozenset({"patient", "conditions"}),
-    PHYSICAL_THERAPY_FIRST_LINE: frozenset({"patient", "conditions", "encounters", "serviceRequests", "procedures"}),
-    OPIOID_SPARING_ALTERNATIVES: frozenset({"patient", "conditions", "encounters", "serviceRequests", "procedures"}),
+    MSC_EVALUATION_FIRST: frozenset(
+        {
+            "patient",
+            "conditions",
+            "coverages",
+            "encounters",
+            "serviceRequests",
+            "procedures",
+            "referencedConditions",
+            "referencedPractitioners",
+        }
+    ),
+    PRIOR_NOTIFICATION_REQUIRED: frozenset({"patient", "conditions", "referencedConditions"}),
+    PHYSICAL_THERAPY_FIRST_LINE: frozenset(
+        {"patient", "conditions", "encounters", "serviceRequests", "procedures", "referencedPractitioners"}
+    ),
+    OPIOID_SPARING_ALTERNATIVES: frozenset(
+        {"patient", "conditions", "encounters", "serviceRequests", "procedures", "referencedConditions"}
+    ),
+    RED_FLAG_REVIEW: frozenset({"patient", "conditions"}),
 }
 # Without these nothing can be decided (age, diagnoses): silence would be a guess.
 ESSENTIAL_KEYS = frozenset({"patient", "conditions"})
 
 
-def keys_that_matter(decisions: list[Decision], missing: set[str]) -> set[str]:
-    """The missing keys that could make one of these cards wrong, or leave nothing decidable."""
-    matter = missing & ESSENTIAL_KEYS
+def keys_that_matter(decisions: list[Decision], missing: set[str], unjudged: Iterable[str] = ()) -> set[str]:
+    """The missing keys that could make one of these cards wrong, or leave nothing decidable.
+
+    `unjudged`: data without which an order under judgment cannot be classified (its Medication or
+    performer could not be had): answering no card for it would be a guess too.
+    """
+    matter = missing & (ESSENTIAL_KEYS | set(unjudged))
     for decision in decisions:
         matter |= missing & CARD_DEPENDS_ON[decision.topic]
     return matter

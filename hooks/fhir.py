@@ -7,8 +7,11 @@ Every rule reads FHIR through these helpers, so the quirks of real EHR data
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import date
+from types import MappingProxyType
 from typing import Any
 
 Resource = dict[str, Any]
@@ -141,16 +144,84 @@ def period_date(resource: Resource, *fields: str) -> date | None:
     return None
 
 
-def medication_concepts(request: Resource) -> list[Any]:
-    """The medication CodeableConcept of a MedicationRequest, incl. a contained Medication."""
+def references_in(value: Any) -> list[dict[str, Any]]:
+    """The Reference objects of a field that holds one Reference or a list of them."""
+    items = value if isinstance(value, list) else [value]
+    return [item for item in items if isinstance(item, dict) and isinstance(item.get("reference"), str)]
+
+
+def contained(container: Resource | None, reference: str) -> Resource | None:
+    """The resource contained in `container` that a local reference ('#id') points to."""
+    if container is None or not reference.startswith("#"):
+        return None
+    wanted = reference[1:]
+    for item in container.get("contained") or []:
+        if isinstance(item, dict) and item.get("id") == wanted:
+            return item
+    return None
+
+
+@dataclass(frozen=True)
+class References:
+    """Resolves a Reference the one way every rule does: a resource contained in the referring resource
+    ('#id'), else one the call gathered (prefetched, fetched by search, or fetched by reference).
+
+    `unresolved` holds the 'Type/id' keys that were wanted but could not be had (no FHIR server, a failed
+    fetch): a rule can tell "not there" from "not known".
+    """
+
+    by_key: Mapping[str, Resource] = dataclass_field(default_factory=lambda: MappingProxyType({}))
+    roles_by_practitioner: Mapping[str, tuple[Resource, ...]] = dataclass_field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    unresolved: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, resources: Iterable[Resource], unresolved: Iterable[str] = ()) -> References:
+        by_key: dict[str, Resource] = {}
+        roles: dict[str, list[Resource]] = {}
+        for resource in resources:
+            key = resource_key(resource)
+            if key is None:
+                continue
+            if key in by_key:
+                continue  # the same resource from two searches
+            by_key[key] = resource
+            practitioner = reference_key(resource.get("practitioner"))
+            if resource.get("resourceType") == "PractitionerRole" and practitioner:
+                roles.setdefault(practitioner, []).append(resource)
+        return cls(
+            MappingProxyType(by_key),
+            MappingProxyType({k: tuple(v) for k, v in roles.items()}),
+            frozenset(unresolved) - set(by_key),
+        )
+
+    def resolve(self, reference: Any, container: Resource | None = None) -> Resource | None:
+        """The resource a Reference points to, or None when it is neither contained nor gathered."""
+        if not isinstance(reference, dict) or not isinstance(reference.get("reference"), str):
+            return None
+        if reference["reference"].startswith("#"):
+            return contained(container, reference["reference"])
+        return self.by_key.get(reference_key(reference) or "")
+
+    def is_unknown(self, reference: Any) -> bool:
+        """Wanted but could not be had: the rules must not read its absence as 'no such resource'."""
+        return (reference_key(reference) or "") in self.unresolved
+
+    def roles_of(self, practitioner: Resource | None) -> tuple[Resource, ...]:
+        """The PractitionerRoles gathered for a Practitioner (a contained Practitioner has none)."""
+        key = resource_key(practitioner or {})
+        return self.roles_by_practitioner.get(key, ()) if key else ()
+
+
+def medication_concepts(request: Resource, references: References | None = None) -> list[Any]:
+    """The medication CodeableConcept of a MedicationRequest: coded inline, or its Medication resolved."""
     concepts: list[Any] = []
     if "medicationCodeableConcept" in request:
         concepts.append(request["medicationCodeableConcept"])
-    ref = (request.get("medicationReference") or {}).get("reference")
-    if isinstance(ref, str) and ref.startswith("#"):
-        for contained in request.get("contained") or []:
-            if isinstance(contained, dict) and contained.get("id") == ref[1:]:
-                concepts.append(contained.get("code"))
+    medication = (references or References()).resolve(request.get("medicationReference"), request)
+    if medication is not None:
+        concepts.append(medication.get("code"))
     return concepts
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hooks.policy import Policy
 from hooks.terminology import ValueSets
@@ -29,13 +29,21 @@ VALUESETS_USED = frozenset(
         "moud",
         "opioid-exclusion-conditions",
         "opioid-exclusion-procedures",
+        "moud-only-products",
+        "opioid-use-disorder",
+        "lumbar-spine-surgery-status",
+        "lumbar-spine-surgery",
     }
 )
 
 
 @dataclass(frozen=True)
 class Knowledge:
-    """The clinical content the rules use: value sets and policy."""
+    """The clinical content the rules use: value sets, policy, and where MSC access exists."""
 
     valuesets: ValueSets
     policy: Policy
+    # The postal-code prefixes of the MSC directory's regions (msc/directory.yaml): members living
+    # elsewhere have no MSC access, so the MSC step does not apply to them.
+    msc_postal_prefixes: frozenset[str] = field(default_factory=frozenset)
+    msc_prefix_length: int = 3

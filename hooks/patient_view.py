@@ -5,12 +5,14 @@ from __future__ import annotations
 from hooks.decisions import Decision
 from hooks.facts import PatientFacts
 from hooks.knowledge import Knowledge
-from hooks.rules import in_scope, opioid_decisions, physical_therapy_decisions
+from hooks.rules import chart_review, in_scope, opioid_decisions, physical_therapy_decisions
 from hooks.service import (
     CONDITIONS,
     ENCOUNTERS,
     MEDICATION_REQUESTS,
     PATIENT,
+    PRACTITIONER_ROLES,
+    PRACTITIONERS,
     PROCEDURES,
     SERVICE_REQUESTS,
     HookInput,
@@ -20,9 +22,12 @@ from hooks.service import (
 
 
 def decide(hook_input: HookInput, facts: PatientFacts, knowledge: Knowledge) -> list[Decision]:
+    """First-line PT and opioid-sparing care; a recent red-flag finding asks to rule out an emergency
+    first, in place of first-line PT advice."""
     if not in_scope(facts):
         return []
-    return physical_therapy_decisions(facts) + opioid_decisions(facts.active_medication_requests, facts, knowledge)
+    first = chart_review(facts) or physical_therapy_decisions(facts)
+    return first + opioid_decisions(facts.active_medication_requests, facts, knowledge)
 
 
 SERVICE = ServiceDefinition(
@@ -33,6 +38,15 @@ SERVICE = ServiceDefinition(
         "When the chart of an adult with active low back pain opens: suggests physical therapy as first-line care "
         "when none happened in the last 90 days, and opioid-sparing alternatives when an opioid analgesic is active."
     ),
-    prefetch=prefetch(PATIENT, CONDITIONS, ENCOUNTERS, SERVICE_REQUESTS, MEDICATION_REQUESTS, PROCEDURES),
+    prefetch=prefetch(
+        PATIENT,
+        CONDITIONS,
+        ENCOUNTERS,
+        SERVICE_REQUESTS,
+        MEDICATION_REQUESTS,
+        PROCEDURES,
+        PRACTITIONER_ROLES,
+        PRACTITIONERS,
+    ),
     decide=decide,
 )

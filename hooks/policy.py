@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from types import MappingProxyType
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,15 @@ class Policy:
     referral_text_patterns: tuple[re.Pattern[str], ...]
     referral_text_exclusions: tuple[re.Pattern[str], ...]
     suspensions: tuple[Suspension, ...] = field(default=())
+    # Text naming physical therapy: such a referral is never spine-surgical, whatever else it says.
+    physical_therapy_text: tuple[re.Pattern[str], ...] = ()
+    spine_care_lookback_days: int = 365
+    long_term_opioid_days: int = 90
+    # ICD-10-CM 7th characters of subsequent encounters and sequelae (history, not a red flag), and per
+    # red-flag tier how recent an initial-encounter code must be to count.
+    later_encounter_characters: frozenset[str] = frozenset()
+    red_flag_initial_days: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    plan_payer_ids: frozenset[str] = frozenset()  # the plan's own coverages: primary when Coverage.order is absent
 
     def suspension_on(self, day: date) -> Suspension | None:
         return next((s for s in self.suspensions if s.covers(day)), None)

@@ -11,6 +11,8 @@ from hooks.service import (
     COVERAGES,
     ENCOUNTERS,
     PATIENT,
+    PRACTITIONER_ROLES,
+    PRACTITIONERS,
     PROCEDURES,
     SERVICE_REQUESTS,
     HookInput,
@@ -33,11 +35,14 @@ SERVICE = ServiceDefinition(
     hook="order-select",
     title="Low back pain: Medical Spine Center before spine surgery",
     description=(
-        "When a referral to orthopaedic spine surgery or neurosurgery is selected for an adult with low back pain, "
+        "When a referral to orthopedic spine surgery or neurosurgery is selected for an adult with low back pain, "
         "suggests a Medical Spine Center evaluation first (or reminds of Prior Notification when the referral may "
         "proceed), and offers physical therapy and other opioid-sparing care when an opioid analgesic is selected."
     ),
-    prefetch=prefetch(PATIENT, CONDITIONS, COVERAGES, ENCOUNTERS, SERVICE_REQUESTS, PROCEDURES),
+    prefetch=prefetch(
+        PATIENT, CONDITIONS, COVERAGES, ENCOUNTERS, SERVICE_REQUESTS, PROCEDURES, PRACTITIONER_ROLES, PRACTITIONERS
+    ),
     decide=decide,
     relevant=relevant,
+    judged_orders=HookInput.selected_orders,
 )

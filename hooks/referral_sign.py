@@ -29,4 +29,5 @@ SERVICE = ServiceDefinition(
     prefetch=referral_select.SERVICE.prefetch,  # the same patient data as at order-select
     decide=decide,
     relevant=relevant,
+    judged_orders=HookInput.draft_orders,
 )

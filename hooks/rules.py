@@ -5,17 +5,29 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import replace
 
+from hooks import fhir
 from hooks.decisions import (
+    LONG_TERM_OPIOID,
     MSC_EVALUATION_FIRST,
     OPIOID_SPARING_ALTERNATIVES,
     PHYSICAL_THERAPY_FIRST_LINE,
     PRIOR_NOTIFICATION_REQUIRED,
+    RED_FLAG_REVIEW,
+    REFERENCED_DATA,
+    SUSPENDED,
     Decision,
 )
-from hooks.facts import PatientFacts, is_for_lbp
+from hooks.facts import (
+    PatientFacts,
+    is_for_lbp,
+    is_opioid_analgesic,
+    is_red_flag_finding,
+    is_red_flag_reason,
+    reason_concepts,
+)
 from hooks.fhir import Resource
 from hooks.knowledge import Knowledge
-from hooks.orders import is_emergent_order, is_opioid_analgesic, is_spine_surgical_referral
+from hooks.orders import is_emergent_order, is_spine_surgical_referral, might_concern_program
 
 
 def in_scope(facts: PatientFacts) -> bool:
@@ -24,45 +36,112 @@ def in_scope(facts: PatientFacts) -> bool:
 
 
 def order_decisions(orders: list[Resource], facts: PatientFacts, knowledge: Knowledge) -> list[Decision]:
-    """The order hooks' cards: spine-surgical referrals and opioid analgesics among these orders."""
+    """The order hooks' cards: spine-surgical referrals and opioid analgesics among these orders.
+
+    Red-flag findings (urinary retention, saddle anesthesia, foot drop…) beside a spine referral for
+    LBP: only the red-flag review card; the MSC step waits until an emergency is ruled out.
+    """
     if not in_scope(facts):
         return []
-    return referral_decisions(orders, facts, knowledge) + opioid_decisions(orders, facts, knowledge)
+    referrals = [
+        o for o in orders if is_spine_surgical_referral(o, knowledge, facts.references) and not urgent(o, knowledge)
+    ]
+    review = red_flag_review(referrals, facts, knowledge)
+    spine = review or referral_decisions(referrals, facts, knowledge)
+    return spine + opioid_decisions(orders, facts, knowledge)
+
+
+def urgent(order: Resource, knowledge: Knowledge) -> bool:
+    return order.get("priority") in knowledge.policy.emergent_priorities
 
 
 def concerns_program(orders: Iterable[Resource], knowledge: Knowledge) -> bool:
-    """Any spine-surgical referral or opioid analgesic among these orders."""
-    return any(is_spine_surgical_referral(o, knowledge) or is_opioid_analgesic(o, knowledge) for o in orders)
+    """Any order that is, or could be once its references are resolved, a spine referral or an opioid."""
+    return might_concern_program(orders, knowledge)
 
 
-def referral_decisions(orders: Iterable[Resource], facts: PatientFacts, knowledge: Knowledge) -> list[Decision]:
-    """MSC evaluation first, or Prior Notification when the referral may proceed."""
+def red_flag_review(referrals: list[Resource], facts: PatientFacts, knowledge: Knowledge) -> list[Decision]:
+    """One 'rule out cauda equina / progressive deficit now' card when a spine referral for a patient
+    with LBP comes with a recent red-flag finding (on the problem list or as the referral's reason)."""
+    vs = knowledge.valuesets
+    flagged = []
+    for referral in referrals:
+        reasons = reason_concepts(referral, facts)
+        if any(is_red_flag_reason(c, knowledge) for c in reasons):
+            continue  # referred for the emergency itself: silence, as for any emergent order
+        finding = any(is_red_flag_finding(c, knowledge) for c in reasons) or bool(facts.red_flag_findings)
+        if finding and (facts.has_active_lbp or is_for_lbp(referral, facts, vs)):
+            flagged.append(referral)
+    return [Decision(RED_FLAG_REVIEW, orders=tuple(flagged))] if flagged else []
+
+
+def referral_decisions(referrals: Iterable[Resource], facts: PatientFacts, knowledge: Knowledge) -> list[Decision]:
+    """MSC evaluation first, or Prior Notification when the referral may proceed, or nothing for a
+    follow-up with the spine surgeon already caring for the patient. One card per kind, however many
+    referrals it is about."""
     decisions: list[Decision] = []
-    for order in orders:
-        if not is_spine_surgical_referral(order, knowledge):
+    for referral in referrals:
+        if is_emergent_order(referral, facts, knowledge) or not is_for_lbp(referral, facts, knowledge.valuesets):
             continue
-        if is_emergent_order(order, facts, knowledge) or not is_for_lbp(order, facts, knowledge.valuesets):
+        decisions += referral_decision(referral, facts, knowledge)
+    return merged(decisions)
+
+
+def referral_decision(referral: Resource, facts: PatientFacts, knowledge: Knowledge) -> list[Decision]:
+    about = Decision(
+        MSC_EVALUATION_FIRST,
+        orders=(referral,),
+        reason_codes=tuple(referral.get("reasonCode") or ()),
+        reason_references=tuple(
+            r["reference"] for r in fhir.references_in(referral.get("reasonReference")) if "/" in r["reference"]
+        ),
+    )
+    proceed = replace(about, topic=PRIOR_NOTIFICATION_REQUIRED)
+    if not facts.is_initial_spine_visit:
+        if to_a_surgeon_already_seen(referral, facts):
+            return []  # a follow-up visit with the same surgeon: neither the MSC step nor Prior Notification
+        basis = "established-spine-care" if facts.established_spine_care else "after-lumbar-surgery"
+        return [replace(proceed, basis=basis)]
+    if facts.msc_done:
+        return [replace(proceed, basis="msc-done")]
+    if facts.medicare_advantage:
+        return [replace(proceed, basis="medicare-advantage")]
+    if facts.msc_access is False:
+        return [replace(proceed, basis="no-msc-access")]
+    suspension = knowledge.policy.suspension_on(facts.today)
+    if suspension is not None:
+        return [
+            replace(about, suspension=suspension, variant=SUSPENDED),
+            replace(proceed, suspension=suspension, basis="suspended"),
+        ]
+    return [about]
+
+
+def to_a_surgeon_already_seen(referral: Resource, facts: PatientFacts) -> bool:
+    """The referral names as performer a spine surgeon the patient saw for LBP in the window."""
+    performers = {fhir.reference_key(ref) for ref in fhir.references_in(referral.get("performer"))}
+    for ref in fhir.references_in(referral.get("performer")):
+        role = facts.references.resolve(ref, referral) or {}
+        performers.add(fhir.reference_key(role.get("practitioner")))
+    return bool({p for p in performers if p} & facts.spine_surgeons_seen)
+
+
+def merged(decisions: list[Decision]) -> list[Decision]:
+    """One decision per topic, basis and variant, about all the orders it concerns (in order)."""
+    groups: dict[tuple[str, str | None, str | None], Decision] = {}
+    for decision in decisions:
+        key = (decision.topic, decision.basis, decision.variant)
+        known = groups.get(key)
+        if known is None:
+            groups[key] = decision
             continue
-        about = Decision(
-            MSC_EVALUATION_FIRST,
-            order=order,
-            reason_codes=tuple(order.get("reasonCode") or ()),
-            reason_references=tuple(
-                r["reference"] for r in order.get("reasonReference") or () if isinstance(r.get("reference"), str)
-            ),
+        groups[key] = replace(
+            known,
+            orders=known.orders + decision.orders,
+            reason_codes=known.reason_codes + tuple(c for c in decision.reason_codes if c not in known.reason_codes),
+            reason_references=tuple(dict.fromkeys(known.reason_references + decision.reason_references)),
         )
-        suspension = knowledge.policy.suspension_on(facts.today)
-        if facts.msc_done or facts.medicare_advantage:
-            basis = "msc-done" if facts.msc_done else "medicare-advantage"
-            decisions.append(replace(about, topic=PRIOR_NOTIFICATION_REQUIRED, basis=basis))
-        elif suspension is not None:
-            decisions.append(replace(about, suspension=suspension))
-            decisions.append(
-                replace(about, topic=PRIOR_NOTIFICATION_REQUIRED, suspension=suspension, basis="suspended")
-            )
-        else:
-            decisions.append(about)
-    return decisions
+    return list(groups.values())
 
 
 def opioid_decisions(orders: Iterable[Resource], facts: PatientFacts, knowledge: Knowledge) -> list[Decision]:
@@ -70,8 +149,9 @@ def opioid_decisions(orders: Iterable[Resource], facts: PatientFacts, knowledge:
     if facts.opioid_excluded:
         return []
     for order in orders:
-        if is_opioid_analgesic(order, knowledge) and is_for_lbp(order, facts, knowledge.valuesets):
-            return [Decision(OPIOID_SPARING_ALTERNATIVES, reason_references=facts.lbp_conditions)]
+        if is_opioid_analgesic(order, facts, knowledge) and is_for_lbp(order, facts, knowledge.valuesets):
+            variant = LONG_TERM_OPIOID if facts.long_term_opioid else None
+            return [Decision(OPIOID_SPARING_ALTERNATIVES, variant=variant, reason_references=facts.lbp_conditions)]
     return []
 
 
@@ -80,3 +160,29 @@ def physical_therapy_decisions(facts: PatientFacts) -> list[Decision]:
     if facts.has_active_lbp and not facts.recent_pt:
         return [Decision(PHYSICAL_THERAPY_FIRST_LINE, reason_references=facts.lbp_conditions)]
     return []
+
+
+def chart_review(facts: PatientFacts) -> list[Decision]:
+    """patient-view: recent red-flag findings beside active LBP come before first-line advice."""
+    if facts.has_active_lbp and facts.red_flag_findings:
+        return [Decision(RED_FLAG_REVIEW)]
+    return []
+
+
+def unjudged_order_data(orders: Iterable[Resource], facts: PatientFacts) -> set[str]:
+    """Referenced data that could not be had without which an order cannot be classified: a
+    prescription's Medication, a referral's performer."""
+    keys: set[str] = set()
+    for order in orders:
+        if order.get("resourceType") == "MedicationRequest":
+            fields = ["medicationReference"]
+        elif order.get("resourceType") == "ServiceRequest":
+            fields = ["performer"]
+        else:
+            continue
+        for field in fields:
+            for ref in fhir.references_in(order.get(field)):
+                kind = (fhir.reference_key(ref) or "").split("/")[0]
+                if facts.references.is_unknown(ref) and kind in REFERENCED_DATA:
+                    keys.add(REFERENCED_DATA[kind])
+    return keys

@@ -20,6 +20,17 @@ ENCOUNTERS = ("encounters", "Encounter?patient={{context.patientId}}&status=fini
 SERVICE_REQUESTS = ("serviceRequests", "ServiceRequest?patient={{context.patientId}}")
 MEDICATION_REQUESTS = ("medicationRequests", "MedicationRequest?patient={{context.patientId}}&status=active")
 PROCEDURES = ("procedures", "Procedure?patient={{context.patientId}}")
+# Who took part in the patient's visits, with their specialties: the PractitionerRoles an Encounter
+# names, and the Practitioners it names with their PractitionerRoles (FHIR R4 _has and _revinclude).
+PRACTITIONER_ROLES = ("practitionerRoles", "PractitionerRole?_has:Encounter:participant:patient={{context.patientId}}")
+PRACTITIONERS = (
+    "practitioners",
+    "Practitioner?_has:Encounter:participant:patient={{context.patientId}}&_revinclude=PractitionerRole:practitioner",
+)
+# Keys an EHR may prefetch but that are never searched when absent: few FHIR servers support _has, and
+# the same data is fetched more precisely by reference (PractitionerRole?_id=…, PractitionerRole?
+# practitioner=…) for the visits the rules read. Their absence is never missing data by itself.
+BY_REFERENCE_KEYS = frozenset({PRACTITIONER_ROLES[0], PRACTITIONERS[0]})
 
 
 @dataclass(frozen=True)
@@ -38,10 +49,15 @@ class HookInput:
 
 Decide = Callable[[HookInput, PatientFacts, Knowledge], list[Decision]]
 Relevant = Callable[[HookInput, Knowledge], bool]
+Orders = Callable[[HookInput], list[Resource]]
 
 
 def always(_hook_input: HookInput, _knowledge: Knowledge) -> bool:
     return True
+
+
+def no_orders(_hook_input: HookInput) -> list[Resource]:
+    return []
 
 
 @dataclass(frozen=True)
@@ -55,6 +71,9 @@ class ServiceDefinition:
     # Whether the call could produce a card at all, judged from the context alone; when it
     # cannot (an order-select for a lab test), no patient data is needed.
     relevant: Relevant = always
+    # The orders the service judges (order-select: the selections; order-sign: every draft): their
+    # references are resolved, and data without which one cannot be classified matters.
+    judged_orders: Orders = no_orders
 
     def discovery(self) -> dict[str, Any]:
         return {

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+from tests.clinical_date import TODAY
+
 ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
 SNOMED = "http://snomed.info/sct"
 NUCC = "http://nucc.org/provider-taxonomy"
@@ -26,6 +28,7 @@ OXYCODONE_5MG = "1049621"  # oxycodone hydrochloride 5 MG Oral Tablet
 SUBOXONE = "1010600"  # buprenorphine 2 MG / naloxone 0.5 MG Sublingual Film
 
 ORDER_KEYS = ("patient", "conditions", "coverages", "encounters", "serviceRequests", "procedures")
+BY_REFERENCE_KEYS = ("practitionerRoles", "practitioners")  # prefetched only when the record names them
 _ids = itertools.count(1)
 
 
@@ -40,17 +43,25 @@ def concept(code: str, system: str = ICD10, display: str | None = None) -> dict[
     return {"coding": [coding]}
 
 
+def clinical_today() -> date:
+    """The suite's clinical today (tests/clinical_date.py): what every app the tests start is told it is."""
+    return TODAY
+
+
 def days_ago(days: int) -> str:
-    return (date.today() - timedelta(days=days)).isoformat()
+    """`days` before the suite's clinical today (tests/clinical_date.py), as the app's clock counts."""
+    return (TODAY - timedelta(days=days)).isoformat()
 
 
 def birth_date_for_age(age: int) -> str:
-    """Birth date of someone who turns `age` today."""
-    today = date.today()
+    """The latest birth date of someone who is `age` on the suite's clinical today: born `age` years ago today.
+
+    On 29 February, when that year had none, 28 February: the day after, 1 March, is still a year younger.
+    """
     try:
-        return today.replace(year=today.year - age).isoformat()
+        return TODAY.replace(year=TODAY.year - age).isoformat()
     except ValueError:  # 29 February
-        return date(today.year - age, 3, 1).isoformat()
+        return date(TODAY.year - age, 2, 28).isoformat()
 
 
 def with_fhir_server(body: dict[str, Any], server: str, token: str, keep: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -76,6 +87,9 @@ def service_request(
     *,
     system: str = SNOMED,
     performer: str | None = None,
+    performer_system: str = NUCC,
+    performer_display: str | None = None,
+    performer_reference: str | None = None,
     text: str | None = None,
     reason: str | None = LBP,
     reason_system: str = ICD10,
@@ -98,7 +112,9 @@ def service_request(
     if code_concept:
         resource["code"] = code_concept
     if performer:
-        resource["performerType"] = concept(performer, NUCC)
+        resource["performerType"] = concept(performer, performer_system, performer_display)
+    if performer_reference:
+        resource["performer"] = [{"reference": performer_reference}]
     if reason:
         resource["reasonCode"] = [concept(reason, reason_system)]
     if reason_reference:
@@ -115,19 +131,77 @@ def ortho_referral(**kwargs: Any) -> dict[str, Any]:
 
 
 def medication_request(
-    rxcui: str = OXYCODONE_5MG, *, status: str = "draft", reason: str | None = None
+    rxcui: str = OXYCODONE_5MG,
+    *,
+    status: str = "draft",
+    reason: str | None = None,
+    medication: str | None = None,
+    contained_medication: bool = False,
+    authored: str | None = None,
 ) -> dict[str, Any]:
+    """A prescription coded inline, or by medicationReference: to Medication/`medication` (in the
+    prefetch or on the FHIR server), or to a Medication contained in the request."""
     resource: dict[str, Any] = {
         "resourceType": "MedicationRequest",
         "id": next_id("mr"),
         "status": status,
         "intent": "order",
         "subject": {"reference": "Patient/p1"},
-        "medicationCodeableConcept": concept(rxcui, RXNORM),
     }
+    if contained_medication:
+        resource["contained"] = [medication_resource(rxcui, "med")]
+        resource["medicationReference"] = {"reference": "#med"}
+    elif medication:
+        resource["medicationReference"] = {"reference": f"Medication/{medication}"}
+    else:
+        resource["medicationCodeableConcept"] = concept(rxcui, RXNORM)
     if reason:
         resource["reasonCode"] = [concept(reason)]
+    if authored:
+        resource["authoredOn"] = authored
     return resource
+
+
+def medication_resource(rxcui: str, mid: str) -> dict[str, Any]:
+    return {"resourceType": "Medication", "id": mid, "code": concept(rxcui, RXNORM)}
+
+
+def practitioner_role(
+    specialty: str,
+    *,
+    system: str = NUCC,
+    rid: str | None = None,
+    practitioner: str | None = None,
+    display: str | None = None,
+) -> dict[str, Any]:
+    """A PractitionerRole with one specialty (NUCC by default), optionally for Practitioner/`practitioner`."""
+    role: dict[str, Any] = {
+        "resourceType": "PractitionerRole",
+        "id": rid or next_id("role"),
+        "active": True,
+        "specialty": [concept(specialty, system, display)],
+    }
+    if practitioner:
+        role["practitioner"] = {"reference": f"Practitioner/{practitioner}"}
+    return role
+
+
+def practitioner(pid: str) -> dict[str, Any]:
+    return {"resourceType": "Practitioner", "id": pid, "name": [{"family": "Example", "given": ["Pat"]}]}
+
+
+def contained_reason(referral: dict[str, Any], code: str, *, system: str = ICD10) -> dict[str, Any]:
+    """The referral's reason as a Condition contained in it (reasonReference '#reason'), no reasonCode."""
+    referral.pop("reasonCode", None)
+    condition = {
+        "resourceType": "Condition",
+        "id": "reason",
+        "subject": {"reference": "Patient/p1"},
+        "code": concept(code, system),
+    }
+    referral["contained"] = [*referral.get("contained", []), condition]
+    referral["reasonReference"] = [{"reference": "#reason"}]
+    return referral
 
 
 @dataclass
@@ -143,6 +217,9 @@ class PatientRecordBuilder:
     service_requests: list[dict[str, Any]] = field(default_factory=list)
     medication_requests: list[dict[str, Any]] = field(default_factory=list)
     procedures: list[dict[str, Any]] = field(default_factory=list)
+    # Resources the patient's data refers to (PractitionerRoles, Practitioners, Medications, Conditions
+    # held elsewhere): prefetched under the key named, or only on the FHIR server when key is None.
+    referenced: list[tuple[str | None, dict[str, Any]]] = field(default_factory=list)
 
     def with_condition(
         self,
@@ -152,6 +229,7 @@ class PatientRecordBuilder:
         clinical_status: str | None = "active",
         onset: str | None = None,
         abated: str | None = None,
+        recorded: str | None = None,
         cid: str | None = None,
     ) -> PatientRecordBuilder:
         condition: dict[str, Any] = {
@@ -168,13 +246,23 @@ class PatientRecordBuilder:
             condition["onsetDateTime"] = onset
         if abated:
             condition["abatementDateTime"] = abated
+        if recorded:
+            condition["recordedDate"] = recorded
         self.conditions.append(condition)
         return self
 
     def with_lbp(self) -> PatientRecordBuilder:
         return self.with_condition(LBP, cid="lbp")
 
-    def with_coverage(self, sopt: str, *, status: str = "active", plan: str | None = None) -> PatientRecordBuilder:
+    def with_coverage(
+        self,
+        sopt: str,
+        *,
+        status: str = "active",
+        plan: str | None = None,
+        order: int | None = None,
+        payor: str | None = None,
+    ) -> PatientRecordBuilder:
         coverage: dict[str, Any] = {
             "resourceType": "Coverage",
             "id": next_id("cov"),
@@ -183,6 +271,10 @@ class PatientRecordBuilder:
             "payor": [{"display": "Health plan"}],
             "type": concept(sopt, SOPT),
         }
+        if order is not None:
+            coverage["order"] = order
+        if payor:
+            coverage["payor"] = [{"identifier": {"system": "urn:oid:2.16.840.1.113883.6.300", "value": payor}}]
         if plan:
             coverage["class"] = [
                 {
@@ -202,7 +294,9 @@ class PatientRecordBuilder:
         status: str = "finished",
         reason: str | None = None,
         reason_reference: str | None = None,
+        participant: str | None = None,
     ) -> PatientRecordBuilder:
+        """A visit; `participant` is 'PractitionerRole/x' or 'Practitioner/y' (resolved by reference)."""
         encounter: dict[str, Any] = {
             "resourceType": "Encounter",
             "id": next_id("enc"),
@@ -219,6 +313,8 @@ class PatientRecordBuilder:
             encounter["reasonCode"] = [concept(reason)]
         if reason_reference:
             encounter["reasonReference"] = [{"reference": reason_reference}]
+        if participant:
+            encounter["participant"] = [{"individual": {"reference": participant}}]
         self.encounters.append(encounter)
         return self
 
@@ -245,6 +341,11 @@ class PatientRecordBuilder:
         self.medication_requests.append(request)
         return self
 
+    def with_referenced(self, resource: dict[str, Any], *, prefetched_as: str | None = None) -> PatientRecordBuilder:
+        """A resource the record refers to: in the prefetch under `prefetched_as`, else only on the server."""
+        self.referenced.append((prefetched_as, resource))
+        return self
+
     def patient_resource(self) -> dict[str, Any]:
         patient: dict[str, Any] = {"resourceType": "Patient", "id": self.pid}
         if self.birth_date:
@@ -254,23 +355,42 @@ class PatientRecordBuilder:
         return patient
 
     def prefetch(self) -> dict[str, Any]:
+        extra: dict[str, list[dict[str, Any]]] = {}
+        for key, resource in self.referenced:
+            if key:
+                extra.setdefault(key, []).append(resource)
         return {
             "patient": self.patient_resource(),
-            "conditions": bundle(self.conditions),
+            "conditions": bundle(self.conditions + extra.pop("conditions", [])),
             "coverages": bundle(self.coverages),
             "encounters": bundle(self.encounters),
             "serviceRequests": bundle(self.service_requests),
-            "medicationRequests": bundle(self.medication_requests),
+            "medicationRequests": bundle(self.medication_requests + extra.pop("medicationRequests", [])),
             "procedures": bundle(self.procedures),
+            **{key: bundle(resources) for key, resources in extra.items()},
         }
+
+    def resources(self) -> list[dict[str, Any]]:
+        """Everything the EHR's FHIR server holds for this patient (the record and what it refers to)."""
+        return [
+            self.patient_resource(),
+            *self.conditions,
+            *self.coverages,
+            *self.encounters,
+            *self.service_requests,
+            *self.medication_requests,
+            *self.procedures,
+            *(resource for _key, resource in self.referenced),
+        ]
 
     def request(self, hook: str, context: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
         full = self.prefetch()
+        keys = keys + tuple(k for k in full if k in BY_REFERENCE_KEYS)
         return {
             "hook": hook,
             "hookInstance": str(uuid.uuid4()),
             "context": {"userId": "Practitioner/dr-1", "patientId": self.pid, **context},
-            "prefetch": {k: copy.deepcopy(full[k]) for k in keys},
+            "prefetch": {k: copy.deepcopy(full[k]) for k in keys if k in full},
         }
 
     def order_select(self, *orders: dict[str, Any], selections: list[str] | None = None) -> dict[str, Any]:

@@ -1,8 +1,15 @@
-"""Shared fixtures: the app, and a client whose every hook response is checked for conformance."""
+"""Shared fixtures: the app, and a client whose every hook response is checked for conformance.
+
+Also the suite's guards: every app a test builds keeps its files under pytest's temporary folder
+(`private_settings`), judges calls as of the suite's clinical date (tests/clinical_date.py), and no file
+appears in the checkout during a run (`checkout_stays_clean`).
+"""
 
 from __future__ import annotations
 
 import json
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,17 +18,73 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 from flask.testing import FlaskClient
 from jsonschema import Draft202012Validator
 
+from cds_service import app as app_module
+from cds_service import wiring
 from cds_service.app import create_app
 from cds_service.content.loader import load_content
 from cds_service.settings import Settings
-from cds_service.wiring import services_of
+from cds_service.wiring import AppServices, services_of
+from tests.clinical_date import CLOCK
 from tests.databases import Outage, database, migrated
 
-pytest_plugins = ["tests.fhir_server_fixture"]
+pytest_plugins = ["tests.fhir_server_fixture", "tests.ehr_forms"]
 
-SCHEMAS = Path(__file__).resolve().parent.parent / "cds_service" / "pipeline" / "schemas"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCHEMAS = REPO_ROOT / "cds_service" / "pipeline" / "schemas"
 RESPONSE_SCHEMA = Draft202012Validator(json.loads((SCHEMAS / "response.schema.json").read_text()))
 BASE_URL = "https://cds.example.org"
+# Folders that tools (pip, npm, ruff, mypy, Python) keep in a checkout: not the tests' doing.
+TOOL_FOLDERS = (".venv/", "node_modules/", ".mypy_cache/", ".ruff_cache/", "__pycache__/")
+# Fixtures that start an external process: a test using one must carry the `processes` marker.
+PROCESS_FIXTURES = frozenset({"fhir_server"})
+
+
+def untracked_files() -> set[str] | None:
+    """Every file of the checkout git does not track, ignored ones included (None outside a git checkout)."""
+    command = ["git", "ls-files", "--others", "-z", *(f"--exclude={folder}" for folder in TOOL_FOLDERS)]
+    try:
+        listed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, check=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {name for name in listed.decode().split("\0") if name}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkout_stays_clean() -> Iterator[None]:
+    """Fails the run naming every file that appeared in the checkout: tests write under tmp_path only."""
+    before = untracked_files()
+    yield
+    after = untracked_files()
+    if before is None or after is None:
+        return
+    new = sorted(after - before)
+    assert not new, "the tests wrote into the checkout (write under tmp_path instead):\n" + "\n".join(new)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`pytest -m "not processes"` must start no external process: the fixtures that do need the marker."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("processes") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError("tests that start processes lack @pytest.mark.processes: " + ", ".join(unmarked))
+
+
+def private_settings(tmp_path: Path, **values: Any) -> Settings:
+    """Settings whose files stay under tmp_path: a migrated SQLite database and the state folder (the last
+    good content), unless `values` name others."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    if "database_url" not in values:
+        values["database_url"] = migrated(f"sqlite:///{tmp_path}/lbp-cds.sqlite3")
+    values.setdefault("state_dir", tmp_path / "state")
+    return Settings(**values)
+
+
+def private_env(tmp_path: Path) -> dict[str, str]:
+    """The same for a server process configured by its environment (the database still to be migrated)."""
+    return {"CDS_DATABASE_URL": f"sqlite:///{tmp_path}/lbp-cds.sqlite3", "CDS_STATE_DIR": str(tmp_path / "state")}
 
 
 @pytest.fixture(scope="session")
@@ -29,10 +92,26 @@ def content():
     return load_content()
 
 
+@pytest.fixture(autouse=True)
+def apps_are_closed(monkeypatch) -> Iterator[list[AppServices]]:
+    """Every app a test starts is closed after it (its writer thread, pools and connections), as gunicorn's
+    worker_exit does, whether or not the test closes it itself."""
+    started: list[AppServices] = []
+
+    def build_and_remember(*args: Any, **kwargs: Any) -> AppServices:
+        services = wiring.build_services(*args, **kwargs)
+        started.append(services)
+        return services
+
+    monkeypatch.setattr(app_module, "build_services", build_and_remember)
+    yield started
+    for services in started:
+        services.close()
+
+
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    database = migrated(f"sqlite:///{tmp_path}/lbp-cds.sqlite3")
-    return Settings(public_base_url=BASE_URL, require_jwt=False, database_url=database)
+    return private_settings(tmp_path, public_base_url=BASE_URL, require_jwt=False)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -48,12 +127,12 @@ def outage(request, tmp_path):
     with database(request.param, tmp_path) as url:
         broken = Outage(request.param, migrated(url))
         yield broken
-        broken.up()
+        broken.close()
 
 
 @pytest.fixture
 def app(settings, content):
-    app = create_app(settings, content=content)
+    app = create_app(settings, content=content, clock=CLOCK)
     yield app
     services_of(app).close()
 

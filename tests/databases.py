@@ -169,6 +169,12 @@ class Outage:
             self._holder = sqlite3.connect(make_url(self.base_url).database, isolation_level=None)
             self._holder.execute("BEGIN EXCLUSIVE")
 
+    def close(self) -> None:
+        """Back up if it was down, then stop the relay (its listening thread included)."""
+        self.up()
+        if self.proxy:
+            self.proxy.down()
+
     def up(self) -> None:
         if self.proxy:
             self.proxy.up()

@@ -22,7 +22,8 @@ FhirTestServer API:
   page_size(n)              default _count for searches that send none (None: no paging)
   require_token(token)      401 without "Authorization: Bearer <token>" (None: no check);
                             GET metadata stays open
-  requests_log()            [{method, url, status, authorization, ms}] of the FHIR requests since reset
+  requests_log()            [{method, url, status, authorization, ms, delayMs}] of the FHIR requests
+                            since reset (delayMs: the injected delay the request waited, 0 for none)
   log_path                  the server's stderr, one line per request
 """
 

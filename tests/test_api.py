@@ -12,6 +12,7 @@ from jsonschema import Draft202012Validator
 
 from cds_service.app import create_app
 from tests.builders import medication_request, ortho_referral, patient
+from tests.clinical_date import CLOCK
 from tests.conftest import SCHEMAS, assert_conformant
 
 DISCOVERY_SCHEMA = Draft202012Validator(json.loads((SCHEMAS / "discovery.schema.json").read_text()))
@@ -106,7 +107,9 @@ def test_non_json_content_type_is_415(client):
 
 
 def test_body_over_the_limit_is_413(settings, content):
-    small = create_app(settings.model_copy(update=dict(max_body_bytes=2000)), content=content).test_client()
+    small = create_app(
+        settings.model_copy(update=dict(max_body_bytes=2000)), content=content, clock=CLOCK
+    ).test_client()
     body = patient(45).with_lbp().patient_view()
     body["prefetch"]["conditions"]["entry"] *= 50
     response = small.post("/cds-services/lbp-patient-view", json=body)
@@ -177,7 +180,9 @@ def test_prefetch_bundle_with_outcome_entries_and_extra_resources_is_read(hooks)
 
 
 def test_links_use_the_request_host_when_no_public_url_is_configured(settings, content):
-    local = create_app(settings.model_copy(update=dict(public_base_url=None)), content=content).test_client()
+    local = create_app(
+        settings.model_copy(update=dict(public_base_url=None)), content=content, clock=CLOCK
+    ).test_client()
     body = patient(45).with_lbp().order_select(ortho_referral())
     payload = local.post("/cds-services/lbp-referral-select", json=body, base_url="http://cds.internal:8080").get_json()
     assert_conformant(payload)
@@ -187,7 +192,7 @@ def test_links_use_the_request_host_when_no_public_url_is_configured(settings, c
 
 def test_links_behind_a_trusted_proxy_use_the_forwarded_host(settings, content):
     proxied = create_app(
-        settings.model_copy(update=dict(public_base_url=None, trusted_proxy_hops=1)), content=content
+        settings.model_copy(update=dict(public_base_url=None, trusted_proxy_hops=1)), content=content, clock=CLOCK
     ).test_client()
     body = patient(45).with_lbp().order_select(ortho_referral())
     headers = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "cds.hospital.org"}
@@ -220,5 +225,5 @@ def test_pages_carry_security_headers(client):
 
 def test_handout_markdown_is_rendered_without_raw_html(settings, content, tmp_path: Path):
     tampered = replace(content, handout_markdown="# Hi\n\n<script>alert(1)</script>")
-    page = create_app(settings, content=tampered).test_client().get("/msc/handout").get_data(as_text=True)
+    page = create_app(settings, content=tampered, clock=CLOCK).test_client().get("/msc/handout").get_data(as_text=True)
     assert "<script>alert(1)</script>" not in page

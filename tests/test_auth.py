@@ -19,6 +19,8 @@ from cds_service.settings import Settings, SettingsError, TrustedIssuer
 from cds_service.storage.database import feedback
 from cds_service.wiring import services_of
 from tests.builders import patient
+from tests.clinical_date import CLOCK
+from tests.conftest import private_env
 from tests.databases import migrated, redis_url
 from tests.tokens import (
     ISSUER,
@@ -63,7 +65,7 @@ def secure_settings(settings):
 
 @pytest.fixture
 def secure(secure_settings, content):
-    app = create_app(secure_settings, content=content)
+    app = create_app(secure_settings, content=content, clock=CLOCK)
     yield app.test_client()
     services_of(app).close()
 
@@ -94,7 +96,7 @@ def test_valid_token_of_a_recommended_algorithm_is_accepted(secure_settings, con
     key = make_key(alg)
     with responses.RequestsMock() as mock:
         mock.get(JWKS_URL, json=jwks(key))
-        client = create_app(secure_settings, content=content).test_client()
+        client = create_app(secure_settings, content=content, clock=CLOCK).test_client()
         response = call(client, token_for(key, SERVICE))
     assert response.status_code == 200, response.get_json()
     assert "cards" in response.get_json()
@@ -112,7 +114,7 @@ def test_jwks_is_fetched_once_and_cached(secure, ehr, key):
 
 
 def test_issuer_without_tenant_list_accepts_any_tenant_or_none(settings, content, key, ehr):
-    client = create_app(trusting(settings, tenants=None), content=content).test_client()
+    client = create_app(trusting(settings, tenants=None), content=content, clock=CLOCK).test_client()
     assert call(client, token_for(key, SERVICE, tenant="any-org")).status_code == 200
     assert call(client, token_for(key, SERVICE, tenant=None)).status_code == 200
 
@@ -125,10 +127,15 @@ def test_other_asymmetric_algorithms_only_when_configured(secure_settings, conte
     key = make_key("ES256")
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.get(JWKS_URL, json=jwks(key))
-        default = create_app(secure_settings, content=content).test_client()
+        default = create_app(secure_settings, content=content, clock=CLOCK).test_client()
         assert_refused(call(default, token_for(key, SERVICE)))
         configured = secure_settings.model_copy(update=dict(jwt_algorithms=("ES256", "ES384")))
-        assert call(create_app(configured, content=content).test_client(), token_for(key, SERVICE)).status_code == 200
+        assert (
+            call(
+                create_app(configured, content=content, clock=CLOCK).test_client(), token_for(key, SERVICE)
+            ).status_code
+            == 200
+        )
 
 
 # --- refused --------------------------------------------------------------------------------------------
@@ -209,7 +216,7 @@ def test_allow_listed_jku_is_honoured(settings, content):
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.get(JWKS_URL, json=jwks())
         mock.get(OTHER_JWKS_URL, json=jwks(key))
-        client = create_app(trusting(settings, JWKS_URL, OTHER_JWKS_URL), content=content).test_client()
+        client = create_app(trusting(settings, JWKS_URL, OTHER_JWKS_URL), content=content, clock=CLOCK).test_client()
         assert call(client, token_for(key, SERVICE, headers={"jku": OTHER_JWKS_URL})).status_code == 200
         assert jwks_fetches(mock, JWKS_URL) == 0
 
@@ -234,7 +241,7 @@ def test_key_published_for_another_algorithm_is_401(secure_settings, content):
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.get(JWKS_URL, json=jwks(rsa))  # published for RS384
         both = secure_settings.model_copy(update=dict(jwt_algorithms=("RS384", "PS384")))
-        client = create_app(both, content=content).test_client()
+        client = create_app(both, content=content, clock=CLOCK).test_client()
         assert_refused(call(client, token_for(replace(rsa, alg="PS384"), SERVICE)))  # same key, other algorithm
         assert call(client, token_for(rsa, SERVICE)).status_code == 200
 
@@ -269,7 +276,7 @@ def test_rejection_reason_is_logged_but_never_the_token(secure, ehr, key, caplog
 
 def test_replayed_jti_is_401_across_two_instances_sharing_the_database(settings, content, key, ehr, database_url):
     shared = trusting(settings).model_copy(update=dict(database_url=migrated(database_url)))
-    first, second = (create_app(shared, content=content) for _ in range(2))
+    first, second = (create_app(shared, content=content, clock=CLOCK) for _ in range(2))
     token = token_for(key, SERVICE)
     assert call(first.test_client(), token).status_code == 200
     assert_refused(call(second.test_client(), token))
@@ -281,7 +288,7 @@ def test_replayed_jti_is_401_across_two_instances_sharing_the_database(settings,
 
 def test_replayed_jti_is_401_across_two_instances_sharing_redis(settings, content, key, ehr):
     shared = trusting(settings).model_copy(update=dict(redis_url=redis_url()))
-    first, second = (create_app(shared, content=content).test_client() for _ in range(2))
+    first, second = (create_app(shared, content=content, clock=CLOCK).test_client() for _ in range(2))
     token = token_for(key, SERVICE)
     assert call(first, token).status_code == 200
     assert_refused(call(second, token))
@@ -294,7 +301,7 @@ def test_a_refused_token_does_not_use_up_its_jti(secure, ehr, key):
 
 
 def test_replay_store_down_is_503_not_401(settings, content, key, ehr, outage):
-    app = create_app(trusting(settings).model_copy(update=dict(database_url=outage.url)), content=content)
+    app = create_app(trusting(settings).model_copy(update=dict(database_url=outage.url)), content=content, clock=CLOCK)
     outage.down()
     response = call(app.test_client(), token_for(key, SERVICE))
     assert response.status_code == 503
@@ -361,7 +368,7 @@ def test_jwks_from_a_real_http_server(settings, content):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
-        client = create_app(trusting(settings, url), content=content).test_client()
+        client = create_app(trusting(settings, url), content=content, clock=CLOCK).test_client()
         assert call(client, token_for(key, SERVICE)).status_code == 200
         assert call(client, token_for(key, SERVICE, headers={"jku": url})).status_code == 200
         assert_refused(call(client, token_for(make_key("RS384"), SERVICE)))
@@ -383,12 +390,12 @@ def test_jwks_from_a_real_http_server(settings, content):
     ],
 )
 def test_requiring_jwts_without_issuers_or_public_url_fails_at_start_up(env, expected, tmp_path, content):
-    settings = Settings.from_env({**env, "CDS_DATABASE_URL": f"sqlite:///{tmp_path}/x.sqlite3"})
+    settings = Settings.from_env({**env, **private_env(tmp_path)})
     with pytest.raises(SettingsError, match=expected):
-        create_app(settings, content=content)
+        create_app(settings, content=content, clock=CLOCK)
 
 
 def test_not_requiring_jwts_logs_a_warning(settings, content, caplog):
     with caplog.at_level(logging.WARNING, logger="lbp_cds"):
-        create_app(settings, content=content)
+        create_app(settings, content=content, clock=CLOCK)
     assert "CDS_REQUIRE_JWT=false" in caplog.text

@@ -49,12 +49,12 @@ def test_misspelt_field_is_named_with_a_suggestion(copy):
 
 
 def test_card_naming_a_link_that_does_not_exist(copy):
-    copy.replace("cards.yaml", "links: [fritz-2012, program-policy]", "links: [fritz-2021, program-policy]")
+    copy.replace("cards.yaml", "links: [fritz-2012, apta-direct-access", "links: [fritz-2021, apta-direct-access")
     line = copy.line_of("cards.yaml", "links: [fritz-2021")
     assert copy.problems() == [
         f'cards.yaml, line {line}, field cards > physical-therapy-first-line > links > entry 1: "fritz-2021" is not '
         'defined under links in cards.yaml (did you mean "fritz-2012"?) (defined: msc-handout, msc-directory, '
-        "program-policy, cdc-opioid-guideline, fritz-2012)"
+        "program-policy, cdc-opioid-guideline, acp-low-back-pain, fritz-2012, apta-direct-access)"
     ]
 
 
@@ -270,3 +270,51 @@ def test_load_content_raises_with_every_problem(copy):
         load_content(copy.root)
     assert [p.file for p in raised.value.problems] == ["cards.yaml", "valuesets/pt-specialty.json"]
     assert str(raised.value).splitlines() == [str(p) for p in raised.value.problems]
+
+
+# --- value set overlays (valuesets/overlays/<id>.json) ----------------------------------------------------
+
+OVERLAY = "valuesets/overlays/opioid-exclusion-conditions.json"
+
+
+def test_overlay_removing_a_code_the_published_list_lacks(copy):
+    copy.replace(
+        OVERLAY,
+        '"code": "D57.3", "display": "Sickle-cell trait"',
+        '"code": "D58.0", "display": "Hereditary spherocytosis"',
+    )
+    [problem] = copy.problems()
+    assert problem.startswith(f"{OVERLAY}, line ")
+    assert problem.endswith(
+        "field remove > entry 1 > code: D58.0 (ICD-10-CM) is not in valuesets/opioid-exclusion-conditions.json, "
+        "so there is nothing to remove"
+    )
+
+
+def test_overlay_adding_a_code_already_published(copy):
+    copy.replace(
+        OVERLAY,
+        '"code": "D57.1", "display": "Sickle-cell disease without crisis"',
+        '"code": "D57.00", "display": "Hb-SS disease with crisis, unspecified"',
+    )
+    [problem] = copy.problems()
+    assert problem.endswith(
+        "field add > entry 1 > code: D57.00 (ICD-10-CM) is already in valuesets/opioid-exclusion-conditions.json; "
+        "remove this entry"
+    )
+
+
+def test_overlay_for_a_value_set_that_does_not_exist(copy):
+    (copy.root / OVERLAY).rename(copy.root / "valuesets/overlays/sickle-cell.json")
+    copy.replace("valuesets/overlays/sickle-cell.json", '"id": "opioid-exclusion-conditions"', '"id": "sickle-cell"')
+    [problem] = copy.problems()
+    assert "an overlay corrects the value set named by its file name" in problem
+    assert "valuesets/sickle-cell.json must exist" in problem
+
+
+def test_overlay_entry_without_a_note(copy):
+    copy.replace(
+        OVERLAY, ', "note": "sickle cell trait is a carrier state, not sickle cell disease: not a CDC exclusion"', ""
+    )
+    [problem] = copy.problems()
+    assert problem.endswith('field remove > entry 1: the required field "note" is missing')

@@ -8,6 +8,7 @@ import pytest
 
 from cds_service.app import create_app
 from cds_service.settings import TrustedIssuer
+from tests.clinical_date import CLOCK
 from tests.tokens import ISSUER, JWKS_URL
 
 EHR = "https://ehr.example.org"
@@ -42,13 +43,13 @@ def test_development_allows_any_origin(client, path):
 
 @pytest.mark.parametrize("path", ENDPOINTS)
 def test_production_allows_no_origin_unless_configured(settings, content, path):
-    client = create_app(production(settings), content=content).test_client()
+    client = create_app(production(settings), content=content, clock=CLOCK).test_client()
     assert "Access-Control-Allow-Origin" not in preflight(client, path).headers
 
 
 @pytest.mark.parametrize("path", ENDPOINTS)
 def test_configured_origins_only(settings, content, path):
-    client = create_app(production(settings, cors_origins=(EHR,)), content=content).test_client()
+    client = create_app(production(settings, cors_origins=(EHR,)), content=content, clock=CLOCK).test_client()
     response = preflight(client, path)
     assert response.headers["Access-Control-Allow-Origin"] == EHR
     assert "authorization" in response.headers["Access-Control-Allow-Headers"].lower()
@@ -56,7 +57,7 @@ def test_configured_origins_only(settings, content, path):
 
 
 def test_a_refused_call_is_readable_by_the_browser(settings, content):
-    client = create_app(production(settings, cors_origins=(EHR,)), content=content).test_client()
+    client = create_app(production(settings, cors_origins=(EHR,)), content=content, clock=CLOCK).test_client()
     response = client.post("/cds-services/lbp-referral-select", json={}, headers={"Origin": EHR})
     assert response.status_code == 401
     assert response.headers["Access-Control-Allow-Origin"] == EHR

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
+import threading
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -16,6 +16,7 @@ import responses
 from cds_service.app import create_app
 from cds_service.settings import Settings, SettingsError
 from tests.builders import PatientRecordBuilder, bundle, medication_request, ortho_referral, patient, with_fhir_server
+from tests.clinical_date import CLOCK
 from tests.conftest import Hooks, topics
 
 FHIR = "https://ehr.example.org/fhir/R4"
@@ -36,7 +37,7 @@ def fetching(settings, content):
 
     def make(**changes: Any) -> Hooks:
         configured = settings.model_copy(update=dict(fhir_allowlist=(FHIR,), **changes))
-        return Hooks(create_app(configured, content=content).test_client())
+        return Hooks(create_app(configured, content=content, clock=CLOCK).test_client())
 
     return make
 
@@ -144,7 +145,7 @@ def test_prefetch_that_is_not_a_resource_is_fetched(fetching, bad_value):
 )
 def test_server_not_on_the_allow_list_is_never_called(settings, content, allowed):
     record = patient(45).with_lbp()
-    app = create_app(settings.model_copy(update=dict(fhir_allowlist=(allowed,))), content=content)
+    app = create_app(settings.model_copy(update=dict(fhir_allowlist=(allowed,))), content=content, clock=CLOCK)
     with fhir_server() as rsps:
         serve(rsps, record)
         body = without_prefetch(record.order_select(ortho_referral()), "conditions")
@@ -232,21 +233,28 @@ def test_unreachable_server_is_412(fetching):
 
 def test_a_hanging_server_is_abandoned_at_the_time_budget(fetching):
     record = patient(45).with_lbp()
+    release, answered = threading.Event(), threading.Event()
 
     def hang(_request):
-        time.sleep(1.5)
+        """The Encounter search does not answer until the test has its response."""
+        release.wait(timeout=60)
+        answered.set()
         return 200, {}, json.dumps(bundle([]))
 
     with fhir_server() as rsps:
         serve(rsps, record, broken={"Encounter": hang})
         hooks = fetching(fhir_budget_ms=200)
         body = without_prefetch(record.order_select(ortho_referral()))
-        started = time.monotonic()
-        response = hooks.client.post("/cds-services/lbp-referral-select", json=body)
-        elapsed = time.monotonic() - started
-    assert elapsed < 0.6, f"waited {elapsed:.2f} s past a 0.2 s budget"
+        try:
+            response = hooks.client.post("/cds-services/lbp-referral-select", json=body)
+            # Answered while the server still hangs: the service stopped waiting at its budget.
+            assert not answered.is_set(), "the service waited for the hanging server past its budget"
+        finally:
+            release.set()
     assert response.status_code == 412
-    assert "encounters" in response.get_json()["issue"][0]["diagnostics"]
+    diagnostics = response.get_json()["issue"][0]["diagnostics"]
+    assert "encounters" in diagnostics
+    assert re.search(r"encounters \([^)]*\): [^;]*within the time budget", diagnostics), diagnostics
 
 
 def test_next_pages_are_followed(fetching):

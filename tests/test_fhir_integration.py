@@ -16,25 +16,22 @@ from tests.builders import (
     NUCC,
     PatientRecordBuilder,
     medication_request,
+    medication_resource,
     ortho_referral,
     patient,
+    practitioner_role,
     with_fhir_server,
 )
+from tests.clinical_date import CLOCK
 from tests.conftest import Hooks, topics
 
 TOKEN = "integration-token"
 
+pytestmark = pytest.mark.processes  # the Node FHIR server (tests/fhir_server)
+
 
 def record_resources(record: PatientRecordBuilder) -> list[dict[str, Any]]:
-    return [
-        record.patient_resource(),
-        *record.conditions,
-        *record.coverages,
-        *record.encounters,
-        *record.service_requests,
-        *record.medication_requests,
-        *record.procedures,
-    ]
+    return record.resources()
 
 
 @dataclass(frozen=True)
@@ -80,6 +77,40 @@ CASES = {
         [],
     ),
     "child": Case(lambda: patient(12).with_lbp(), "view", lambda r: r.patient_view(), []),
+    "msc visit by practitioner role": Case(
+        lambda: (
+            patient(45)
+            .with_lbp()
+            .with_referenced(practitioner_role("208100000X", rid="pmr-int"), prefetched_as="practitionerRoles")
+            .with_encounter(days=40, reason="M54.50", participant="PractitionerRole/pmr-int")
+        ),
+        "select",
+        select_referral,
+        PN,
+    ),
+    "medicare advantage secondary": Case(
+        lambda: patient(67).with_lbp().with_coverage("5", order=1).with_coverage("111", order=2),
+        "select",
+        select_referral,
+        ["msc-evaluation-first"],
+    ),
+    "opioid by medication reference": Case(
+        lambda: (
+            patient(45)
+            .with_lbp()
+            .with_referenced(medication_resource("1049621", "oxy-int"), prefetched_as="medicationRequests")
+            .with_medication(medication_request(medication="oxy-int", status="active"))
+        ),
+        "view",
+        lambda r: r.patient_view(),
+        ["physical-therapy-first-line", "opioid-sparing-alternatives"],
+    ),
+    "healed fracture": Case(
+        lambda: patient(70).with_lbp().with_condition("S32.010D"),
+        "view",
+        lambda r: r.patient_view(),
+        ["physical-therapy-first-line"],
+    ),
 }
 PREFETCH_KEPT = {"full": None, "partial": ("patient", "conditions"), "none": ()}
 
@@ -88,7 +119,7 @@ PREFETCH_KEPT = {"full": None, "partial": ("patient", "conditions"), "none": ()}
 def hooks_on(fresh_fhir_server, settings, content) -> Hooks:
     fresh_fhir_server.require_token(TOKEN)
     configured = settings.model_copy(update=dict(fhir_allowlist=(fresh_fhir_server.base_url,), fhir_budget_ms=2000))
-    return Hooks(create_app(configured, content=content).test_client())
+    return Hooks(create_app(configured, content=content, clock=CLOCK).test_client())
 
 
 @pytest.mark.parametrize("mode", list(PREFETCH_KEPT))

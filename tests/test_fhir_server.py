@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 # The plugin module is imported inside the tests, not here, so that pytest can assert-rewrite it first.
 pytest_plugins = ["tests.fhir_server_fixture"]
 
+pytestmark = pytest.mark.processes  # the Node server (tests/fhir_server)
+
 
 def _patient(pid: str) -> dict[str, Any]:
     return {"resourceType": "Patient", "id": pid, "name": [{"family": f"Test-{pid}"}], "gender": "female"}
@@ -112,6 +114,22 @@ def charts(fresh_fhir_server: FhirTestServer) -> FhirTestServer:
     assert result["type"] == "transaction-response"
     assert len(result["entry"]) == len(entries)
     return fresh_fhir_server
+
+
+def many_charts(patients: int = 77, limit: int = 1000) -> list[dict[str, Any]]:
+    """`limit` resources of other patients' charts, then p1's."""
+    return [r for pid in [f"load{i}" for i in range(patients)] for r in _records(pid)][:limit] + _records("p1")
+
+
+# The searches the service sends for one patient (the prefetch templates of hooks/service.py).
+TYPICAL_QUERIES = (
+    "Patient/p1",
+    "Condition?patient=p1",
+    "Coverage?patient=p1&status=active",
+    "Encounter?patient=p1&status=finished",
+    "ServiceRequest?patient=p1",
+    "MedicationRequest?patient=p1&status=active",
+)
 
 
 def _search(server: FhirTestServer, query: str) -> dict[str, Any]:
@@ -244,15 +262,14 @@ def test_delay_slows_only_that_type(charts):
     started = time.monotonic()
     _search(charts, "Encounter?patient=p1&status=finished")
     slow = time.monotonic() - started
-    started = time.monotonic()
     _search(charts, "Condition?patient=p1")
-    fast = time.monotonic() - started
-    assert slow >= 0.4
-    assert fast < 0.4
     charts.delay("Encounter", 0)
-    started = time.monotonic()
     _search(charts, "Encounter?patient=p1")
-    assert time.monotonic() - started < 0.4
+    # The server says which requests waited an injected delay, and how long: no timing of the others needed.
+    delays = [(r["url"].split("?")[0].rsplit("/", 1)[-1], r["delayMs"]) for r in charts.requests_log()]
+    assert delays[-3:] == [("Encounter", 400), ("Condition", 0), ("Encounter", 0)]
+    # And the delayed one was waited for: a lower bound, which a busy machine can only exceed.
+    assert slow >= 0.4
 
 
 def test_injected_failure(charts):
@@ -279,31 +296,12 @@ def test_failed_transaction_loads_nothing(fresh_fhir_server):
     assert _search(fresh_fhir_server, "Condition?patient=p1")["total"] == 0
 
 
-def test_search_time_with_1000_stored_resources(fresh_fhir_server, capsys):
-    """Not a performance assertion: prints how long the service's typical searches take."""
-    patients = [f"load{i}" for i in range(77)]
-    resources = [r for pid in patients for r in _records(pid)][:1000] + _records("p1")
-    started = time.monotonic()
-    fresh_fhir_server.load(resources)
-    load_s = time.monotonic() - started
-    timings = {}
-    for query in (
-        "Patient/p1",
-        "Condition?patient=p1",
-        "Coverage?patient=p1&status=active",
-        "Encounter?patient=p1&status=finished",
-        "ServiceRequest?patient=p1",
-        "MedicationRequest?patient=p1&status=active",
-    ):
-        runs = []
-        for _ in range(5):
-            started = time.monotonic()
-            response = fresh_fhir_server.get(query)
-            runs.append(time.monotonic() - started)
-            assert response.status_code == 200
-        timings[query] = sorted(runs)[len(runs) // 2]
+def test_searches_with_1000_stored_resources(fresh_fhir_server):
+    """The service's typical searches among many patients' records still find only p1's.
+
+    How long they take is a benchmark, not a test: tools/bench_fhir_server.py prints it.
+    """
+    fresh_fhir_server.load(many_charts())
+    for query in TYPICAL_QUERIES:
+        assert fresh_fhir_server.get(query).status_code == 200
     assert _search(fresh_fhir_server, "Encounter?patient=p1&status=finished")["total"] == 3
-    with capsys.disabled():
-        print(f"\n[fhir_server] loaded {len(resources)} resources in one transaction in {load_s * 1000:.0f} ms")
-        for query, seconds in timings.items():
-            print(f"[fhir_server] median {seconds * 1000:6.1f} ms  GET {query}")

@@ -13,7 +13,7 @@ from cds_service.content.icd10cm import Families
 from cds_service.content.loader import DEFAULT_CONTENT_DIR, load_content
 from hooks.terminology import ICD10CM
 
-CURATED = Path(__file__).resolve().parent / "fixtures" / "icd10cm_low_back_pain.csv"
+CURATED = Path(__file__).resolve().parent.parent / "tools/valuesets/sources/derived/icd10cm_low_back_pain.csv"
 
 
 def curated(role: str) -> set[tuple[str, str]]:

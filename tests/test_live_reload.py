@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import signal
-import time
 from datetime import date
 from pathlib import Path
 
@@ -17,9 +16,9 @@ from cds_service.app import create_app
 from cds_service.content import live as live_content
 from cds_service.content.loader import ContentError
 from cds_service.pipeline.clock import FixedClock
-from cds_service.settings import Settings
-from tests.conftest import BASE_URL, assert_conformant
+from tests.conftest import BASE_URL, assert_conformant, private_settings
 from tests.content_copies import ContentCopy
+from tests.waiting import wait_for
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "guideline_data" / "examples"
 AS_OF = date.fromisoformat(yaml.safe_load((EXAMPLES / "index.yaml").read_text())["as_of"])
@@ -53,11 +52,11 @@ def copy(tmp_path) -> ContentCopy:
 
 
 def service(copy: ContentCopy, tmp_path: Path, reload_seconds: int = 2, **settings):
-    settings = Settings(
+    settings = private_settings(
+        tmp_path,
         public_base_url=BASE_URL,
         require_jwt=False,
         content_dir=copy.root,
-        state_dir=tmp_path / "state",
         content_reload_seconds=reload_seconds,
         **settings,
     )
@@ -77,10 +76,10 @@ def version(client) -> str:
     return client.get("/cds-services").get_json()["extension"]["lbp-cds-content-version"]
 
 
-def test_version_in_discovery_and_on_every_card(client, content):
+def test_version_in_discovery_and_on_every_card(client, content, settings):
     assert version(client) == content.version
     body = json.loads((EXAMPLES / "patient-view-lbp.json").read_text())
-    app = create_app(Settings(public_base_url=BASE_URL, require_jwt=False), content=content, clock=FixedClock(AS_OF))
+    app = create_app(settings, content=content, clock=FixedClock(AS_OF))
     [card] = app.test_client().post("/cds-services/lbp-patient-view", json=body).get_json()["cards"]
     assert card["source"]["extension"] == {"lbp-cds-content-version": content.version}
 
@@ -137,9 +136,7 @@ def test_sighup_reloads_at_once(copy, tmp_path):
     before = version(client)
     copy.replace("cards.yaml", PT_SUMMARY, EDITED_SUMMARY)
     os.kill(os.getpid(), signal.SIGHUP)
-    deadline = time.monotonic() + 10
-    while version(client) == before and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: version(client) != before, message="the content reloaded after SIGHUP")
     assert pt_card(client)["summary"] == EDITED_SUMMARY
 
 
@@ -163,7 +160,7 @@ def test_start_up_with_broken_files_and_no_good_copy_fails_listing_the_problems(
 
 def test_without_required_content_hook_calls_are_answered_503_until_fixed(copy, tmp_path, clock):
     copy.replace("cards.yaml", "    indicator: warning\n", "    indicator: critical\n")
-    settings = Settings(require_jwt=False, content_dir=copy.root, state_dir=tmp_path / "state")
+    settings = private_settings(tmp_path, require_jwt=False, content_dir=copy.root)
     client = create_app(settings, require_content=False, clock=FixedClock(AS_OF)).test_client()
     response = client.get("/cds-services")
     assert response.status_code == 503

@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import tomllib
 from pathlib import Path
 
@@ -19,8 +18,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from cds_service.app import create_app
 from cds_service.wiring import services_of
 from tests.builders import ortho_referral, patient
+from tests.clinical_date import CLOCK, EXAMPLES_AS_OF
+from tests.conftest import private_env
 from tests.databases import Outage, database
 from tests.topology import migrate_database
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = json.loads((ROOT / "guideline_data/examples/baseline-lbp-referral.json").read_text())
@@ -58,12 +60,12 @@ def postgres_outage(tmp_path):
     with database("postgresql", tmp_path) as url:
         broken = Outage("postgresql", url)
         yield broken
-        broken.up()
+        broken.close()
 
 
 def test_readyz_is_503_while_the_database_is_unreachable(settings, content, postgres_outage):
     outage = postgres_outage
-    app = create_app(settings.model_copy(update=dict(database_url=outage.url)), content=content)
+    app = create_app(settings.model_copy(update=dict(database_url=outage.url)), content=content, clock=CLOCK)
     outage.down()
     try:
         response = app.test_client().get("/readyz")
@@ -105,12 +107,17 @@ def free_port() -> int:
 
 @pytest.fixture
 def gunicorn(tmp_path):
-    """lbp-cds under gunicorn with the repository's gunicorn.conf.py: 2 workers, JSON logs on stderr."""
+    """lbp-cds under gunicorn with the repository's gunicorn.conf.py: 2 workers, JSON logs on stderr.
+
+    Its database and state folder are under tmp_path; it judges calls as of the bundled examples' date,
+    the requests the tests send it.
+    """
     port = free_port()
     env = {
-        **os.environ,
+        **{name: value for name, value in os.environ.items() if not name.startswith("CDS_")},
+        **private_env(tmp_path),
         "CDS_REQUIRE_JWT": "false",
-        "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'cds.sqlite3'}",
+        "CDS_CLINICAL_DATE": EXAMPLES_AS_OF.isoformat(),
         "CDS_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
         "CDS_BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": "2",
@@ -118,26 +125,32 @@ def gunicorn(tmp_path):
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     migrate_database(env)
-    stderr = (tmp_path / "gunicorn.log").open("w")
+    log = tmp_path / "gunicorn.log"
+    stderr = log.open("w")
     gunicorn_bin = Path(sys.executable).with_name("gunicorn")
     proc = subprocess.Popen([gunicorn_bin, "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env, stderr=stderr)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 40
-    while time.monotonic() < deadline:
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            pytest.fail(f"gunicorn exited with {proc.returncode}: " + log.read_text()[-2000:])
         try:
-            if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
-                break
+            return requests.get(f"{base}/readyz", timeout=2).status_code == 200
         except requests.RequestException:  # not listening yet, or a worker still booting
-            time.sleep(0.1)
-    else:
+            return False
+
+    try:
+        wait_for(ready, timeout=40, message="gunicorn answering /readyz", interval=0.1)
+    except AssertionError:
         proc.kill()
-        pytest.fail("gunicorn did not become ready: " + (tmp_path / "gunicorn.log").read_text()[-2000:])
-    yield base, tmp_path / "gunicorn.log"
+        pytest.fail("gunicorn did not become ready: " + log.read_text()[-2000:])
+    yield base, log
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=30)
     stderr.close()
 
 
+@pytest.mark.processes
 def test_metrics_add_up_every_gunicorn_worker(gunicorn):
     base, _log = gunicorn
     session = requests.Session()
@@ -154,6 +167,12 @@ def test_metrics_add_up_every_gunicorn_worker(gunicorn):
         assert sum(cards) == 30
 
 
+def hook_call_lines(log: Path) -> list[dict]:
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("event") == "hook_call"]
+
+
+@pytest.mark.processes
 def test_one_json_log_line_per_hook_call_without_secrets(gunicorn):
     base, log = gunicorn
     body = json.loads(json.dumps(EXAMPLE))
@@ -166,9 +185,7 @@ def test_one_json_log_line_per_hook_call_without_secrets(gunicorn):
         "subject": "lbp-cds",
     }
     assert requests.post(f"{base}/cds-services/lbp-referral-select", json=body).status_code == 200
-    time.sleep(0.3)
-    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
-    calls = [line for line in lines if line.get("event") == "hook_call"]
+    calls = wait_for(lambda: hook_call_lines(log), message="the hook call's log line")
     assert len(calls) == 1
     call = calls[0]
     assert call["service"] == "lbp-referral-select" and call["status"] == 200

@@ -15,12 +15,16 @@ def adult_with_lbp():
     return patient(45).with_lbp()
 
 
-def test_order_sign_judges_every_draft_order(hooks):
+def test_order_sign_judges_every_draft_order_in_one_msc_card(hooks):
     first, second = ortho_referral(), service_request("308482002")
-    cards = hooks.sign(adult_with_lbp().order_sign(first, second))
-    assert topics(cards) == [MSC, MSC]
-    deleted = [c["suggestions"][0]["actions"][0]["resourceId"] for c in cards]
-    assert deleted == [f"ServiceRequest/{first['id']}", f"ServiceRequest/{second['id']}"]
+    [card] = hooks.sign(adult_with_lbp().order_sign(first, second))
+    assert topics([card]) == [MSC]
+    swap = card["suggestions"][0]["actions"]
+    assert [a.get("resourceId") for a in swap if a["type"] == "delete"] == [
+        f"ServiceRequest/{first['id']}",
+        f"ServiceRequest/{second['id']}",
+    ]
+    assert [a["type"] for a in swap].count("create") == 1, "one MSC referral for both spine referrals"
 
 
 def test_order_sign_applies_the_same_exemptions(hooks):
@@ -40,7 +44,7 @@ def test_opioid_selected_for_lbp_offers_pt_and_cbt(hooks):
     assert card["indicator"] == "info"
     assert "CDC" in card["detail"] and "2022" in card["detail"]
     labels = [s["label"] for s in card["suggestions"]]
-    assert labels == ["Add a physical therapy referral", "Add a cognitive behavioural therapy referral"]
+    assert labels == ["Add a physical therapy referral", "Add a cognitive behavioral therapy referral"]
     cbt = card["suggestions"][1]["actions"][0]["resource"]
     assert cbt["code"]["coding"][0]["code"] == "228557008"
     assert cbt["reasonReference"] == [{"reference": "Condition/lbp"}]

@@ -18,10 +18,10 @@ def test_active_lbp_without_recent_pt_gets_the_pt_card(hooks):
     assert card["source"]["topic"]["code"] == PT
     assert card["indicator"] == "info"
     detail = card["detail"]
-    assert "Minnesota, Wisconsin" in detail and "with provisions" in detail
+    assert "every US state" in detail and "Minnesota and Wisconsin allow it with provisions (APTA 2024)" in detail
     assert "Fritz 2012" in detail and "Childs 2015" in detail
     assert "60% lower" in detail and "than delayed (but adherent) PT" in detail
-    assert "cognitive behavioural therapy" in detail and "weight management" in detail
+    assert "cognitive behavioral therapy" in detail and "weight management" in detail
     pt, cbt = card["suggestions"]
     assert cbt["actions"][0]["resource"]["code"]["coding"][0]["code"] == "228557008"
     assert pt["isRecommended"] is True

@@ -6,7 +6,8 @@ import pytest
 
 from cds_service.app import create_app
 from cds_service.settings import Settings, SettingsError
-from tests.conftest import BASE_URL
+from tests.clinical_date import CLOCK
+from tests.conftest import BASE_URL, private_env, private_settings
 
 
 @pytest.mark.parametrize(
@@ -22,11 +23,11 @@ def test_preview_is_on_in_development_and_configurable(env, shown, content, tmp_
     production = {
         "CDS_PUBLIC_BASE_URL": BASE_URL,
         "CDS_TRUSTED_ISSUERS": '{"https://ehr.example.org": {"jwks_urls": ["https://ehr.example.org/jwks"]}}',
-        "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'cds.sqlite3'}",
+        **private_env(tmp_path),
     }
     settings = Settings.from_env({**production, **env})
     assert settings.shows_preview is shown
-    status = create_app(settings, content=content).test_client().get("/preview").status_code
+    status = create_app(settings, content=content, clock=CLOCK).test_client().get("/preview").status_code
     assert status == (200 if shown else 404)
 
 
@@ -37,8 +38,9 @@ def test_reload_interval_setting():
         Settings.from_env({"CDS_CONTENT_RELOAD_SECONDS": "soon"})
 
 
-def test_preview_shows_the_example_as_of_its_date(content):
-    client = create_app(Settings(public_base_url=BASE_URL, require_jwt=False), content=content).test_client()
+def test_preview_shows_the_example_as_of_its_date(content, tmp_path):
+    settings = private_settings(tmp_path, public_base_url=BASE_URL, require_jwt=False)
+    client = create_app(settings, content=content, clock=CLOCK).test_client()
     page = client.get("/preview?example=msc-done").get_data(as_text=True)
     # Dated examples only give their cards on their own "today" (the MSC visit is two months before it).
     assert 'data-topic="prior-notification-required"' in page

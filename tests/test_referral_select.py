@@ -8,7 +8,6 @@ from datetime import date, timedelta
 import pytest
 
 from cds_service.app import create_app
-from hooks.facts import Knowledge
 from hooks.policy import Suspension
 from tests.builders import (
     ICD10,
@@ -21,6 +20,7 @@ from tests.builders import (
     patient,
     service_request,
 )
+from tests.clinical_date import CLOCK, TODAY
 from tests.conftest import BASE_URL, Hooks, topics
 
 MSC = "msc-evaluation-first"
@@ -35,8 +35,8 @@ def adult_with_lbp():
 def with_policy(content, settings, **changes):
     """An app whose guideline policy differs from the shipped one."""
     policy = replace(content.knowledge.policy, **changes)
-    changed = replace(content, knowledge=Knowledge(content.knowledge.valuesets, policy))
-    return Hooks(create_app(settings, content=changed).test_client())
+    changed = replace(content, knowledge=replace(content.knowledge, policy=policy))
+    return Hooks(create_app(settings, content=changed, clock=CLOCK).test_client())
 
 
 # --- the baseline card --------------------------------------------------------------------------------
@@ -91,8 +91,8 @@ def test_directory_link_follows_the_patients_region(hooks):
     assert directory["label"] == "Medical Spine Center directory: Wisconsin"
 
 
-def test_patient_outside_every_region_gets_the_whole_directory(hooks):
-    [card] = hooks.select(patient(45, postal_code="90210").with_lbp().order_select(ortho_referral()))
+def test_patient_without_an_address_gets_the_msc_card_with_the_whole_directory(hooks):
+    [card] = hooks.select(patient(45, postal_code=None).with_lbp().order_select(ortho_referral()))
     directory = next(link for link in card["links"] if "/msc/directory" in link["url"])
     assert directory["url"] == f"{BASE_URL}/msc/directory"
 
@@ -211,9 +211,12 @@ def test_day_before_eighteenth_birthday_is_out_of_scope(hooks):
 
 
 def test_birth_year_only_is_read_conservatively(hooks):
-    year = str(date.today().year - 18)  # may or may not have turned 18 yet: no card
+    # The earliest birth year of someone who may not be 18 yet (a year alone is read at its last day): no
+    # card. 18 years before today's year, except on 31 December, when everyone born then is 18.
+    uncertain = (TODAY + timedelta(days=1)).year - 18
+    year = str(uncertain)
     assert hooks.select(patient(None, birth_date=year).with_lbp().order_select(ortho_referral())) == []
-    old = str(date.today().year - 19)
+    old = str(uncertain - 1)  # certainly 18: a card
     assert topics(hooks.select(patient(None, birth_date=old).with_lbp().order_select(ortho_referral()))) == [MSC]
 
 
@@ -239,9 +242,9 @@ def test_active_red_flag_condition_silences_the_card(hooks, code):
     assert hooks.select(record.order_select(ortho_referral())) == []
 
 
-def test_recent_red_flag_finding_silences_the_card(hooks):
+def test_recent_red_flag_finding_silences_the_msc_card_and_asks_to_rule_out_an_emergency(hooks):
     record = adult_with_lbp().with_condition("R33.9", onset=days_ago(5))  # urinary retention
-    assert hooks.select(record.order_select(ortho_referral())) == []
+    assert topics(hooks.select(record.order_select(ortho_referral()))) == ["red-flag-review"]
 
 
 def test_red_flag_finding_from_years_ago_does_not_count(hooks):
@@ -347,13 +350,16 @@ NOTICE = "Due to the COVID-19 emergency, the MSC requirement is suspended until 
 
 def test_suspended_requirement_turns_the_card_info_and_quotes_the_notice(content, settings):
     suspended = with_policy(
-        content, settings, suspensions=(Suspension(start=date.today() - timedelta(days=30), end=None, notice=NOTICE),)
+        content, settings, suspensions=(Suspension(start=TODAY - timedelta(days=30), end=None, notice=NOTICE),)
     )
     msc, pn = suspended.select(adult_with_lbp().order_select(ortho_referral()))
     assert msc["source"]["topic"]["code"] == MSC and msc["indicator"] == "info"
     assert NOTICE in msc["detail"] and "further notice" in msc["detail"]
-    assert msc["suggestions"][0]["label"] == "Refer to a Medical Spine Center instead"
-    assert pn["source"]["topic"]["code"] == PN and NOTICE in pn["detail"]
+    pt, swap = msc["suggestions"]
+    assert swap["label"] == "Refer to a Medical Spine Center instead" and "isRecommended" not in swap
+    assert pt["label"] == "Add a physical therapy referral" and "isRecommended" not in pt
+    assert pn["source"]["topic"]["code"] == PN and "suspended its MSC requirement" in pn["detail"]
+    assert NOTICE not in pn["detail"], "the notice appears once per response"
 
 
 def test_ended_suspension_restores_the_requirement(content, settings):

@@ -11,7 +11,8 @@ import pytest
 from cds_service.app import create_app
 from cds_service.storage.database import IssuedCard, issued_cards
 from cds_service.wiring import services_of
-from tests.builders import medication_request, patient
+from tests.builders import CPT, medication_request, patient
+from tests.clinical_date import CLOCK
 from tests.databases import migrated
 
 SERVICE = "/cds-services/lbp-patient-view"
@@ -23,15 +24,17 @@ NOT_APPLICABLE = {
 
 @pytest.fixture
 def app(settings, content, database_url):
-    app = create_app(settings.model_copy(update=dict(database_url=migrated(database_url))), content=content)
+    app = create_app(
+        settings.model_copy(update=dict(database_url=migrated(database_url))), content=content, clock=CLOCK
+    )
     yield app
     services_of(app).close()
 
 
 def issue(client, opioid: bool = False) -> dict:
     record = patient(45).with_lbp()
-    if opioid:
-        record = record.with_medication(medication_request(status="active"))
+    if opioid:  # with PT last month: the opioid card comes alone, with its PT and CBT suggestions
+        record = record.with_medication(medication_request(status="active")).with_procedure((CPT, "97161"), days=30)
     cards = client.post(SERVICE, json=record.patient_view()).get_json()["cards"]
     services_of(client.application).issued_cards.flush()
     return cards[-1 if opioid else 0]
@@ -54,9 +57,9 @@ def report(app, *args: str) -> str:
 
 @pytest.fixture
 def history(app):
-    """Five PT cards (the opioid patient too has no PT) and one opioid card issued; feedback over two days."""
+    """Five PT cards and one opioid card issued; feedback over two days."""
     client = app.test_client()
-    pt = [issue(client) for _ in range(4)]
+    pt = [issue(client) for _ in range(5)]
     opioid = issue(client, opioid=True)
     feedback(client, pt[0], "accepted", "2026-05-01T09:00:00Z")
     feedback(client, pt[1], "overridden", "2026-05-01T10:00:00Z", {"reason": NOT_APPLICABLE})  # no display

@@ -7,15 +7,15 @@ server of the storage tests; without either the test skips on a developer's mach
 from __future__ import annotations
 
 import itertools
-import time
 from typing import Any
 
 import pytest
 
 from tests.databases import postgres_schema, unreachable
 from tests.topology import Topology, feedback_item, find_nginx, topology
+from tests.waiting import wait_for
 
-pytestmark = pytest.mark.scale_out
+pytestmark = [pytest.mark.scale_out, pytest.mark.processes]
 
 SERVICES = ("lbp-referral-select", "lbp-referral-sign", "lbp-patient-view")
 CALLS_AFTER_KILL = 24
@@ -91,7 +91,7 @@ def test_two_replicas_behind_nginx_share_feedback_and_replay_store_and_survive_o
     replayed = cluster.call("lbp-referral-select", base=b.url, token=token)
     assert replayed.status_code == 401, replayed.text
     assert replayed.headers["WWW-Authenticate"].startswith("Bearer")
-    assert wait_for(lambda: "(replay)" in b.log()), "replica B should log the refusal as a replay"
+    assert wait_for(lambda: "(replay)" in b.log(), timeout=5, message="replica B logs the refusal as a replay")
 
     # 3. Replica A dies (master and workers, SIGKILL) mid-run: every later call succeeds through B.
     a.kill()
@@ -110,12 +110,3 @@ def test_two_replicas_behind_nginx_share_feedback_and_replay_store_and_survive_o
     assert len(run.acknowledged) == 8 * 4  # 8 rounds, 4 cards each (sign gives 2)
     assert run.acknowledged <= stored, run.acknowledged - stored
     assert len(rows) == len(run.acknowledged)
-
-
-def wait_for(condition, seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()

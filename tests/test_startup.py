@@ -19,6 +19,7 @@ import requests
 from sqlalchemy import create_engine, select
 
 from cds_service.storage.database import issued_cards
+from tests.clinical_date import EXAMPLES_AS_OF
 from tests.databases import database
 from tests.topology import migrate_database
 
@@ -42,6 +43,7 @@ def service_env(tmp_path: Path, port: int, **variables: str) -> dict[str, str]:
         "CDS_REQUIRE_JWT": "false",
         "CDS_DATABASE_URL": f"sqlite:///{tmp_path / 'cds.sqlite3'}",
         "CDS_STATE_DIR": str(tmp_path / "state"),
+        "CDS_CLINICAL_DATE": EXAMPLES_AS_OF.isoformat(),  # the bundled example is written as of that date
         "CDS_BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": "2",
         "TMPDIR": str(tmp_path),

@@ -96,6 +96,7 @@ def test_db_upgrade_command(tmp_path):
     env = {
         **os.environ,
         "CDS_DATABASE_URL": f"sqlite:///{database}",
+        "CDS_STATE_DIR": str(tmp_path / "state"),
         "CDS_REQUIRE_JWT": "false",
     }
     result = subprocess.run(

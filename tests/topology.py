@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -31,10 +31,10 @@ import requests
 from sqlalchemy import create_engine, select
 
 from cds_service.storage.database import feedback
+from tests.clinical_date import EXAMPLES, EXAMPLES_AS_OF
 from tests.tokens import ISSUER, TENANT, SigningKey, bearer, jwks, make_key, token_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = REPO_ROOT / "guideline_data" / "examples"
 START_TIMEOUT_SECONDS = 30.0
 # One example request per service: the baseline order-select, an order-sign, a patient-view.
 EXAMPLE_FOR_SERVICE = {
@@ -367,8 +367,14 @@ def stop_nginx(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def topology(database_url: str, replicas: int = 2, workers: int = 2, threads: int = 4) -> Iterator[Topology]:
-    """nginx in front of `replicas` gunicorns with `workers` each, JWTs required, sharing database_url."""
+def topology(
+    database_url: str, replicas: int = 2, workers: int = 2, threads: int = 4, clinical_date: date = EXAMPLES_AS_OF
+) -> Iterator[Topology]:
+    """nginx in front of `replicas` gunicorns with `workers` each, JWTs required, sharing database_url.
+
+    The replicas judge every call as of `clinical_date` (default: the date the bundled examples they are sent
+    are written for) and keep their state folder in the topology's temporary folder, as nginx its files.
+    """
     key = make_key("ES384")
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lbp-scale-")))
@@ -383,6 +389,8 @@ def topology(database_url: str, replicas: int = 2, workers: int = 2, threads: in
             "CDS_PUBLIC_BASE_URL": nginx_url,
             "CDS_TRUSTED_PROXY_HOPS": "1",
             "CDS_DATABASE_URL": database_url,
+            "CDS_STATE_DIR": str(workdir / "state"),
+            "CDS_CLINICAL_DATE": clinical_date.isoformat(),
             "WEB_CONCURRENCY": str(workers),
             "CDS_THREADS": str(threads),
             "PYTHONUNBUFFERED": "1",

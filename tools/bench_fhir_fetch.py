@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cds_service.app import create_app
 from cds_service.settings import Settings
 from tests.builders import CPT, NUCC, medication_request, patient, service_request, with_fhir_server
+from tests.clinical_date import CLOCK
 from tests.fhir_server_fixture import start_fhir_server
 
 TOKEN = "bench-token"
@@ -115,8 +116,10 @@ def main() -> None:
                 fhir_budget_ms=5000,
                 fhir_cache_seconds=0,
                 fhir_page_limit=100,
+                database_url=f"sqlite:///{tmp}/lbp-cds.sqlite3",  # nothing written into the checkout
+                state_dir=Path(tmp) / "state",
             )
-            client = create_app(settings).test_client()
+            client = create_app(settings, clock=CLOCK).test_client()  # the builders' clinical date
             body = with_fhir_server(record.patient_view(), server.base_url, TOKEN)
             print(f"Patient with {args.resources} resources of each type; medians of {args.rounds} rounds.")
             report("Server as fast as it is:", *measure(server, client, body, args.rounds))

@@ -30,7 +30,6 @@ import json
 import math
 import os
 import re
-import runpy
 import shutil
 import signal
 import socket
@@ -50,7 +49,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from cds_service.settings import ServerSettings  # noqa: E402
 from tests.builders import CPT, NUCC, ortho_referral, patient, service_request  # noqa: E402
+from tests.clinical_date import TODAY  # noqa: E402
 
 BASELINE = ROOT / "guideline_data" / "examples" / "baseline-lbp-referral.json"
 SERVICE_PATH = "/cds-services/lbp-referral-select"
@@ -332,6 +333,12 @@ def measure(servers: Mapping[str, Server], lua: Path, args: argparse.Namespace) 
     }
 
 
+def migrate(env: Mapping[str, str]) -> None:
+    """The deploy step before serving: the schema the issued-card writer needs."""
+    command = [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"]
+    subprocess.run(command, cwd=ROOT, env={**os.environ, **env}, check=True, capture_output=True)
+
+
 def machine() -> dict[str, Any]:
     cpu = next(
         (
@@ -341,13 +348,14 @@ def machine() -> dict[str, Any]:
         ),
         "unknown",
     )
-    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    server = ServerSettings.from_env()
+    workers = server.workers or (os.cpu_count() or 1) * 2  # as gunicorn.conf.py computes it
     wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.splitlines()
     return {
         "cpus": os.cpu_count(),
         "cpu": cpu,
         "python": sys.version.split()[0],
-        "gunicorn": f"{conf['worker_class']}, {conf['workers']} workers x {conf['threads']} threads",
+        "gunicorn": f"gthread, {workers} workers x {server.threads} threads",
         "wrk": wrk[0] if wrk else "wrk",
     }
 
@@ -444,7 +452,11 @@ def main() -> int:
             "CDS_REQUIRE_JWT": "false",
             "CDS_DATABASE_URL": f"sqlite:///{work / 'lbp-cds.sqlite3'}",
             "CDS_PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+            # The grown records are built with tests/builders.py, whose dates count from the tests' clinical date.
+            "CDS_CLINICAL_DATE": TODAY.isoformat(),
+            "CDS_STATE_DIR": str(work / "state"),
         }
+        migrate(env)
         print(f"lbp-cds: gunicorn -c gunicorn.conf.py wsgi:app (log {work / 'lbp-cds.log'})", flush=True)
         with ExitStack() as stack:
             server = stack.enter_context(gunicorn("lbp-cds", "wsgi:app", env, work / "lbp-cds.log"))

@@ -78,10 +78,11 @@ class FixedContent:
 class LiveContent:
     """The content of a folder, reloaded when its files change (or on SIGHUP), once valid."""
 
-    def __init__(self, root: Path, reload_seconds: int, state_dir: Path) -> None:
+    def __init__(self, root: Path, reload_seconds: int, state_dir: Path, keep_last_good: bool = True) -> None:
         self.root = root
         self.interval = reload_seconds
         self.snapshot = Snapshot(state_dir / SNAPSHOT_NAME)
+        self.keep_last_good = keep_last_good  # a serving service saves what it serves; a command only reads
         self._current: Content | None = None
         self._problems: list[Problem] = []
         self._lock = threading.Lock()
@@ -163,7 +164,8 @@ class LiveContent:
     def _publish(self, content: Content) -> None:
         self._current = content  # one assignment: each call holds old or new
         self._problems = []
-        self.snapshot.save(self.root, content.version)
+        if self.keep_last_good:
+            self.snapshot.save(self.root, content.version)
 
 
 def listing(problems: list[Problem]) -> str:

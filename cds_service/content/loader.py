@@ -29,7 +29,7 @@ from cds_service.content.icd10cm import Families, default_families
 from cds_service.content.problems import FieldPath, Problem, schema_problems, with_lines
 from cds_service.content.valueset_files import Concept, concepts, load_valuesets
 from cds_service.settings import DEFAULT_CONTENT_DIR
-from hooks.decisions import TOPICS
+from hooks.decisions import TOPICS, VARIANTS
 from hooks.knowledge import VALUESETS_USED, Knowledge
 from hooks.policy import Policy, Suspension
 from hooks.terminology import ValueSets
@@ -41,6 +41,10 @@ CARDS, POLICY, ORDERS, DIRECTORY, HANDOUT = (
     "msc/directory.yaml",
     "msc/handout.md",
 )
+
+
+# Files in these folders share one schema; every other file has its own, named after it.
+SCHEMA_OF_FOLDER = {"valuesets": "valueset", "overlays": "valueset-overlay"}
 
 
 class ContentError(Exception):
@@ -116,7 +120,11 @@ def check_content(
     codes = {name: [item.concept for item in listed] for name, listed in valuesets.items()}
     content = Content(
         knowledge=Knowledge(
-            valuesets=ValueSets({n: [(c.system, c.code) for c in cs] for n, cs in codes.items()}), policy=policy
+            valuesets=ValueSets({n: [(c.system, c.code) for c in cs] for n, cs in codes.items()}),
+            policy=policy,
+            msc_postal_prefixes=frozenset(
+                p for region in data[DIRECTORY]["regions"] for p in region["postal_prefixes"]
+            ),
         ),
         cards=freeze(data[CARDS]),
         orders=freeze(data[ORDERS]),
@@ -146,7 +154,7 @@ class Reader:
         """The file's data, or None when it has problems (added to self.problems)."""
         file = path.relative_to(self.root).as_posix()
         text = self.text(path, file)
-        schema = self.schema("valueset" if path.parent.name == "valuesets" else path.stem)
+        schema = self.schema(SCHEMA_OF_FOLDER.get(path.parent.name, path.stem))
         if text is None or schema is None:
             return None
         key = (file, schema[0], text)
@@ -242,6 +250,12 @@ def build_policy(data: Mapping[str, Any], problems: list[Problem]) -> Policy:
         medicare_advantage_plan_ids=frozenset(data["medicare_advantage_plan_identifiers"]),
         referral_text_patterns=compile_patterns(data["referral_text"]["include"], "include", problems),
         referral_text_exclusions=compile_patterns(data["referral_text"]["exclude"], "exclude", problems),
+        physical_therapy_text=compile_patterns(data["referral_text"]["physical_therapy"], "physical_therapy", problems),
+        spine_care_lookback_days=lookback["spine_surgeon_care"],
+        long_term_opioid_days=lookback["long_term_opioid"],
+        later_encounter_characters=frozenset(data["red_flag_history"]["later_encounter_characters"]),
+        red_flag_initial_days=MappingProxyType(dict(data["red_flag_history"]["initial_encounter_days"])),
+        plan_payer_ids=frozenset(data["plan_payer_identifiers"]),
         suspensions=tuple(
             build_suspension(s, index, problems) for index, s in enumerate(data["msc_requirement_suspensions"])
         ),
@@ -322,20 +336,22 @@ def check_card(
         "under override_reasons in cards.yaml",
         problems,
     )
-    for index, suggestion in enumerate(card.get("suggestions", [])):
-        for number, action in enumerate(suggestion["actions"]):
-            if "resource" in action and action["resource"] not in orders:
-                path = (*at, "suggestions", index, "actions", number, "resource")
-                problems.append(
-                    Problem(
-                        CARDS,
-                        path,
-                        f'"{action["resource"]}" is not an order defined in orders.yaml (defined: {", ".join(orders)})',
+    variants = [(f"when_{name}", card[f"when_{name}"]) for name in VARIANTS if f"when_{name}" in card]
+    for where, fields in [((), card), *(((name,), variant) for name, variant in variants)]:
+        for index, suggestion in enumerate(fields.get("suggestions", [])):
+            for number, action in enumerate(suggestion["actions"]):
+                if "resource" in action and action["resource"] not in orders:
+                    path = (*at, *where, "suggestions", index, "actions", number, "resource")
+                    problems.append(
+                        Problem(
+                            CARDS,
+                            path,
+                            f'"{action["resource"]}" is not an order defined in orders.yaml '
+                            f"(defined: {', '.join(orders)})",
+                        )
                     )
-                )
-    suspended = card.get("when_suspended") or {}
     texts = [((*at, name), card[name]) for name in ("summary", "detail")]
-    texts += [((*at, "when_suspended", name), suspended[name]) for name in ("summary", "detail") if name in suspended]
+    texts += [((*at, where, name), fields[name]) for where, fields in variants for name in ("summary", "detail")]
     for path, text in texts:
         if check_placeholders(path, text, problems) and path[-1] == "summary":
             check_summary(path, text, longest, problems)

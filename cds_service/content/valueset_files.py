@@ -2,6 +2,10 @@
 
 A code entry with `"include_descendants": true` stands for the code and every code below it in the
 ICD-10-CM tabular (e.g. M51.36 and M51.360, M51.361, M51.362, M51.369), with the tabular's displays.
+
+A published list that is wrong for the rules is kept as published and corrected by an overlay,
+valuesets/overlays/<id>.json: the codes it removes are taken out and the codes it adds put in, each
+with its note saying why (e.g. sickle cell trait out of the CDC sickle cell disease list).
 """
 
 from __future__ import annotations
@@ -66,9 +70,50 @@ def load_valuesets(root: Path, read: Reader, families: Families, problems: list[
         ]
         problems += duplicates_within(file, listed)
         sets[path.stem] = listed
+    for path in sorted((root / "valuesets" / "overlays").glob("*.json")):
+        apply_overlay(root, path, read(path), sets, families, problems)
     families.save()
     problems += different_meanings(sets)
     return sets
+
+
+def apply_overlay(
+    root: Path, path: Path, data: Any, sets: dict[str, list[Listed]], families: Families, problems: list[Problem]
+) -> None:
+    """The published set as corrected: `remove` taken out, `add` put in (families expanded)."""
+    if not isinstance(data, dict):
+        return
+    file = path.relative_to(root).as_posix()
+    base = sets.get(path.stem)
+    if data.get("id") != path.stem or base is None:
+        problems.append(
+            Problem(
+                file,
+                ("id",),
+                f'an overlay corrects the value set named by its file name ("{path.stem}"), '
+                f'so its id must be "{path.stem}" and valuesets/{path.stem}.json must exist',
+            )
+        )
+        return
+    present = {item.key for item in base}
+    removed: set[tuple[str, str]] = set()
+    for index, entry in enumerate(data["remove"]):
+        for item in expand(file, index, entry, families, problems):
+            if item.key not in present and item.family is None:
+                message = f"{item.concept} is not in valuesets/{path.stem}.json, so there is nothing to remove"
+                problems.append(Problem(file, ("remove", index, "code"), message))
+            removed.add(item.key)
+    added: list[Listed] = []
+    for index, entry in enumerate(data["add"]):
+        for item in expand(file, index, entry, families, problems):
+            if item.key in present - removed:
+                if item.family is None:
+                    message = f"{item.concept} is already in valuesets/{path.stem}.json; remove this entry"
+                    problems.append(Problem(file, ("add", index, "code"), message))
+                continue
+            added.append(item)
+    problems += duplicates_within(file, added)
+    sets[path.stem] = [item for item in base if item.key not in removed] + added
 
 
 def expand(

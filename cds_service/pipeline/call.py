@@ -18,7 +18,8 @@ from cds_service.pipeline.fhir_client import FhirFetcher
 from cds_service.pipeline.prefetch import Gathered, gather
 from cds_service.pipeline.validation import validate_request
 from hooks.decisions import Decision, keys_that_matter
-from hooks.facts import build_facts
+from hooks.facts import PatientRecord, build_facts, references_needed
+from hooks.rules import unjudged_order_data
 from hooks.service import HookInput, ServiceDefinition
 
 
@@ -71,11 +72,17 @@ def answer_hook(service: ServiceDefinition, body: Any, deps: CallDependencies) -
     silent = CallResult(hook_instance=body["hookInstance"], content_version=deps.content.version)
     if not service.relevant(hook_input, knowledge):
         return silent
-    gathered = gather(service, body, deps.fetcher)
+    orders = service.judged_orders(hook_input)
+
+    def needs(record: PatientRecord) -> set[str]:
+        return references_needed(record, orders, knowledge, deps.today)
+
+    gathered = gather(service, body, deps.fetcher, needs)
     fetched = {key: round(ms, 1) for key, ms in gathered.fetched.items()}
     facts = build_facts(gathered.record, knowledge, deps.today)
     decisions = service.decide(hook_input, facts, knowledge)
-    refuse_if_unsafe(service, body["hookInstance"], decisions, gathered, fetched)
+    unjudged = unjudged_order_data(orders, facts)
+    refuse_if_unsafe(service, body["hookInstance"], decisions, gathered, fetched, unjudged)
     region = deps.content.directory.region_for(facts.postal_code)
     context = RenderContext(deps.content, deps.base_url, body["context"]["patientId"], region)
     return CallResult(
@@ -94,11 +101,16 @@ def refuse_if_unsafe(
     decisions: list[Decision],
     gathered: Gathered,
     fetched: Mapping[str, float],
+    unjudged: set[str] | None = None,
 ) -> None:
     """412 when data that could not be had could make a card wrong, or leaves nothing to decide on."""
-    matter = keys_that_matter(decisions, set(gathered.missing))
+    matter = keys_that_matter(decisions, set(gathered.missing), unjudged or ())
     if matter:
-        reasons = "; ".join(f"{key} ({service.prefetch[key]}): {gathered.missing[key]}" for key in sorted(matter))
+        reasons = "; ".join(
+            f"{key} ({service.prefetch.get(key, 'resources referenced by the request or the patient data')}): "
+            f"{gathered.missing[key]}"
+            for key in sorted(matter)
+        )
         raise PrefetchUnavailable(
             f"Data this service needs could not be obtained: {reasons}. "
             "Prefetch these keys, or send a fhirServer this service may call with fhirAuthorization.",

@@ -1,21 +1,37 @@
-"""The clinical "today": ages, look-back windows and suspension dates are counted from it."""
+"""The clinical "today": ages, look-back windows and suspension dates are counted from it.
+
+Today is the date in the program's time zone (CDS_PROGRAM_TIMEZONE), never the host's: a service on a
+UTC host must not make a 17-year-old 18 on the evening before the birthday.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Protocol
+from zoneinfo import ZoneInfo
+
+DEFAULT_PROGRAM_TIMEZONE = "America/Chicago"  # the plan's members and clinics are in Minnesota and Wisconsin
 
 
 class Clock(Protocol):
     def today(self) -> date: ...
 
 
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
 class SystemClock:
-    """Today's date as the host sees it."""
+    """Today's date in the program's time zone, from the current instant (injectable for tests)."""
+
+    zone: ZoneInfo = field(default_factory=lambda: ZoneInfo(DEFAULT_PROGRAM_TIMEZONE))
+    instant: Callable[[], datetime] = utc_now
 
     def today(self) -> date:
-        return date.today()
+        return self.instant().astimezone(self.zone).date()
 
 
 @dataclass(frozen=True)

@@ -81,11 +81,21 @@ class FhirFetcher:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._session.close()
 
+    def deadline(self) -> float:
+        """When the budget of a call whose fetching starts now runs out (time.monotonic())."""
+        return time.monotonic() + self.budget_ms / 1000
+
     def fetch_all(
-        self, fhir_server: str, token: str | None, queries: Mapping[str, tuple[str, str]]
+        self,
+        fhir_server: str,
+        token: str | None,
+        queries: Mapping[str, tuple[str, str]],
+        deadline: float | None = None,
     ) -> list[FetchOutcome]:
-        """Fetch every key (key → (template, rendered query)) in parallel; stop waiting at the budget."""
-        deadline = time.monotonic() + self.budget_ms / 1000
+        """Fetch every key (key → (template, rendered query)) in parallel; stop waiting at the deadline
+        (the call's budget: a second round of the same call gets only what is left of it)."""
+        started = time.monotonic()
+        deadline = self.deadline() if deadline is None else deadline
         futures: dict[str, Future[FetchOutcome]] = {
             key: self._executor.submit(self._fetch, key, fhir_server, token, query, deadline)
             for key, (_template, query) in queries.items()
@@ -97,7 +107,8 @@ class FhirFetcher:
                 outcome = future.result()
             else:
                 future.cancel()
-                outcome = FetchOutcome(key, None, "no answer within the time budget", ms=self.budget_ms)
+                waited = (time.monotonic() - started) * 1000
+                outcome = FetchOutcome(key, None, "no answer within the time budget", ms=waited)
             self._record(outcome, queries[key][0])
             outcomes.append(outcome)
         return outcomes

@@ -146,7 +146,7 @@ class FeedbackEntry:
 
 def resolve_url(raw: str) -> URL:
     """Parse CDS_DATABASE_URL; a relative SQLite path is under DATA_ROOT (the repository root in a checkout,
-    the user data folder when installed), its folder created."""
+    the user data folder when installed)."""
     try:
         url = make_url(raw)
     except sa_exc.ArgumentError as error:
@@ -157,7 +157,6 @@ def resolve_url(raw: str) -> URL:
         path = Path(url.database)
         if not path.is_absolute():
             path = DATA_ROOT / path
-        path.parent.mkdir(parents=True, exist_ok=True)
         url = url.set(database=str(path))
     return url
 
@@ -188,8 +187,14 @@ class Storage:
         return self.engine.dialect.name
 
     def migrate(self) -> None:
-        """Bring the schema to the latest Alembic revision; safe when several workers start at once."""
+        """Bring the schema to the latest Alembic revision (the deploy step); safe when several run at once.
+
+        An SQLite database's folder is created here, the first time: nothing else writes to the disk.
+        """
         message = "The database cannot be reached to apply migrations."
+        database = self.engine.url.database
+        if self.dialect == "sqlite" and database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
         with unavailable(message), self.migration_lock(), self.engine.begin() as connection:
             if self.dialect == "postgresql":
                 connection.execute(select(text(f"pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")))

@@ -33,7 +33,8 @@
 //   POST /__admin/page-size {"count": N}     default page size for searches without _count (null: none)
 //   POST /__admin/token {"token": X}         require "Authorization: Bearer X" (null: no check)
 //   GET  /__admin/requests                   the FHIR requests received since the last reset
-//                                            [{method, url, status, authorization, ms}]
+//                                            [{method, url, status, authorization, ms, delayMs}]
+//                                            (delayMs: the injected delay it waited, 0 for none)
 
 import http from 'node:http';
 import {
@@ -426,7 +427,10 @@ async function handleFhir(req, res, origin, relPath, params) {
   }
 
   const delay = state.delays.get(resourceType) ?? state.delays.get('*');
-  if (delay) await sleep(delay);
+  if (delay) {
+    req.injectedDelayMs = delay;
+    await sleep(delay);
+  }
 
   const faultStatus = takeFault(resourceType);
   if (faultStatus) {
@@ -554,6 +558,7 @@ const server = http.createServer((req, res) => {
           status: res.statusCode,
           authorization: req.headers.authorization ?? null,
           ms,
+          delayMs: req.injectedDelayMs ?? 0,
         });
         if (state.requests.length > REQUEST_LOG_LIMIT) state.requests.shift();
       }

@@ -1,0 +1,1 @@
+"""Developer tools for lbp-cds (benchmarks, soak test, value-set build)."""
