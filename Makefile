@@ -1,12 +1,13 @@
 # The two commands of the README quick start:
 #   make run   set up and run the service at http://127.0.0.1:8080 (development defaults; PORT=9000 make run)
-#   make test  set up (Python, npm and Debian packages) and run the checks and the whole test suite
+#   make test  set up (Python, npm and Debian packages) and run the checks, the whole test suite (the wheel
+#              included) and the container image's smoke test
 VENV ?= .venv
 PORT ?= 8080
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: run test test-deps lint check-valuesets validate format
+.PHONY: run test test-deps lint check-valuesets validate format image-deps smoke-image check-manifests check-wheel
 NODE_STAMP := tests/fhir_server/node_modules/.installed-package-lock.json
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
@@ -25,6 +26,7 @@ lint: $(BIN)/.installed check-valuesets
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/hadolint Containerfile
 
 # Fails, naming each file, when guideline_data/valuesets/ is not what tools/valuesets/recipes/ produce
 # (fix the recipe, or run `python tools/build_valuesets.py` and commit).
@@ -48,13 +50,42 @@ $(NODE_STAMP): tests/fhir_server/package-lock.json
 	npm ci --prefix tests/fhir_server --no-audit --no-fund
 	cp $< $@
 
+# The wheel alone (part of the test suite): built, listed, installed into a fresh venv and served.
+check-wheel: $(BIN)/.installed
+	$(BIN)/python -m pytest -q tests/test_package.py
+
+# Every Kubernetes manifest against the schemas of a current Kubernetes (shipped by kubernetes-validate, offline).
+# A warning fails too: an apiVersion that Kubernetes removed is only a warning there.
+K8S_VERSION := 1.37.0
+check-manifests: $(BIN)/.installed
+	@output=$$($(BIN)/kubernetes-validate --strict --kubernetes-version $(K8S_VERSION) deploy/kubernetes/*.yaml 2>&1); \
+	status=$$?; echo "$$output"; \
+	if [ $$status -ne 0 ]; then exit $$status; fi; \
+	if echo "$$output" | grep -q '^WARN'; then echo "check-manifests: a WARN line fails the check" >&2; exit 1; fi
+
+# The container smoke test's Debian packages (podman with runc, mmdebstrap and what rootful podman runs with);
+# apt-get runs only when one is missing.
+IMAGE_DEBS := podman runc mmdebstrap uidmap slirp4netns fuse-overlayfs
+image-deps:
+	@missing=""; for package in $(IMAGE_DEBS); do \
+		dpkg-query -W -f='$${Status}' $$package 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$package"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	fi
+
+# Builds the image from Debian packages and runs it against PostgreSQL and Redis (tools/smoke_image.sh).
+smoke-image: $(BIN)/.installed image-deps
+	tools/smoke_image.sh
+
 # The whole suite, then the tests without external processes once more with the clinical date a year after the
 # default of tests/clinical_date.py: nothing may depend on the day. No bytecode or cache is written to the checkout.
 SHIFTED_TEST_TODAY := 2027-11-26
 
-test: lint validate test-deps
+test: lint validate check-manifests test-deps
 	PYTHONDONTWRITEBYTECODE=1 $(BIN)/python -m pytest
 	PYTHONDONTWRITEBYTECODE=1 LBP_TEST_TODAY=$(SHIFTED_TEST_TODAY) $(BIN)/python -m pytest -q -m "not processes"
+	$(MAKE) --no-print-directory smoke-image
 
 format: $(BIN)/.installed
 	$(BIN)/ruff check --fix .

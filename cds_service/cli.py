@@ -1,13 +1,17 @@
-"""Command-line tools, all through `flask --app wsgi ...`: thin callers of the rooms.
+"""Command-line tools: `lbp-cds ...` (the installed entry point) and `flask --app wsgi ...`, thin callers of
+the rooms. Each command is written once and offered under both.
 
-For operators: `db upgrade` (the deploy step before serving), `feedback-report`, `pn-export` (the Prior
-Notification records as CSV). For informatics staff: `content validate`, `content diff`.
+For operators: `lbp-cds serve` (gunicorn with the shipped configuration), `lbp-cds migrate` (`flask --app wsgi
+db upgrade`: the deploy step before serving), `feedback-report`, `pn-export` (the Prior Notification records as
+CSV). For informatics staff: `content validate`, `content diff`. A new operator command is one function
+decorated with `@operator_command(...)`: it appears under both `lbp-cds` and `flask --app wsgi`.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import date, datetime
 from pathlib import Path
@@ -15,11 +19,13 @@ from typing import TextIO
 
 import click
 from flask import Flask
-from flask.cli import AppGroup, with_appcontext
+from flask.cli import AppGroup, ScriptInfo, with_appcontext
 
+from cds_service import version
 from cds_service.content.diff import RevisionError, content_at_revision, describe_changes
 from cds_service.content.loader import Content, check_content
 from cds_service.errors import StorageUnavailable
+from cds_service.settings import SettingsError, exit_on_settings_error
 from cds_service.storage.database import head_revision
 from cds_service.storage.prior_notifications import export_csv
 from cds_service.storage.report import Key, as_csv, as_text, build_report
@@ -27,10 +33,67 @@ from cds_service.wiring import current_services
 
 
 def init_app(app: Flask) -> None:
+    """The `flask --app wsgi ...` commands."""
     app.cli.add_command(db_commands)
-    app.cli.add_command(feedback_report)
-    app.cli.add_command(pn_export)
     app.cli.add_command(content_commands)
+    for command in SHARED_COMMANDS:
+        app.cli.add_command(command)
+
+
+def operator_app() -> Flask:
+    """The application the `lbp-cds` commands run in, built as for the `flask` commands: no JWT settings
+    needed, and invalid content reported by the command rather than fatal."""
+    from cds_service.app import create_app
+
+    try:
+        return create_app(require_content=False, serving=False)
+    except SettingsError as error:
+        exit_on_settings_error(error)
+
+
+@click.group("lbp-cds", context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(version(), "--version", "-V", prog_name="lbp-cds", message="%(prog)s %(version)s")
+@click.pass_context
+def main(context: click.Context) -> None:
+    """lbp-cds, the low back pain CDS Hooks service. Settings come from the CDS_* environment variables."""
+    context.obj = ScriptInfo(create_app=operator_app, set_debug_flag=False, load_dotenv_defaults=False)
+
+
+# The commands offered under both `lbp-cds` and `flask --app wsgi` (besides `content` and the migration).
+SHARED_COMMANDS: list[click.Command] = []
+
+
+def operator_command(name: str) -> Callable[[Callable[..., None]], click.Command]:
+    """A command run in the application's context, as `lbp-cds NAME` and `flask --app wsgi NAME`."""
+
+    def register(function: Callable[..., None]) -> click.Command:
+        command = click.command(name)(with_appcontext(function))
+        SHARED_COMMANDS.append(command)
+        main.add_command(command)
+        return command
+
+    return register
+
+
+# What `lbp-cds serve` runs: gunicorn with the shipped configuration, the factory building the app in each worker.
+GUNICORN_CONFIG = "python:cds_service.web.gunicorn_config"
+WSGI_APP = "cds_service.app:create_app()"
+
+
+@main.command("serve", context_settings={"ignore_unknown_options": True})
+@click.argument("gunicorn_options", nargs=-1, type=click.UNPROCESSED)
+def serve(gunicorn_options: tuple[str, ...]) -> None:
+    """Serve the CDS Hooks API with gunicorn and the shipped configuration.
+
+    Workers, threads, timeouts and the address come from CDS_BIND, WEB_CONCURRENCY, CDS_THREADS... (README,
+    "Configuration"); gunicorn options may follow, e.g. `lbp-cds serve --bind 127.0.0.1:8080`. The process
+    becomes the gunicorn master (same process id), so it gets the service manager's signals. Migrations are
+    not run here: `lbp-cds migrate` first, once per release.
+    """
+    command = [sys.executable, "-m", "gunicorn", "-c", GUNICORN_CONFIG, *gunicorn_options, WSGI_APP]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, command)
 
 
 db_commands = AppGroup("db", help="The database of issued cards, feedback, JWT ids and Prior Notifications.")
@@ -38,7 +101,7 @@ db_commands = AppGroup("db", help="The database of issued cards, feedback, JWT i
 
 @db_commands.command("upgrade")
 def db_upgrade() -> None:
-    """Apply the database migrations (Alembic) up to the latest revision: run once before serving."""
+    """Apply the database migrations (Alembic) up to the latest revision: run once per release, before serving."""
     storage = current_services().storage
     try:
         storage.migrate()
@@ -47,8 +110,7 @@ def db_upgrade() -> None:
     click.echo(f"Database schema is at revision {head_revision()} ({storage.engine.url.render_as_string()}).")
 
 
-@click.command("feedback-report")
-@with_appcontext
+@operator_command("feedback-report")
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="First day included (UTC), YYYY-MM-DD.")
 @click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Last day included (UTC), YYYY-MM-DD.")
 @click.option("--csv", "as_csv_flag", is_flag=True, help="Write CSV instead of a text table.")
@@ -105,8 +167,8 @@ def diff(old: Path | None, new: Path | None, rev: str | None) -> None:
     """Show what changes for clinicians from OLD to NEW: codes added and removed, card text, policy.
 
     \b
-    flask --app wsgi content diff OLD_DIR NEW_DIR
-    flask --app wsgi content diff --rev HEAD [NEW_DIR]   (NEW_DIR defaults to CDS_CONTENT_DIR)
+    content diff OLD_DIR NEW_DIR
+    content diff --rev HEAD [NEW_DIR]   (NEW_DIR defaults to CDS_CONTENT_DIR)
     """
     if rev is not None and new is not None:
         raise click.UsageError("with --rev, give only the new folder (or none)")
@@ -140,8 +202,7 @@ def loaded_or_exit(root: Path, label: str | None = None) -> Content:
     return content
 
 
-@click.command("pn-export")
-@with_appcontext
+@operator_command("pn-export")
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="First day included (UTC), YYYY-MM-DD.")
 @click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Last day included (UTC), YYYY-MM-DD.")
 @click.option(
@@ -162,3 +223,8 @@ def pn_export(since: datetime | None, until: datetime | None, output: TextIO) ->
         raise click.ClickException(error.message) from None
     if output is not sys.stdout:
         click.echo(f"{written} Prior Notification(s) written to {output.name}.", err=True)
+
+
+# `lbp-cds migrate` is `flask --app wsgi db upgrade`; `lbp-cds content ...` the same group as under flask.
+main.add_command(db_upgrade, "migrate")
+main.add_command(content_commands)

@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal, NoReturn
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from platformdirs import user_data_dir
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
@@ -31,9 +32,15 @@ from sqlalchemy.engine import make_url
 # Asymmetric JWS algorithms only: `none` and HMAC (a shared secret) are never acceptable (CDS Hooks 2.0.1).
 ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512"})
 DEFAULT_ALGORITHMS = ("ES384", "RS384")  # the two the specification recommends
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONTENT_DIR = REPO_ROOT / "guideline_data"
-DEFAULT_STATE_DIR = REPO_ROOT / "var"
+# The folder holding the packages: a checkout of the repository (pyproject.toml beside them), or site-packages
+# when installed from the wheel. guideline_data is shipped beside cds_service in both.
+PACKAGE_PARENT = Path(__file__).resolve().parent.parent
+REPO_ROOT: Path | None = PACKAGE_PARENT if (PACKAGE_PARENT / "pyproject.toml").is_file() else None
+DEFAULT_CONTENT_DIR = PACKAGE_PARENT / "guideline_data"
+# Where what the service writes lives by default (CDS_STATE_DIR, a relative SQLite path in CDS_DATABASE_URL):
+# the repository in a checkout; installed, the user's data folder (~/.local/share/lbp-cds), never site-packages.
+DATA_ROOT = REPO_ROOT or Path(user_data_dir("lbp-cds", appauthor=False))
+DEFAULT_STATE_DIR = DATA_ROOT / "var"
 LOOPBACK_NAMES = frozenset({"localhost"})
 # Signs Prior Notification form links when CDS_FORM_SIGNING_KEY is not set: development only (with
 # CDS_REQUIRE_JWT=false); a service that requires JWTs refuses to start without a key of its own.
@@ -225,11 +232,16 @@ class Settings(EnvironmentSettings):
     database_url: str = Field(
         "sqlite:///var/lbp-cds.sqlite3",
         description="issued cards, feedback and the JWT replay store; a relative SQLite path is under the "
-        "repository root; PostgreSQL: `postgresql+psycopg://user:password@host:5432/lbp`",
+        "repository root (installed from the wheel: under the user data folder, `~/.local/share/lbp-cds/`); "
+        "PostgreSQL: `postgresql+psycopg://user:password@host:5432/lbp`",
     )
     max_body_bytes: int = Field(5 * 1024 * 1024, ge=0, description="request body limit (413 beyond)")
     trusted_proxy_hops: int = Field(0, ge=0, description="how many reverse proxies' `X-Forwarded-*` headers to trust")
-    content_dir: Path = Field(DEFAULT_CONTENT_DIR, description="where the clinical content is read from")
+    content_dir: Path = Field(
+        DEFAULT_CONTENT_DIR,
+        description="where the clinical content is read from; default: `guideline_data/` in the repository, or "
+        "the copy installed with the wheel",
+    )
     fhir_allowlist: CommaList = Field(
         (),
         description="comma-separated FHIR base URLs the service may call when prefetch is missing; default: "
@@ -288,7 +300,8 @@ class Settings(EnvironmentSettings):
     state_dir: Path = Field(
         DEFAULT_STATE_DIR,
         description="where the service keeps the last content that passed validation (`content-last-good.tar`), "
-        "served if it starts while the files are invalid",
+        "served if it starts while the files are invalid; default: `var/` in the repository (installed from the "
+        "wheel: `~/.local/share/lbp-cds/var/`)",
     )
 
     @property

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -37,9 +38,10 @@ def sample(client, name: str, **labels: str) -> float:
     return 0.0
 
 
-def test_healthz_says_the_process_is_up(client):
+def test_healthz_says_the_process_is_up_and_its_release(client):
     response = client.get("/healthz")
-    assert response.status_code == 200 and response.get_json() == {"status": "ok"}
+    release = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert response.status_code == 200 and response.get_json() == {"status": "ok", "version": release}
 
 
 def test_readyz_checks_content_and_database(client, content):

@@ -59,7 +59,7 @@ def test_workers_starting_together_migrate_once(database_url):
 
 
 def test_default_sqlite_file_is_created_under_var_on_first_start(tmp_path, monkeypatch):
-    monkeypatch.setattr(storage_module, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(storage_module, "DATA_ROOT", tmp_path)
     store = Storage("sqlite:///var/lbp-cds.sqlite3")
     store.migrate()
     store.close()

@@ -8,6 +8,11 @@ import os
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
+# In multiprocess mode a metric without labels writes its file when defined (below): the folder must exist
+# in every process that imports this, a command such as `lbp-cds migrate` too, not only under gunicorn.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
 HOOK_SECONDS = Histogram(
     "lbp_hook_call_seconds",
     "Service time of a hook call, by service and HTTP status.",

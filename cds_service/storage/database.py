@@ -49,7 +49,7 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.sql.dml import Insert
 
 from cds_service.errors import BadRequest, StorageUnavailable
-from cds_service.settings import REPO_ROOT, SettingsError
+from cds_service.settings import DATA_ROOT, SettingsError
 
 log = logging.getLogger("lbp_cds")
 
@@ -200,7 +200,8 @@ class FeedbackEntry:
 
 
 def resolve_url(raw: str) -> URL:
-    """Parse CDS_DATABASE_URL; a relative SQLite path is under the repository root."""
+    """Parse CDS_DATABASE_URL; a relative SQLite path is under DATA_ROOT (the repository root in a checkout,
+    the user data folder when installed)."""
     try:
         url = make_url(raw)
     except sa_exc.ArgumentError as error:
@@ -210,7 +211,7 @@ def resolve_url(raw: str) -> URL:
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         path = Path(url.database)
         if not path.is_absolute():
-            path = REPO_ROOT / path
+            path = DATA_ROOT / path
         url = url.set(database=str(path))
     return url
 

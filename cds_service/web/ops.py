@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
+from cds_service import version
 from cds_service.observability import metrics
 from cds_service.wiring import current_services
 
@@ -12,8 +13,8 @@ blueprint = Blueprint("ops", __name__)
 
 @blueprint.get("/healthz")
 def healthz() -> Response:
-    """The process is up and answering."""
-    return jsonify({"status": "ok"})
+    """The process is up and answering; with the release it runs (one version, from pyproject.toml)."""
+    return jsonify({"status": "ok", "version": version()})
 
 
 @blueprint.get("/readyz")
