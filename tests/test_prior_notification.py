@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 
 from cds_service.app import create_app
 from cds_service.content.loader import check_content
-from cds_service.settings import TrustedIssuer
+from cds_service.settings import DEVELOPMENT_FORM_KEY, Settings, SettingsError, TrustedIssuer
 from cds_service.storage.database import pn_form_contexts, prior_notifications
 from cds_service.wiring import services_of
 from tests.builders import appointment
@@ -214,6 +214,17 @@ def test_a_corrected_resubmission_is_a_new_record(stored_app, client):
     file_on_form(client, card)
     file_on_form(client, card, **{"visit-date": "2026-12-17"})
     assert sorted(r["visit_date"].isoformat() for r in rows(stored_app)) == ["2026-12-10", "2026-12-17"]
+
+
+def test_the_form_link_key_is_required_when_jwts_are_and_must_be_long(settings, content):
+    issuers = MappingProxyType({ISSUER: TrustedIssuer(ISSUER, (JWKS_URL,))})
+    production = settings.model_copy(update=dict(require_jwt=True, trusted_issuers=issuers, form_signing_key=None))
+    with pytest.raises(SettingsError, match="CDS_REQUIRE_JWT=true needs CDS_FORM_SIGNING_KEY"):
+        create_app(production, content=content, clock=CLOCK)
+    with pytest.raises(SettingsError, match="CDS_FORM_SIGNING_KEY: too short"):
+        Settings.from_env({"CDS_FORM_SIGNING_KEY": "short"})
+    # Development (no JWTs): the fixed development key signs, so `make run` needs no secret.
+    assert settings.form_signing_key is None and settings.signing_key == DEVELOPMENT_FORM_KEY
 
 
 def test_a_tampered_link_is_404_and_an_expired_one_410(sqlite_client, monkeypatch):
