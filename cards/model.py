@@ -11,9 +11,30 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 # The {placeholders} card summaries, details, link labels and bases may use.
-PLACEHOLDERS = frozenset({"region", "notice", "suspended_since", "suspended_until", "basis"})
+PLACEHOLDERS = frozenset(
+    {
+        "region",
+        "notice",
+        "suspended_since",
+        "suspended_until",
+        "basis",
+        "appointment_date",
+        "appointment_with",
+        "form_needs",
+    }
+)
 NO_REGION = "all regions"  # {region} when the patient's region is not known
 NO_END_DATE = "further notice"  # {suspended_until} of a suspension without an end date
+NO_APPOINTMENT_DATE = "a date not given"  # {appointment_date} of an Appointment without a start
+NO_APPOINTMENT_WITH = "the spine surgeon"  # {appointment_with} when the Appointment names nobody
+APPOINTMENT_WITH_LIMIT = 120  # {appointment_with} is cut to this many characters
+# The longest {appointment_date} and {appointment_with}, for the summary length check.
+LONGEST_APPOINTMENT = ("2026-12-31 23:59", "x" * APPOINTMENT_WITH_LIMIT)
+# Card source extension: the card's Da Vinci CRD card type (source.topic keeps the lbp-cds topic).
+CRD_CARD_TYPE_EXTENSION = "lbp-cds-crd-card-type"
+CRD_CARD_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/cdshooks-card-type"
+# Card extension (Da Vinci CRD): the context resource(s) the card is about.
+ASSOCIATED_RESOURCE_EXTENSION = "davinci-crd.associated-resource"
 SUMMARY_LIMIT = 139  # CDS Hooks: a card summary is "<140 characters"
 # Card source extension: the content version whose wording the card shows, so feedback can be tied to it.
 CONTENT_VERSION_EXTENSION = "lbp-cds-content-version"
@@ -38,6 +59,11 @@ class CardContent(Protocol):
     @property
     def orders(self) -> Mapping[str, Any]:
         """orders.yaml: the FHIR resources that suggestions create."""
+        ...
+
+    @property
+    def crd(self) -> Mapping[str, Any]:
+        """crd.yaml: the CRD card type of each topic, configuration options, coverage-information text."""
         ...
 
     @property

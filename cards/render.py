@@ -10,9 +10,24 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlencode
 
-from cards.model import CONTENT_VERSION_EXTENSION, NO_END_DATE, NO_REGION, SUMMARY_LIMIT, CardContent, Region
+from cards.model import (
+    APPOINTMENT_WITH_LIMIT,
+    ASSOCIATED_RESOURCE_EXTENSION,
+    CONTENT_VERSION_EXTENSION,
+    CRD_CARD_TYPE_EXTENSION,
+    CRD_CARD_TYPE_SYSTEM,
+    NO_APPOINTMENT_DATE,
+    NO_APPOINTMENT_WITH,
+    NO_END_DATE,
+    NO_REGION,
+    SUMMARY_LIMIT,
+    CardContent,
+    Region,
+)
 from hooks import fhir
+from hooks.appointments import visit_with
 from hooks.decisions import Decision
+from hooks.fhir import References
 
 SCALARS = frozenset({str, int, float, bool, type(None)})
 
@@ -72,7 +87,7 @@ def render_card(decision: Decision, ctx: RenderContext, offered: set[str] | None
             "label": cards["source"]["label"],
             "url": cards["source"]["url"],
             "topic": {"system": cards["topic_system"], "code": decision.topic, "display": template["topic_display"]},
-            "extension": {CONTENT_VERSION_EXTENSION: ctx.content.version},
+            "extension": source_extension(decision.topic, ctx),
         },
     }
     suggestions = []
@@ -87,9 +102,24 @@ def render_card(decision: Decision, ctx: RenderContext, offered: set[str] | None
     if suggestions:
         card["suggestions"] = suggestions
         card["selectionBehavior"] = "any"
-    card["overrideReasons"] = [dict(cards["override_reasons"][name]) for name in template["override_reasons"]]
-    card["links"] = [render_link(name, values, ctx) for name in template["links"]]
+    card["overrideReasons"] = [dict(cards["override_reasons"][name]) for name in text["override_reasons"]]
+    card["links"] = [render_link(name, values, ctx, decision) for name in text["links"]]
+    about = [key for resource in decision.about if (key := fhir.resource_key(resource))]
+    if about:
+        # Da Vinci CRD: which of the context's orders or appointments the card is about.
+        card["extension"] = {ASSOCIATED_RESOURCE_EXTENSION: [{"reference": key} for key in about]}
     return card
+
+
+def source_extension(topic: str, ctx: RenderContext) -> dict[str, Any]:
+    """The content version of the wording, and the card's Da Vinci CRD card type."""
+    extension: dict[str, Any] = {CONTENT_VERSION_EXTENSION: ctx.content.version}
+    crd = ctx.content.crd
+    kind = crd.get("card_types", {}).get(topic)
+    if kind is not None:
+        display = crd["configuration_options"][kind]["display"]
+        extension[CRD_CARD_TYPE_EXTENSION] = {"system": CRD_CARD_TYPE_SYSTEM, "code": kind, "display": display}
+    return extension
 
 
 def placeholder_values(decision: Decision, ctx: RenderContext) -> dict[str, str]:
@@ -99,10 +129,24 @@ def placeholder_values(decision: Decision, ctx: RenderContext) -> dict[str, str]
         "notice": suspension.notice if suspension else "",
         "suspended_since": suspension.start.isoformat() if suspension else "",
         "suspended_until": suspension.end.isoformat() if suspension and suspension.end else NO_END_DATE,
+        "form_needs": ctx.content.cards["form_needs"].get(decision.form_needs or "", ""),
+        **appointment_values(decision.appointment),
     }
     basis = ctx.content.cards["bases"].get(decision.basis or "", "")
     values["basis"] = basis.format_map({**values, "basis": ""})
     return values
+
+
+def appointment_values(appointment: Mapping[str, Any] | None) -> dict[str, str]:
+    """When and with whom, as the EHR wrote them (its local time, without the offset)."""
+    if appointment is None:
+        return {"appointment_date": NO_APPOINTMENT_DATE, "appointment_with": NO_APPOINTMENT_WITH}
+    start = appointment.get("start")
+    when = (
+        f"{start[:10]} {start[11:16]}".strip() if isinstance(start, str) and len(start) >= 10 else NO_APPOINTMENT_DATE
+    )
+    with_whom = visit_with(dict(appointment), References())[:APPOINTMENT_WITH_LIMIT]
+    return {"appointment_date": when, "appointment_with": with_whom or NO_APPOINTMENT_WITH}
 
 
 def shorten(summary: str) -> str:
@@ -149,10 +193,13 @@ def new_order(name: str, decision: Decision, ctx: RenderContext) -> dict[str, An
     return resource
 
 
-def render_link(name: str, values: Mapping[str, str], ctx: RenderContext) -> dict[str, str]:
+def render_link(name: str, values: Mapping[str, str], ctx: RenderContext, decision: Decision) -> dict[str, str]:
     link = ctx.content.cards["links"][name]
     if "url" in link:
         url = link["url"]
+    elif link.get("signed_form"):
+        # The signed reference to the form's stored context; without one, the blank printable form.
+        url = f"{ctx.base_url}{link['path']}" + (f"/{decision.form_token}" if decision.form_token else "")
     else:
         query = f"?{urlencode({'region': ctx.region.id})}" if link.get("region_filter") and ctx.region else ""
         url = f"{ctx.base_url}{link['path']}{query}"

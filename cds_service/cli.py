@@ -2,9 +2,9 @@
 the rooms. Each command is written once and offered under both.
 
 For operators: `lbp-cds serve` (gunicorn with the shipped configuration), `lbp-cds migrate` (`flask --app wsgi
-db upgrade`: the deploy step before serving), `feedback-report`. For informatics staff: `content validate`,
-`content diff`. A new operator command is one function decorated with `@operator_command(...)`: it appears
-under both `lbp-cds` and `flask --app wsgi`.
+db upgrade`: the deploy step before serving), `feedback-report`, `pn-export` (the Prior Notification records as
+CSV). For informatics staff: `content validate`, `content diff`. A new operator command is one function
+decorated with `@operator_command(...)`: it appears under both `lbp-cds` and `flask --app wsgi`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import date, datetime
 from pathlib import Path
+from typing import TextIO
 
 import click
 from flask import Flask
@@ -26,6 +27,7 @@ from cds_service.content.loader import Content, check_content
 from cds_service.errors import StorageUnavailable
 from cds_service.settings import SettingsError, exit_on_settings_error
 from cds_service.storage.database import head_revision
+from cds_service.storage.prior_notifications import export_csv
 from cds_service.storage.report import Key, as_csv, as_text, build_report
 from cds_service.wiring import current_services
 
@@ -94,7 +96,7 @@ def serve(gunicorn_options: tuple[str, ...]) -> None:
     os.execv(sys.executable, command)
 
 
-db_commands = AppGroup("db", help="The database of issued cards, feedback and JWT ids.")
+db_commands = AppGroup("db", help="The database of issued cards, feedback, JWT ids and Prior Notifications.")
 
 
 @db_commands.command("upgrade")
@@ -198,6 +200,29 @@ def loaded_or_exit(root: Path, label: str | None = None) -> Content:
         click.echo(f"{len(problems)} problem(s): the service will not use this content until they are fixed.")
         raise SystemExit(1)
     return content
+
+
+@operator_command("pn-export")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="First day included (UTC), YYYY-MM-DD.")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Last day included (UTC), YYYY-MM-DD.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.File("w", encoding="utf-8"),
+    default="-",
+    help="CSV file to write (default: standard output).",
+)
+def pn_export(since: datetime | None, until: datetime | None, output: TextIO) -> None:
+    """Every Prior Notification filed by spine surgical practices (all EHRs), as CSV, oldest first."""
+    first, last = day(since), day(until)
+    if first and last and first > last:
+        raise click.BadParameter("--since is after --until")
+    try:
+        written = export_csv(current_services().storage, output, first, last)
+    except StorageUnavailable as error:
+        raise click.ClickException(error.message) from None
+    if output is not sys.stdout:
+        click.echo(f"{written} Prior Notification(s) written to {output.name}.", err=True)
 
 
 # `lbp-cds migrate` is `flask --app wsgi db upgrade`; `lbp-cds content ...` the same group as under flask.

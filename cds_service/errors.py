@@ -18,6 +18,7 @@ ISSUE_TYPE_BY_STATUS = {
     412: "incomplete",
     413: "too-long",
     415: "not-supported",
+    422: "business-rule",
     500: "exception",
     503: "transient",
 }
@@ -71,6 +72,18 @@ class Unauthorized(ClientError):
 class UnknownService(ClientError):
     status = 404
     kind = "unknown-service"
+
+
+class NotFound(ClientError):
+    """A resource this service does not have (or does not show this caller)."""
+
+    status = 404
+
+
+class Unprocessable(ClientError):
+    """Valid JSON and CDS Hooks, but not what Da Vinci CRD allows (CRD hook-13: 422)."""
+
+    status = 422
 
 
 class PrefetchUnavailable(ClientError):

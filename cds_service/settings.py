@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from platformdirs import user_data_dir
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
@@ -42,6 +42,10 @@ DEFAULT_CONTENT_DIR = PACKAGE_PARENT / "guideline_data"
 DATA_ROOT = REPO_ROOT or Path(user_data_dir("lbp-cds", appauthor=False))
 DEFAULT_STATE_DIR = DATA_ROOT / "var"
 LOOPBACK_NAMES = frozenset({"localhost"})
+# Signs Prior Notification form links when CDS_FORM_SIGNING_KEY is not set: development only (with
+# CDS_REQUIRE_JWT=false); a service that requires JWTs refuses to start without a key of its own.
+DEVELOPMENT_FORM_KEY = "lbp-cds development form-link key: never use in production"
+MIN_FORM_KEY_LENGTH = 32
 # What pydantic's own checks mean, in the words of the variables' documentation.
 PLAIN_ERRORS = {
     "int_parsing": "expected a whole number",
@@ -278,6 +282,21 @@ class Settings(EnvironmentSettings):
         description="IANA time zone of the program (e.g. `America/Chicago`): the clinical today (ages, look-back "
         "windows, suspensions) is the date there, never the host's",
     )
+    form_signing_key: SecretStr | None = Field(
+        None,
+        description="secret that signs the Prior Notification form links on cards (at least 32 characters; "
+        "keep it the same on every replica); required when `CDS_REQUIRE_JWT=true`; default: a fixed development "
+        "key, only with `CDS_REQUIRE_JWT=false`",
+    )
+    pn_link_days: int = Field(
+        30, ge=1, description="how many days a Prior Notification form link on a card stays valid"
+    )
+    pn_reader_issuers: CommaList = Field(
+        (),
+        description="comma-separated JWT issuers (among `CDS_TRUSTED_ISSUERS`) of the plan's staff tools, which "
+        "may read every EHR's Prior Notification records; any other caller reads only those its own EHR "
+        "(issuer and tenant) filed; default: none",
+    )
     state_dir: Path = Field(
         DEFAULT_STATE_DIR,
         description="where the service keeps the last content that passed validation (`content-last-good.tar`), "
@@ -288,6 +307,13 @@ class Settings(EnvironmentSettings):
     @property
     def shows_preview(self) -> bool:
         return not self.require_jwt if self.preview_enabled is None else self.preview_enabled
+
+    @property
+    def signing_key(self) -> str:
+        """The form-link key; the development key only where JWTs are not required (check() enforces it)."""
+        if self.form_signing_key is not None:
+            return self.form_signing_key.get_secret_value()
+        return DEVELOPMENT_FORM_KEY
 
     @property
     def allowed_origins(self) -> tuple[str, ...]:
@@ -312,6 +338,15 @@ class Settings(EnvironmentSettings):
                 f"CDS_REQUIRE_JWT=true needs {' and '.join(missing)}: the issuers whose JWTs are trusted and the "
                 "public URL JWT audiences are checked against (or set CDS_REQUIRE_JWT=false for development only)"
             )
+        if self.form_signing_key is None:
+            raise SettingsError(
+                "CDS_REQUIRE_JWT=true needs CDS_FORM_SIGNING_KEY: a secret of at least "
+                f"{MIN_FORM_KEY_LENGTH} characters that signs the Prior Notification form links "
+                "(the same on every replica)"
+            )
+        untrusted = [issuer for issuer in self.pn_reader_issuers if issuer not in self.trusted_issuers]
+        if untrusted:
+            raise SettingsError(f"CDS_PN_READER_ISSUERS: {', '.join(untrusted)} not among CDS_TRUSTED_ISSUERS")
 
     @field_validator("public_base_url")
     @classmethod
@@ -322,6 +357,22 @@ class Settings(EnvironmentSettings):
         if urlsplit(url).scheme not in ("https", "http") or not urlsplit(url).netloc:
             raise ValueError(f"CDS_PUBLIC_BASE_URL={value!r}: expected an absolute URL such as https://cds.example.org")
         return url
+
+    @field_validator("form_signing_key")
+    @classmethod
+    def _form_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if len(value.get_secret_value()) < MIN_FORM_KEY_LENGTH:
+            raise ValueError(
+                f"CDS_FORM_SIGNING_KEY: too short; use a random secret of at least {MIN_FORM_KEY_LENGTH} characters"
+            )
+        return value
+
+    @field_validator("pn_reader_issuers", mode="before")
+    @classmethod
+    def _reader_issuers(cls, value: Any) -> Any:
+        return comma_separated(value)
 
     @field_validator("redis_url")
     @classmethod

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import cast
 
 from flask import Flask, current_app
@@ -19,11 +20,13 @@ from cds_service.pipeline import validation
 from cds_service.pipeline.call import CallDependencies
 from cds_service.pipeline.clock import Clock, FixedClock, SystemClock
 from cds_service.pipeline.fhir_client import FhirFetcher
+from cds_service.pipeline.prior_notification import FormLinks
 from cds_service.pipeline.registry import Registry
 from cds_service.settings import Settings
 from cds_service.storage.database import Storage
 from cds_service.storage.issued import IssuedCardRecorder
-from cds_service.web.auth import JwtVerifier, RedisReplayStore, ReplayStore, WorkerReplayGuard
+from cds_service.storage.prior_notifications import PriorNotificationStore, Scope
+from cds_service.web.auth import Caller, JwtVerifier, RedisReplayStore, ReplayStore, WorkerReplayGuard
 from hooks import SERVICES
 
 log = logging.getLogger("lbp_cds")
@@ -40,6 +43,8 @@ class AppServices:
     storage: Storage
     issued_cards: IssuedCardRecorder
     jwt_verifier: JwtVerifier | None  # None: JWTs not required (development)
+    prior_notifications: PriorNotificationStore
+    form_links: FormLinks
 
     def current_content(self) -> Content:
         """The content to answer with; 503 when no valid content was ever loaded."""
@@ -53,8 +58,16 @@ class AppServices:
             )
         return content
 
-    def call_dependencies(self, base_url: str) -> CallDependencies:
-        return CallDependencies(self.current_content(), self.fetcher, self.clock.today(), base_url)
+    def call_dependencies(self, base_url: str, caller: Caller | None = None) -> CallDependencies:
+        return CallDependencies(
+            self.current_content(),
+            self.fetcher,
+            self.clock.today(),
+            base_url,
+            notifications=self.prior_notifications,
+            form_links=self.form_links,
+            scope=scope_of(caller),
+        )
 
     def close(self) -> None:
         """Stop threads and close connections, the issued-card writer first (it still writes)."""
@@ -94,7 +107,14 @@ def build_services(
         storage=storage,
         issued_cards=IssuedCardRecorder(storage),
         jwt_verifier=jwt_verifier(settings, storage),
+        prior_notifications=PriorNotificationStore(storage),
+        form_links=FormLinks(settings.signing_key, timedelta(days=settings.pn_link_days)),
     )
+
+
+def scope_of(caller: Caller | None) -> Scope:
+    """The EHR a call comes from: its JWT's issuer and tenant (none in development, without JWTs)."""
+    return Scope(caller.issuer, caller.tenant) if caller is not None else Scope()
 
 
 def settings_clock(settings: Settings) -> Clock:

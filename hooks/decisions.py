@@ -25,7 +25,10 @@ TOPICS = (
 # The variants of a card's text (cards.yaml `when_<variant>`), chosen by the rules.
 SUSPENDED = "suspended"
 LONG_TERM_OPIOID = "long_term_opioid"
-VARIANTS = (SUSPENDED, LONG_TERM_OPIOID)
+# appointment-book: the surgical practice's wording (and, when the PN records could not be read, saying so).
+AT_BOOKING = "at_booking"
+AT_BOOKING_UNCHECKED = "at_booking_unchecked"
+VARIANTS = (SUSPENDED, LONG_TERM_OPIOID, AT_BOOKING, AT_BOOKING_UNCHECKED)
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,21 @@ class Decision:
     variant: str | None = None  # which `when_<variant>` text the card takes, if any
     reason_codes: tuple[Any, ...] = ()  # CodeableConcepts to carry into suggested orders
     reason_references: tuple[str, ...] = ()  # 'Condition/id' to carry into suggested orders
+    # appointment-book: the proposed Appointment the card is about, what the PN form will ask about the
+    # MSC step (a key of cards.yaml `form_needs`), and the signed reference to the pre-filled form (set
+    # by the pipeline once it has stored the form's context).
+    appointment: Resource | None = None
+    form_needs: str | None = None
+    form_token: str | None = None
 
+    @property
+    def about(self) -> tuple[Resource, ...]:
+        """The context resources (draft orders, or the proposed appointment) the card is about."""
+        return self.orders or ((self.appointment,) if self.appointment is not None else ())
+
+
+# What the PN form asks about the MSC step (cards.yaml `form_needs:`).
+FORM_NEEDS = frozenset({"msc-done", "no-msc"})
 
 # Data that is not a prefetch key of its own: resources reached by reference (contained, prefetched
 # or fetched by reference) that could not be had. Named per kind, like prefetch keys.

@@ -22,6 +22,7 @@ from typing import Any
 from hooks import fhir
 from hooks.fhir import References, Resource
 from hooks.knowledge import Knowledge
+from hooks.notifications import PriorNotificationOnFile
 from hooks.terminology import ICD10CM, ValueSets, normalize
 
 RED_FLAG_SETS = ("red-flags-emergent", "red-flags-emergent-non-spine", "red-flags-urgent")
@@ -108,6 +109,10 @@ class PatientFacts:
     lbp_conditions: tuple[str, ...] = ()  # 'Condition/id' of active LBP diagnoses
     references: References = field(default_factory=References)
     active_medication_requests: tuple[Resource, ...] = ()
+    primary_coverage_key: str | None = None  # 'Coverage/id' of the primary coverage in force, when it can be told
+    # A fact the pipeline adds (not from FHIR): the patient's Prior Notifications on file (None: they
+    # could not be read).
+    prior_notifications: tuple[PriorNotificationOnFile, ...] | None = ()
 
     @property
     def is_initial_spine_visit(self) -> bool:
@@ -140,6 +145,7 @@ def build_facts(record: PatientRecord, knowledge: Knowledge, today: date) -> Pat
         active_medication_requests=tuple(
             m for m in record.medication_requests if m.get("status") in LIVE_MEDICATION_STATUSES
         ),
+        primary_coverage_key=fhir.resource_key(primary_coverage(record.coverages, knowledge, today) or {}),
     )
     # Whether a visit was "for LBP", and whether an active drug is an opioid analgesic, need the facts above.
     surgeons = spine_surgeons_seen(record, facts, knowledge)
@@ -393,6 +399,15 @@ def participants(encounter: Resource) -> list[dict[str, Any]]:
     return found
 
 
+def appointment_participants(appointment: Resource) -> list[dict[str, Any]]:
+    """References to whom a proposed visit is with (Appointment.participant.actor; none for an order)."""
+    found: list[dict[str, Any]] = []
+    for participant in appointment.get("participant") or []:
+        if isinstance(participant, dict):
+            found += fhir.references_in(participant.get("actor"))
+    return found
+
+
 def visit_specialties(encounter: Resource, references: References) -> list[Any]:
     """What a visit says about its specialty: serviceType, type, and each participant's specialty."""
     concepts: list[Any] = [encounter.get("serviceType"), *(encounter.get("type") or [])]
@@ -609,6 +624,8 @@ def references_needed(record: PatientRecord, orders: Iterable[Resource], knowled
     for order in orders:
         wanted += reason_references(order) + fhir.references_in(order.get("performer"))
         wanted += fhir.references_in(order.get("medicationReference"))
+        if not (order.get("serviceType") or order.get("specialty")):
+            wanted += appointment_participants(order)  # a visit that names no specialty: whom it is with decides
     for encounter in record.encounters:
         if within(fhir.period_date(encounter, "period"), today, window):
             wanted += reason_references(encounter) + participants(encounter)

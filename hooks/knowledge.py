@@ -33,6 +33,8 @@ VALUESETS_USED = frozenset(
         "opioid-use-disorder",
         "lumbar-spine-surgery-status",
         "lumbar-spine-surgery",
+        "visit-follow-up",
+        "visit-emergency",
     }
 )
 

@@ -42,6 +42,9 @@ class Policy:
     later_encounter_characters: frozenset[str] = frozenset()
     red_flag_initial_days: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     plan_payer_ids: frozenset[str] = frozenset()  # the plan's own coverages: primary when Coverage.order is absent
+    prior_notification_window_days: int = 90  # a PN filed this recently covers the visit (the episode)
+    # appointmentType text that marks a follow-up visit, when it carries no standard code.
+    follow_up_text_patterns: tuple[re.Pattern[str], ...] = field(default=())
 
     def suspension_on(self, day: date) -> Suspension | None:
         return next((s for s in self.suspensions if s.covers(day)), None)

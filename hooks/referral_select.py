@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from hooks.decisions import Decision
+from hooks.decisions import (
+    MSC_EVALUATION_FIRST,
+    OPIOID_SPARING_ALTERNATIVES,
+    PRIOR_NOTIFICATION_REQUIRED,
+    RED_FLAG_REVIEW,
+    Decision,
+)
 from hooks.facts import PatientFacts
 from hooks.knowledge import Knowledge
 from hooks.rules import concerns_program, order_decisions
@@ -45,4 +51,5 @@ SERVICE = ServiceDefinition(
     decide=decide,
     relevant=relevant,
     judged_orders=HookInput.selected_orders,
+    crd_topics=(MSC_EVALUATION_FIRST, PRIOR_NOTIFICATION_REQUIRED, RED_FLAG_REVIEW, OPIOID_SPARING_ALTERNATIVES),
 )

@@ -19,6 +19,7 @@ from hooks.decisions import (
 )
 from hooks.facts import (
     PatientFacts,
+    appointment_participants,
     is_for_lbp,
     is_opioid_analgesic,
     is_red_flag_finding,
@@ -175,14 +176,42 @@ def unjudged_order_data(orders: Iterable[Resource], facts: PatientFacts) -> set[
     keys: set[str] = set()
     for order in orders:
         if order.get("resourceType") == "MedicationRequest":
-            fields = ["medicationReference"]
+            refs = fhir.references_in(order.get("medicationReference"))
         elif order.get("resourceType") == "ServiceRequest":
-            fields = ["performer"]
+            refs = fhir.references_in(order.get("performer"))
+        elif order.get("resourceType") == "Appointment":
+            # Whom the visit is with matters when the appointment names neither service type nor specialty.
+            named = order.get("serviceType") or order.get("specialty")
+            refs = [] if named else appointment_participants(order)
         else:
             continue
-        for field in fields:
-            for ref in fhir.references_in(order.get(field)):
-                kind = (fhir.reference_key(ref) or "").split("/")[0]
-                if facts.references.is_unknown(ref) and kind in REFERENCED_DATA:
-                    keys.add(REFERENCED_DATA[kind])
+        for ref in refs:
+            kind = (fhir.reference_key(ref) or "").split("/")[0]
+            if facts.references.is_unknown(ref) and kind in REFERENCED_DATA:
+                keys.add(REFERENCED_DATA[kind])
     return keys
+
+
+def program_referrals(
+    orders: Iterable[Resource], facts: PatientFacts, knowledge: Knowledge
+) -> list[tuple[Resource, list[Decision]]]:
+    """The spine-surgical referrals the Prior Notification rule is about, each with its cards' decisions.
+
+    What referral_decisions judges, one referral at a time: none while a red-flag finding waits to be
+    ruled out, none for an emergent referral, one not for LBP, or a follow-up with a surgeon already seen.
+    """
+    if not in_scope(facts):
+        return []
+    referrals = [
+        o for o in orders if is_spine_surgical_referral(o, knowledge, facts.references) and not urgent(o, knowledge)
+    ]
+    if red_flag_review(referrals, facts, knowledge):
+        return []
+    found = []
+    for referral in referrals:
+        if is_emergent_order(referral, facts, knowledge) or not is_for_lbp(referral, facts, knowledge.valuesets):
+            continue
+        decisions = referral_decision(referral, facts, knowledge)
+        if decisions:
+            found.append((referral, decisions))
+    return found

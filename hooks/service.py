@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hooks import fhir
+from hooks.coverage import CoverageAssertion
 from hooks.decisions import Decision
 from hooks.facts import PatientFacts
 from hooks.fhir import Resource
@@ -46,10 +47,18 @@ class HookInput:
         selected = set(self.context.get("selections") or ())
         return [r for r in self.draft_orders() if fhir.resource_key(r) in selected]
 
+    def appointments(self) -> list[Resource]:
+        """appointment-book: the proposed Appointments."""
+        found = fhir.bundle_resources(self.context.get("appointments"))
+        return [r for r in found if r.get("resourceType") == "Appointment"]
+
 
 Decide = Callable[[HookInput, PatientFacts, Knowledge], list[Decision]]
 Relevant = Callable[[HookInput, Knowledge], bool]
 Orders = Callable[[HookInput], list[Resource]]
+# Da Vinci CRD Coverage Information: what the program requires of each request resource in scope.
+Cover = Callable[[HookInput, PatientFacts, Knowledge], list[CoverageAssertion]]
+Needs = Callable[[HookInput, PatientFacts, Knowledge], bool]
 
 
 def always(_hook_input: HookInput, _knowledge: Knowledge) -> bool:
@@ -74,6 +83,14 @@ class ServiceDefinition:
     # The orders the service judges (order-select: the selections; order-sign: every draft): their
     # references are resolved, and data without which one cannot be classified matters.
     judged_orders: Orders = no_orders
+    # Da Vinci CRD: the card topics this service can answer with (discovery offers a configuration
+    # option for each one's CRD card type); empty for a service that is not a CRD service.
+    crd_topics: tuple[str, ...] = ()
+    # CRD Coverage Information system actions (order-sign, appointment-book); None: none supplied.
+    coverage: Cover | None = None
+    # Whether this call's rules need the patient's Prior Notifications on file (the pipeline then reads
+    # them from storage); judged from the context and the facts, so other calls cost no database read.
+    needs_prior_notifications: Needs | None = None
 
     def discovery(self) -> dict[str, Any]:
         return {

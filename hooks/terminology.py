@@ -26,6 +26,8 @@ SYSTEM_ALIASES = {
     "urn:oid:2.16.840.1.113883.6.101": "http://nucc.org/provider-taxonomy",
     "urn:oid:2.16.840.1.113883.6.12": "http://www.ama-assn.org/go/cpt",
     "urn:oid:2.16.840.1.113883.3.221.5": "https://nahdo.org/sopt",
+    # The pre-R4 URL of HL7 v2 table 0276 (appointment reason), as the appointment-book hook examples write it.
+    "http://hl7.org/fhir/v2/0276": "http://terminology.hl7.org/CodeSystem/v2-0276",
 }
 
 

@@ -17,7 +17,7 @@ from referencing.jsonschema import DRAFT202012
 from cds_service.settings import Settings, TrustedIssuer, signing_keys
 from cds_service.web.openapi import openapi_document
 from tests.conftest import assert_conformant
-from tests.tokens import ISSUER, SigningKey, bearer, jwks, make_key, token_for
+from tests.tokens import FORM_KEY, ISSUER, SigningKey, bearer, jwks, make_key, token_for
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "guideline_data" / "examples"
@@ -36,6 +36,7 @@ def jwt_settings(tmp_path: Path, database_url: str) -> Settings:
         public_base_url=BASE_URL,
         require_jwt=True,
         trusted_issuers=MappingProxyType({ISSUER: issuer}),
+        form_signing_key=FORM_KEY,
         database_url=database_url,
         state_dir=tmp_path / "state",
     )

@@ -22,6 +22,13 @@ SOPT = "https://nahdo.org/sopt"
 CPT = "http://www.ama-assn.org/go/cpt"
 
 LBP = "M54.50"  # Low back pain, unspecified
+V2_0276 = "http://terminology.hl7.org/CodeSystem/v2-0276"  # appointment reason (FOLLOWUP, EMERGENCY, ...)
+NPI = "http://hl7.org/fhir/sid/us-npi"
+SPINE_SURGEON = "207XS0117X"  # NUCC Orthopaedic Surgery of the Spine Physician
+NEUROSURGEON = "207T00000X"  # NUCC Neurological Surgery Physician
+HAND_SURGEON = "207XS0106X"  # NUCC Orthopaedic Hand Surgery
+PRACTICE_NPI = "1407071236"
+SURGEON_NPI = "9941339100"
 ORTHO_REFERRAL = "308481009"  # Referral to orthopedic surgeon
 NEURO_REFERRAL = "308482002"  # Referral to neurosurgeon
 OXYCODONE_5MG = "1049621"  # oxycodone hydrochloride 5 MG Oral Tablet
@@ -128,6 +135,67 @@ def service_request(
 
 def ortho_referral(**kwargs: Any) -> dict[str, Any]:
     return service_request(ORTHO_REFERRAL, **kwargs)
+
+
+def appointment(
+    *,
+    specialty: str | None = SPINE_SURGEON,
+    specialty_system: str = NUCC,
+    service_type_text: str | None = None,
+    appointment_type: str | None = None,
+    appointment_type_text: str | None = None,
+    reason: str | None = LBP,
+    reason_system: str = ICD10,
+    status: str = "proposed",
+    start: str | None = "2026-12-10T09:00:00-06:00",
+    based_on: str | None = None,
+    surgeon: str | None = "Dr Ada Spine",
+    surgeon_npi: str | None = SURGEON_NPI,
+    practice: str | None = "Lakeside Spine Surgery",
+    practice_npi: str | None = PRACTICE_NPI,
+    aid: str | None = None,
+) -> dict[str, Any]:
+    """A proposed Appointment with a surgeon (a contained PractitionerRole naming the practice)."""
+    resource: dict[str, Any] = {"resourceType": "Appointment", "id": aid or next_id("apt"), "status": status}
+    contained: list[dict[str, Any]] = []
+    participants: list[dict[str, Any]] = [{"actor": {"reference": "Patient/p1"}, "status": "accepted"}]
+    if surgeon:
+        practitioner: dict[str, Any] = {"resourceType": "Practitioner", "id": "surgeon", "name": [{"text": surgeon}]}
+        if surgeon_npi:
+            practitioner["identifier"] = [{"system": NPI, "value": surgeon_npi}]
+        role: dict[str, Any] = {
+            "resourceType": "PractitionerRole",
+            "id": "role",
+            "practitioner": {"reference": "#surgeon"},
+        }
+        contained.append(practitioner)
+        if practice:
+            organization: dict[str, Any] = {"resourceType": "Organization", "id": "practice", "name": practice}
+            if practice_npi:
+                organization["identifier"] = [{"system": NPI, "value": practice_npi}]
+            contained.append(organization)
+            role["organization"] = {"reference": "#practice"}
+        if specialty:
+            role["specialty"] = [concept(specialty, specialty_system)]
+        contained.append(role)
+        participants.append({"actor": {"reference": "#role", "display": surgeon}, "status": "tentative"})
+    if contained:
+        resource["contained"] = contained
+    if service_type_text:
+        resource["serviceType"] = [{"text": service_type_text}]
+    if appointment_type or appointment_type_text:
+        kind: dict[str, Any] = concept(appointment_type, V2_0276) if appointment_type else {}
+        if appointment_type_text:
+            kind["text"] = appointment_type_text
+        resource["appointmentType"] = kind
+    if reason:
+        resource["reasonCode"] = [concept(reason, reason_system)]
+    if start:
+        resource["start"] = start
+    if based_on:
+        resource["basedOn"] = [{"reference": based_on}]
+    resource["participant"] = participants
+    return resource
 
 
 def medication_request(
@@ -262,6 +330,7 @@ class PatientRecordBuilder:
         plan: str | None = None,
         order: int | None = None,
         payor: str | None = None,
+        member_id: str | None = None,
     ) -> PatientRecordBuilder:
         coverage: dict[str, Any] = {
             "resourceType": "Coverage",
@@ -275,6 +344,10 @@ class PatientRecordBuilder:
             coverage["order"] = order
         if payor:
             coverage["payor"] = [{"identifier": {"system": "urn:oid:2.16.840.1.113883.6.300", "value": payor}}]
+        if member_id:
+            coverage["identifier"] = [
+                {"type": concept("MB", "http://terminology.hl7.org/CodeSystem/v2-0203"), "value": member_id}
+            ]
         if plan:
             coverage["class"] = [
                 {
@@ -347,7 +420,11 @@ class PatientRecordBuilder:
         return self
 
     def patient_resource(self) -> dict[str, Any]:
-        patient: dict[str, Any] = {"resourceType": "Patient", "id": self.pid}
+        patient: dict[str, Any] = {
+            "resourceType": "Patient",
+            "id": self.pid,
+            "name": [{"given": ["Pat"], "family": "Lumbar"}],
+        }
         if self.birth_date:
             patient["birthDate"] = self.birth_date
         if self.postal_code:
@@ -404,6 +481,9 @@ class PatientRecordBuilder:
     def order_sign(self, *orders: dict[str, Any]) -> dict[str, Any]:
         keys = ORDER_KEYS
         return self.request("order-sign", {"draftOrders": bundle(list(orders))}, keys)
+
+    def appointment_book(self, *appointments: dict[str, Any]) -> dict[str, Any]:
+        return self.request("appointment-book", {"appointments": bundle(list(appointments))}, ORDER_KEYS)
 
     def patient_view(self) -> dict[str, Any]:
         keys = ("patient", "conditions", "encounters", "serviceRequests", "medicationRequests", "procedures")

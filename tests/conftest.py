@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.servicerequest import ServiceRequest
 from flask.testing import FlaskClient
 from jsonschema import Draft202012Validator
+from pydantic import ValidationError
 
 from cds_service import app as app_module
 from cds_service import wiring
@@ -24,6 +26,7 @@ from cds_service.app import create_app
 from cds_service.content.loader import load_content
 from cds_service.settings import Settings
 from cds_service.wiring import AppServices, services_of
+from tests import crd_profile
 from tests.clinical_date import CLOCK
 from tests.databases import Outage, database, migrated
 
@@ -131,6 +134,15 @@ def outage(request, tmp_path):
 
 
 @pytest.fixture
+def postgres_outage(tmp_path):
+    """A PostgreSQL database that can be taken down (a locked SQLite file still reads: some cases need this one)."""
+    with database("postgresql", tmp_path) as url:
+        broken = Outage("postgresql", migrated(url))
+        yield broken
+        broken.close()
+
+
+@pytest.fixture
 def app(settings, content):
     app = create_app(settings, content=content, clock=CLOCK)
     yield app
@@ -154,6 +166,28 @@ def assert_conformant(response: dict[str, Any]) -> None:
             for action in suggestion["actions"]:
                 if action["type"] == "create":
                     ServiceRequest.model_validate(action["resource"])
+    for action in response.get("systemActions", []):
+        assert_coverage_information_action(action)
+
+
+def assert_coverage_information_action(action: dict[str, Any]) -> None:
+    """A Da Vinci CRD Coverage Information system action: valid FHIR, one extension per its profile."""
+    resource = action["resource"]
+    assert resource["resourceType"] in crd_profile.CONTEXTS
+    [extension] = crd_profile.coverage_information(resource)
+    assert crd_profile.problems(extension) == []
+    try:
+        get_fhir_model_class(resource["resourceType"]).model_validate(resource)  # R4B: fhir.resources has no R4
+    except ValidationError as invalid:
+        # The resource is the EHR's own, changed only by the extension (CRD resp-37): what the EHR sent
+        # wrong in elements the rules never read (a fuzzer's mutations) is echoed, never made by us.
+        ours = ("extension", resource["extension"].index(extension))
+        assert not [e for e in invalid.errors() if tuple(e["loc"][:2]) == ours], invalid
+        sent = {**resource, "extension": [e for e in resource["extension"] if e is not extension]}
+        if not sent["extension"]:
+            del sent["extension"]
+        with pytest.raises(ValidationError):
+            get_fhir_model_class(resource["resourceType"]).model_validate(sent)
 
 
 class Hooks:
@@ -163,11 +197,18 @@ class Hooks:
         self.client = client
 
     def call(self, service_id: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return self.answer(service_id, body)["cards"]
+
+    def answer(self, service_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The whole checked response: cards and systemActions."""
         response = self.client.post(f"/cds-services/{service_id}", json=body)
         assert response.status_code == 200, response.get_json()
-        payload = response.get_json()
+        payload: dict[str, Any] = response.get_json()
         assert_conformant(payload)
-        return payload["cards"]
+        return payload
+
+    def book(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        return self.call("lbp-appointment-book", body)
 
     def select(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         return self.call("lbp-referral-select", body)

@@ -31,7 +31,7 @@ def outcome_message(response) -> str:
 # --- discovery ------------------------------------------------------------------------------------------
 
 
-def test_discovery_lists_exactly_the_three_services(client):
+def test_discovery_lists_exactly_the_four_services(client):
     response = client.get("/cds-services")
     assert response.status_code == 200
     services = response.get_json()["services"]
@@ -40,6 +40,7 @@ def test_discovery_lists_exactly_the_three_services(client):
         ("lbp-referral-select", "order-select"),
         ("lbp-referral-sign", "order-sign"),
         ("lbp-patient-view", "patient-view"),
+        ("lbp-appointment-book", "appointment-book"),
     }
     for service in services:
         assert service["title"] and service["description"] and service["prefetch"]

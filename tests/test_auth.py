@@ -27,6 +27,7 @@ from tests.clinical_date import CLOCK
 from tests.conftest import private_env
 from tests.databases import migrated, redis_url
 from tests.tokens import (
+    FORM_KEY,
     ISSUER,
     JWKS_URL,
     OTHER_JWKS_URL,
@@ -46,7 +47,9 @@ GENERIC_401 = "Authentication failed: send a valid JWT as 'Authorization: Bearer
 
 def trusting(settings: Settings, *jwks_urls: str, tenants: frozenset[str] | None = frozenset({TENANT})) -> Settings:
     issuer = TrustedIssuer(ISSUER, jwks_urls or (JWKS_URL,), tenants)
-    return settings.model_copy(update=dict(require_jwt=True, trusted_issuers=MappingProxyType({ISSUER: issuer})))
+    return settings.model_copy(
+        update=dict(require_jwt=True, trusted_issuers=MappingProxyType({ISSUER: issuer}), form_signing_key=FORM_KEY)
+    )
 
 
 @pytest.fixture

@@ -54,7 +54,7 @@ def test_card_naming_a_link_that_does_not_exist(copy):
     assert copy.problems() == [
         f'cards.yaml, line {line}, field cards > physical-therapy-first-line > links > entry 1: "fritz-2021" is not '
         'defined under links in cards.yaml (did you mean "fritz-2012"?) (defined: msc-handout, msc-directory, '
-        "program-policy, cdc-opioid-guideline, acp-low-back-pain, fritz-2012, apta-direct-access)"
+        "program-policy, cdc-opioid-guideline, acp-low-back-pain, pn-form, fritz-2012, apta-direct-access)"
     ]
 
 
@@ -108,8 +108,8 @@ def test_unknown_placeholder(copy):
     detail = copy.line_of("cards.yaml", "    when_suspended:") + 3  # the detail: | line
     assert copy.problems() == [
         f"cards.yaml, line {detail}, field cards > msc-evaluation-first > when_suspended > detail: unknown placeholder "
-        "{suspended_from} (did you mean {suspended_until}?); the placeholders are {basis}, {notice}, {region}, "
-        "{suspended_since}, {suspended_until}"
+        "{suspended_from} (did you mean {suspended_until}?); the placeholders are {appointment_date}, "
+        "{appointment_with}, {basis}, {form_needs}, {notice}, {region}, {suspended_since}, {suspended_until}"
     ]
 
 

@@ -9,7 +9,7 @@ import pytest
 from cds_service.app import create_app
 from cds_service.settings import TrustedIssuer
 from tests.clinical_date import CLOCK
-from tests.tokens import ISSUER, JWKS_URL
+from tests.tokens import FORM_KEY, ISSUER, JWKS_URL
 
 EHR = "https://ehr.example.org"
 ENDPOINTS = ["/cds-services", "/cds-services/lbp-referral-select", "/cds-services/lbp-referral-select/feedback"]
@@ -28,7 +28,9 @@ def preflight(client, path: str, origin: str = EHR):
 
 def production(settings, **changes):
     issuers = MappingProxyType({ISSUER: TrustedIssuer(ISSUER, (JWKS_URL,))})
-    return settings.model_copy(update=dict(require_jwt=True, trusted_issuers=issuers, **changes))
+    return settings.model_copy(
+        update=dict(require_jwt=True, trusted_issuers=issuers, form_signing_key=FORM_KEY, **changes)
+    )
 
 
 @pytest.mark.parametrize("path", ENDPOINTS)

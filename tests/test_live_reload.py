@@ -81,7 +81,7 @@ def test_version_in_discovery_and_on_every_card(client, content, settings):
     body = json.loads((EXAMPLES / "patient-view-lbp.json").read_text())
     app = create_app(settings, content=content, clock=FixedClock(AS_OF))
     [card] = app.test_client().post("/cds-services/lbp-patient-view", json=body).get_json()["cards"]
-    assert card["source"]["extension"] == {"lbp-cds-content-version": content.version}
+    assert card["source"]["extension"]["lbp-cds-content-version"] == content.version
 
 
 def test_a_valid_edit_is_served_after_the_interval(copy, tmp_path, clock):

@@ -31,7 +31,7 @@ from cds_service.settings import TrustedIssuer, signing_keys
 from cds_service.wiring import services_of
 from tests.builders import ortho_referral, patient
 from tests.databases import migrated
-from tests.tokens import ISSUER, TENANT, bearer, jwks, make_key, sign, token_for
+from tests.tokens import FORM_KEY, ISSUER, TENANT, bearer, jwks, make_key, sign, token_for
 
 TOKEN = "sntl-token-Qz9Xw2Lk"
 BIRTH_DATE = "1961-07-13"
@@ -187,7 +187,9 @@ def jwt_app(settings, content, key):
         tenants=frozenset({TENANT}),
         pinned_keys=MappingProxyType(signing_keys(jwks(key), "test")),
     )
-    secure = settings.model_copy(update=dict(require_jwt=True, trusted_issuers=MappingProxyType({ISSUER: issuer})))
+    secure = settings.model_copy(
+        update=dict(require_jwt=True, trusted_issuers=MappingProxyType({ISSUER: issuer}), form_signing_key=FORM_KEY)
+    )
     app = create_app(secure, content=content)
     yield app
     services_of(app).close()

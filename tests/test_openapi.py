@@ -28,7 +28,7 @@ def test_the_served_document_is_the_kept_one_with_the_schema_files_embedded(clie
     kept = json.loads(DOCUMENT.read_text())
     assert document["paths"] == kept["paths"]
     embedded = [n for n, s in kept["components"]["schemas"].items() if s.get("$ref", "").startswith("../")]
-    assert len(embedded) == 7
+    assert len(embedded) == 8
     for name in embedded:
         refs = json.dumps(document["components"]["schemas"][name]).split('"$ref": "')[1:]
         assert all(ref.startswith(f"#/components/schemas/{name}/") for ref in refs), name
@@ -59,10 +59,34 @@ FEEDBACK = {
 }
 
 
+# The surgical practice's Prior Notification endpoints (README, "The spine surgical practice"); the form's
+# HTML pages are for people and are not in the document.
+PRIOR_NOTIFICATION_PATHS = {
+    "/fhir/Questionnaire/{id}",
+    "/fhir/QuestionnaireResponse",
+    "/fhir/QuestionnaireResponse/{id}",
+}
+
+
 def test_the_document_describes_each_declared_service_and_its_feedback():
     paths = openapi_document()["paths"]
     declared = {f"/cds-services/{s.id}" for s in SERVICES} | {f"/cds-services/{s.id}/feedback" for s in SERVICES}
-    assert set(paths) == declared | {"/cds-services"}
+    assert set(paths) == declared | {"/cds-services"} | PRIOR_NOTIFICATION_PATHS
     for service in SERVICES:
         body = paths[f"/cds-services/{service.id}"]["post"]["requestBody"]["content"]["application/json"]["schema"]
         assert body["allOf"][1]["properties"]["hook"] == {"const": service.hook}
+        # 422 (a CRD extension not honoured) only where the service speaks CRD (README, "Status codes").
+        assert ("422" in paths[f"/cds-services/{service.id}"]["post"]["responses"]) == bool(service.crd_topics)
+
+
+def test_the_document_describes_the_prior_notification_endpoints_as_the_app_routes_them(client):
+    document = openapi_document()
+    routed = {(rule.rule, method) for rule in client.application.url_map.iter_rules() for method in rule.methods or ()}
+    for path in PRIOR_NOTIFICATION_PATHS:
+        for method in document["paths"][path]:
+            assert (
+                path.replace("{id}", "<record_id>" if "Response" in path else "<questionnaire_id>"),
+                method.upper(),
+            ) in routed
+    submit = document["paths"]["/fhir/QuestionnaireResponse"]["post"]
+    assert {"200", "201", "400", "401", "503"} <= set(submit["responses"])

@@ -209,10 +209,17 @@ def test_installed_from_the_wheel_lbp_cds_validates_migrates_and_serves_the_read
         )
         assert answer.status_code == 200, answer.text
         assert [card["source"]["topic"]["code"] for card in answer.json()["cards"]] == ["msc-evaluation-first"]
+        # The Prior Notification form, its page and stylesheet: the form, templates and static files are shipped.
+        questionnaire = requests.get(f"{base}/fhir/Questionnaire/lbp-prior-notification", timeout=5)
+        assert questionnaire.status_code == 200 and questionnaire.json()["resourceType"] == "Questionnaire"
+        assert "Prior Notification" in requests.get(f"{base}/prior-notification/form", timeout=5).text
+        assert requests.get(f"{base}/static/pn-form.css", timeout=5).status_code == 200
     assert (data / "content-last-good.tar").is_file()
     report = lbp_cds(venv, deployer, work, "feedback-report", "--csv").stdout.splitlines()
     assert report[0].startswith("service,topic,issued,accepted,overridden")
     assert [row.split(",")[:3] for row in report[1:]] == [["lbp-referral-select", "msc-evaluation-first", "1"]]
+    export = lbp_cds(venv, deployer, work, "pn-export").stdout.splitlines()
+    assert export[0].startswith("id,submitted_at,filed_on") and export[1:] == []
     content = str(packages / "guideline_data")
     assert (
         lbp_cds(venv, deployer, work, "content", "diff", content, content)

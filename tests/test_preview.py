@@ -24,6 +24,7 @@ def test_preview_is_on_in_development_and_configurable(env, shown, content, tmp_
         "CDS_PUBLIC_BASE_URL": BASE_URL,
         "CDS_TRUSTED_ISSUERS": '{"https://ehr.example.org": {"jwks_urls": ["https://ehr.example.org/jwks"]}}',
         **private_env(tmp_path),
+        "CDS_FORM_SIGNING_KEY": "x" * 32,
     }
     settings = Settings.from_env({**production, **env})
     assert settings.shows_preview is shown

@@ -27,6 +27,7 @@ SCHEMA_FILES = [
     "context/order-select.schema.json",
     "context/order-sign.schema.json",
     "context/patient-view.schema.json",
+    "context/appointment-book.schema.json",
 ]
 
 CARD_UUID = "4e0a3a1e-3283-4575-ab82-028d55fe2719"
@@ -102,6 +103,7 @@ CONTEXT = {
     "order-select": load_schema("context/order-select.schema.json"),
     "order-sign": load_schema("context/order-sign.schema.json"),
     "patient-view": load_schema("context/patient-view.schema.json"),
+    "appointment-book": load_schema("context/appointment-book.schema.json"),
 }
 
 
@@ -198,10 +200,23 @@ def strict_response():
                     "resourceType": "ServiceRequest",
                     "id": "mri-1",
                     "status": "draft",
+                    "extension": [COVERAGE_INFORMATION],
                 },
             }
         ],
     }
+
+
+# The one kind of system action lbp-cds answers with: Da Vinci CRD Coverage Information.
+COVERAGE_INFORMATION = {
+    "url": "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information",
+    "extension": [
+        {"url": "coverage", "valueReference": {"reference": "Coverage/cov-1"}},
+        {"url": "covered", "valueCode": "covered"},
+        {"url": "date", "valueDate": "2026-11-26"},
+        {"url": "coverage-assertion-id", "valueString": "b0f8a4f2-7f3c-4d58-9f51-3c0e4a8f6e11"},
+    ],
+}
 
 
 # --------------------------------------------------------------------------
@@ -876,7 +891,8 @@ def test_strict_unknown_members_rejected():
     errors = {e.json_path: e for e in validator(RESPONSE).iter_errors(body)}
     expected = {
         "$": "'extra'",
-        "$.cards[0]": "'extension', 'sumary'",
+        "$.cards[0]": "'sumary'",
+        "$.cards[0].extension": "'lbp-cds-content-version'",
         "$.cards[0].source.extension": "'com.example'",
         "$.cards[0].suggestions[0].actions[0]": "'comment'",
         "$.cards[0].links[0]": "'autolaunchable'",
@@ -1051,3 +1067,30 @@ def test_each_error_reported_once():
     reported = [(e.json_path, e.validator, e.message) for e in validator(RESPONSE).iter_errors(body)]
     assert len(reported) == len(set(reported)), reported
     assert len(reported) == 10, reported
+
+
+# --------------------------------------------------------------------------
+# appointment-book context
+# --------------------------------------------------------------------------
+
+CRD_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "crd"
+
+
+@pytest.mark.parametrize("name", ["ig-examples/CRDServiceRequest4.json", "test-kit/appointment_book_hook_request.json"])
+def test_crd_appointment_book_requests_validate(name):
+    body = json.loads((CRD_FIXTURES / name).read_text())
+    assert_valid(REQUEST, body)
+    assert_valid(CONTEXT["appointment-book"], body["context"])
+
+
+def test_appointment_book_appointments_must_be_a_bundle_of_appointments():
+    body = json.loads((CRD_FIXTURES / "ig-examples/CRDServiceRequest4.json").read_text())
+    context = body["context"]
+    schema = CONTEXT["appointment-book"]
+    as_array = {**context, "appointments": [e["resource"] for e in context["appointments"]["entry"]]}
+    assert_error(schema, as_array, "$.appointments", "type")  # the hook's STU3-era example shape
+    other = copy.deepcopy(context)
+    other["appointments"]["entry"][0]["resource"]["resourceType"] = "ServiceRequest"
+    assert_error(schema, other, "$.appointments.entry[0].resource.resourceType", "const")
+    by_patient = {**context, "userId": "Patient/123"}
+    assert_valid(schema, by_patient)  # a patient booking their own appointment

@@ -24,7 +24,7 @@ from cds_service.settings import Settings, SettingsError, TrustedIssuer, signing
 from cds_service.wiring import services_of
 from tests.builders import medication_request, ortho_referral, patient, with_fhir_server
 from tests.databases import migrated
-from tests.tokens import ISSUER, JWKS_URL, bearer, jwks, make_key, token_for
+from tests.tokens import FORM_KEY, ISSUER, JWKS_URL, bearer, jwks, make_key, token_for
 
 ROOT = Path(__file__).resolve().parent.parent
 VIEW = "/cds-services/lbp-patient-view"
@@ -95,6 +95,7 @@ def pinned_app(settings, content, issuer_config: dict):
         "CDS_PUBLIC_BASE_URL": "https://cds.example.org",
         "CDS_TRUSTED_ISSUERS": json.dumps({ISSUER: issuer_config}),
         "CDS_DATABASE_URL": settings.database_url,
+        "CDS_FORM_SIGNING_KEY": FORM_KEY.get_secret_value(),
     }
     return create_app(Settings.from_env(env), content=content)
 
@@ -199,7 +200,12 @@ def test_hsts_only_when_the_public_url_is_https(settings, content, client):
 def test_vary_origin_wherever_cors_depends_on_the_origin(settings, content):
     issuers = MappingProxyType({ISSUER: TrustedIssuer(ISSUER, (JWKS_URL,))})
     production = settings.model_copy(
-        update=dict(require_jwt=True, trusted_issuers=issuers, cors_origins=("https://ehr.example.org",))
+        update=dict(
+            require_jwt=True,
+            trusted_issuers=issuers,
+            form_signing_key=FORM_KEY,
+            cors_origins=("https://ehr.example.org",),
+        )
     )
     app = create_app(production, content=content)
     client = app.test_client()

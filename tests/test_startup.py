@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, select
 from cds_service.storage.database import issued_cards
 from tests.clinical_date import EXAMPLES_AS_OF
 from tests.databases import database
-from tests.tokens import ISSUER, SigningKey, bearer, jwks, make_key, token_for
+from tests.tokens import FORM_KEY, ISSUER, SigningKey, bearer, jwks, make_key, token_for
 from tests.topology import migrate_database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -156,7 +156,12 @@ def worker_pids(master: int) -> set[int]:
 def jwt_variables(base: str, key: SigningKey) -> dict[str, str]:
     """JWTs required, the replay store the (dead) database, the EHR's key pinned: nothing is fetched."""
     issuers = {ISSUER: {"jwks": jwks(key)}}
-    return {"CDS_REQUIRE_JWT": "true", "CDS_PUBLIC_BASE_URL": base, "CDS_TRUSTED_ISSUERS": json.dumps(issuers)}
+    return {
+        "CDS_REQUIRE_JWT": "true",
+        "CDS_PUBLIC_BASE_URL": base,
+        "CDS_TRUSTED_ISSUERS": json.dumps(issuers),
+        "CDS_FORM_SIGNING_KEY": FORM_KEY.get_secret_value(),
+    }
 
 
 @pytest.mark.parametrize("jwt_required", [False, True], ids=["no-jwt", "jwt-replay-store-in-the-database"])

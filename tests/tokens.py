@@ -14,12 +14,15 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+from pydantic import SecretStr
 
 ISSUER = "https://ehr.example.com"
 JWKS_URL = "https://ehr.example.com/.well-known/jwks.json"
 OTHER_JWKS_URL = "https://keys.ehr.example.com/jwks"
 TENANT = "2ddd6c3a-8e9a-44c6-a305-52111ad302a2"
 BASE_URL = "https://cds.example.org"
+# Signs the Prior Notification form links wherever JWTs are required (production settings need a key).
+FORM_KEY = SecretStr("test form-link signing key, 32+ characters long")
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from sqlalchemy import create_engine, select
 
 from cds_service.storage.database import feedback
 from tests.clinical_date import EXAMPLES, EXAMPLES_AS_OF
-from tests.tokens import ISSUER, TENANT, SigningKey, bearer, jwks, make_key, token_for
+from tests.tokens import FORM_KEY, ISSUER, TENANT, SigningKey, bearer, jwks, make_key, token_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_SECONDS = 30.0
@@ -447,6 +447,7 @@ def topology(
             "CDS_REQUIRE_JWT": "true",
             "CDS_TRUSTED_ISSUERS": json.dumps({ISSUER: {"jwks_urls": [jwks_url], "tenants": [TENANT]}}),
             "CDS_PUBLIC_BASE_URL": nginx_url,
+            "CDS_FORM_SIGNING_KEY": FORM_KEY.get_secret_value(),
             "CDS_TRUSTED_PROXY_HOPS": "1",
             "CDS_DATABASE_URL": database_url,
             "CDS_STATE_DIR": str(workdir / "state"),

@@ -194,8 +194,8 @@ class Checks:
         discovery = requests.get(f"{self.base}/cds-services", timeout=10)
         services = sorted(s["id"] for s in discovery.json().get("services", [])) if discovery.ok else []
         self.expect(
-            services == ["lbp-patient-view", "lbp-referral-select", "lbp-referral-sign"],
-            "discovery lists the three services",
+            services == ["lbp-appointment-book", "lbp-patient-view", "lbp-referral-select", "lbp-referral-sign"],
+            "discovery lists the four services",
             f"{discovery.status_code} {discovery.text[:300]}",
         )
         served = discovery.json().get("extension", {}).get("lbp-cds-content-version") if discovery.ok else None

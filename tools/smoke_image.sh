@@ -146,6 +146,7 @@ container_id=$(podman run -d --read-only --tmpfs /tmp "${state[@]}" \
     -v "$work/content:/srv/lbp-cds/content:ro" -e CDS_CONTENT_DIR=/srv/lbp-cds/content \
     -e CDS_DATABASE_URL="$container_database" -e CDS_REDIS_URL="redis://10.0.2.2:$REDIS_PORT/0" \
     -e CDS_PUBLIC_BASE_URL="$base" -e CDS_TRUSTED_ISSUERS="$issuers" -e WEB_CONCURRENCY=2 \
+    -e CDS_FORM_SIGNING_KEY="smoke test form-link signing key, 32+ characters" \
     "$image_id")
 for _ in $(seq 1 120); do
     if curl -fsS -o /dev/null "$base/healthz" 2>/dev/null; then break; fi

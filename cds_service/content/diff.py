@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from cds_service.content.crd import CRD
+from cds_service.content.forms import FORMS_DIR
 from cds_service.content.live import safe_extraction
 from cds_service.content.loader import CARDS, DIRECTORY, HANDOUT, ORDERS, POLICY, Content, ContentYamlLoader
 from cds_service.content.problems import FieldPath, field_name
@@ -29,6 +31,8 @@ YAML_FILES = {
     POLICY: "Policy",
     ORDERS: "Orders that suggestions create",
     DIRECTORY: "MSC directory",
+    CRD: "Da Vinci CRD mapping",
+    f"{FORMS_DIR}/prior-notification.questionnaire.json": "Prior Notification form",
 }
 
 

@@ -24,12 +24,14 @@ import yaml
 from cachetools import LRUCache
 from jsonschema import Draft202012Validator
 
-from cards.model import NO_END_DATE, NO_REGION, PLACEHOLDERS, SUMMARY_LIMIT, Region
+from cards.model import LONGEST_APPOINTMENT, NO_END_DATE, NO_REGION, PLACEHOLDERS, SUMMARY_LIMIT, Region
+from cds_service.content.crd import CRD, check_crd
+from cds_service.content.forms import FORMS_DIR, PN_FORM_ID, Form, build_form
 from cds_service.content.icd10cm import Families, default_families
 from cds_service.content.problems import FieldPath, Problem, schema_problems, with_lines
 from cds_service.content.valueset_files import Concept, concepts, load_valuesets
 from cds_service.settings import DEFAULT_CONTENT_DIR
-from hooks.decisions import TOPICS, VARIANTS
+from hooks.decisions import FORM_NEEDS, TOPICS, VARIANTS
 from hooks.knowledge import VALUESETS_USED, Knowledge
 from hooks.policy import Policy, Suspension
 from hooks.terminology import ValueSets
@@ -44,7 +46,7 @@ CARDS, POLICY, ORDERS, DIRECTORY, HANDOUT = (
 
 
 # Files in these folders share one schema; every other file has its own, named after it.
-SCHEMA_OF_FOLDER = {"valuesets": "valueset", "overlays": "valueset-overlay"}
+SCHEMA_OF_FOLDER = {"valuesets": "valueset", "overlays": "valueset-overlay", FORMS_DIR: "questionnaire"}
 
 
 class ContentError(Exception):
@@ -89,6 +91,8 @@ class Content:
     version: str  # hash of every content file: ties feedback to the exact wording shown
     # Every value set as the rules see it (ICD-10-CM families expanded), for reviewers' diffs.
     valuesets: Mapping[str, tuple[Concept, ...]] = field(default_factory=dict)
+    crd: Mapping[str, Any] = field(default_factory=dict)  # crd.yaml: CRD card types, options, coverage text
+    forms: Mapping[str, Form] = field(default_factory=dict)  # forms/*.questionnaire.json, by Questionnaire id
     # The bytes of every file, as they were validated and hashed into `version`: what a snapshot saves.
     files: Mapping[str, bytes] = field(default_factory=dict, repr=False)
 
@@ -125,13 +129,16 @@ def check_content(
     files = read_files(root) if files is None else files
     problems: list[Problem] = []
     reader = Reader(root, problems, files)
-    data = {name: reader.read(root / name) for name in (CARDS, POLICY, ORDERS, DIRECTORY)}
+    data = {name: reader.read(root / name) for name in (CARDS, POLICY, ORDERS, DIRECTORY, CRD)}
     valuesets = load_valuesets(root, reader.read, families or default_families(), problems, files=files)
     handout = read_text(files, HANDOUT, problems)
+    form_files = {file: reader.read(root / file) for file in form_names(files, problems)}
     if not problems:
         policy = build_policy(data[POLICY], problems)
         check_cards(data[CARDS], data[ORDERS], longest_values(data), problems)
         check_directory(data[DIRECTORY], problems)
+        check_crd(data[CRD], problems)
+        forms = build_forms(form_files, problems)
         problems += [
             Problem(f"valuesets/{name}.json", (), "this value set is missing, but the rules use it")
             for name in sorted(VALUESETS_USED - set(valuesets))
@@ -153,9 +160,34 @@ def check_content(
         handout_markdown=handout,
         version=files_version(files),
         valuesets=MappingProxyType(concepts(valuesets)),
+        crd=freeze(data[CRD]),
+        forms=MappingProxyType(forms),
         files=MappingProxyType(dict(files)),
     )
     return content, []
+
+
+def form_names(files: Mapping[str, bytes], problems: list[Problem]) -> list[str]:
+    names = sorted(f for f in files if f.startswith(f"{FORMS_DIR}/") and f.endswith(".questionnaire.json"))
+    if not names:
+        problems.append(
+            Problem(f"{FORMS_DIR}/", (), "there is no form (*.questionnaire.json), but the service serves one")
+        )
+    return names
+
+
+def build_forms(files: Mapping[str, Any], problems: list[Problem]) -> dict[str, Form]:
+    forms: dict[str, Form] = {}
+    for file, data in files.items():
+        form = build_form(file, data, problems)
+        if form.id in forms:
+            problems.append(Problem(file, ("id",), f'the Questionnaire id "{form.id}" is used by another form'))
+        forms[form.id] = form
+    if PN_FORM_ID not in forms:
+        problems.append(
+            Problem(f"{FORMS_DIR}/", (), f'the Prior Notification form (Questionnaire id "{PN_FORM_ID}") is missing')
+        )
+    return forms
 
 
 # Files already parsed and checked, by (file, schema text, file text): a reload after one edit checks
@@ -291,6 +323,8 @@ def build_policy(data: Mapping[str, Any], problems: list[Problem]) -> Policy:
         suspensions=tuple(
             build_suspension(s, index, problems) for index, s in enumerate(data["msc_requirement_suspensions"])
         ),
+        prior_notification_window_days=lookback["prior_notification"],
+        follow_up_text_patterns=compile_patterns(data["visit_text"]["follow_up"], "follow_up", problems, "visit_text"),
     )
 
 
@@ -303,14 +337,16 @@ def build_suspension(data: Mapping[str, Any], index: int, problems: list[Problem
     return Suspension(start=start, end=end, notice=data["notice"])
 
 
-def compile_patterns(patterns: list[str], field: str, problems: list[Problem]) -> tuple[re.Pattern[str], ...]:
+def compile_patterns(
+    patterns: list[str], field: str, problems: list[Problem], section: str = "referral_text"
+) -> tuple[re.Pattern[str], ...]:
     compiled = []
     for index, pattern in enumerate(patterns):
         try:
             compiled.append(re.compile(pattern, re.IGNORECASE))
         except re.error as error:
             message = f"'{pattern}' is not a valid text pattern: {error}"
-            problems.append(Problem(POLICY, ("referral_text", field, index), message))
+            problems.append(Problem(POLICY, (section, field, index), message))
     return tuple(compiled)
 
 
@@ -344,6 +380,17 @@ def check_cards(
         check_placeholders(("links", name, "label"), link["label"], problems)
     for name, text in cards["bases"].items():
         check_placeholders(("bases", name), text, problems)
+    for name, text in cards["form_needs"].items():
+        check_placeholders(("form_needs", name), text, problems)
+    problems += [
+        Problem(CARDS, ("form_needs",), f'"{name}" is missing, but the rules use it')
+        for name in sorted(FORM_NEEDS - set(cards["form_needs"]))
+    ]
+    for name, link in cards["links"].items():
+        if link.get("signed_form") and "path" not in link:
+            problems.append(
+                Problem(CARDS, ("links", name), "a signed_form link is a page of this service: give it a path")
+            )
 
 
 def check_card(
@@ -369,6 +416,10 @@ def check_card(
         problems,
     )
     variants = [(f"when_{name}", card[f"when_{name}"]) for name in VARIANTS if f"when_{name}" in card]
+    for when, texts in variants:  # a variant may name its own links and dismiss reasons
+        for names in ("links", "override_reasons"):
+            if names in texts:
+                check_names((*at, when), names, texts[names], cards[names], f"under {names} in cards.yaml", problems)
     for where, fields in [((), card), *(((name,), variant) for name, variant in variants)]:
         for index, suggestion in enumerate(fields.get("suggestions", [])):
             for number, action in enumerate(suggestion["actions"]):
@@ -456,6 +507,8 @@ def longest_values(data: Mapping[str, Any]) -> dict[str, str]:
     }
     bases = [fill(text, values) for text in data[CARDS]["bases"].values()]
     values["basis"] = max(bases, key=len)
+    values["appointment_date"], values["appointment_with"] = LONGEST_APPOINTMENT
+    values["form_needs"] = max(data[CARDS]["form_needs"].values(), key=len)
     return values
 
 

@@ -243,15 +243,17 @@ def raise_first_errors(errors: Iterable[ValidationError], prefix: tuple[str | in
 
 
 def check_draft_orders(context: Mapping[str, Any]) -> None:
-    """Draft orders are defined by the spec and read by the rules: each must be shaped as FHIR says."""
-    if "draftOrders" not in context:
-        return
-    for index, entry in enumerate(context["draftOrders"]["entry"]):
-        resource = entry["resource"]
-        errors = shape_problems(resource)
-        if errors:
-            prefix: tuple[str | int, ...] = ("context", "draftOrders", "entry", index, "resource")
-            raise_first_errors(errors, prefix, "A draft order is not shaped as FHIR R4 says")
+    """Draft orders (and an appointment-book's proposed appointments) are defined by the spec and read by
+    the rules: each must be shaped as FHIR says."""
+    for key, what in (("draftOrders", "A draft order"), ("appointments", "A proposed appointment")):
+        if key not in context:
+            continue
+        for index, entry in enumerate(context[key]["entry"]):
+            resource = entry["resource"]
+            errors = shape_problems(resource)
+            if errors:
+                prefix: tuple[str | int, ...] = ("context", key, "entry", index, "resource")
+                raise_first_errors(errors, prefix, f"{what} is not shaped as FHIR R4 says")
 
 
 def shape_problems(resource: Any) -> list[ValidationError]:

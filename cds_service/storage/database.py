@@ -1,4 +1,4 @@
-"""Durable storage (SQLAlchemy Core): issued cards, card feedback and the JWT replay store.
+"""Durable storage (SQLAlchemy Core): issued cards, card feedback, the JWT replay store, Prior Notifications.
 
 SQLite is the embedded default; PostgreSQL serves deployments with several replicas. The schema is
 managed by Alembic (cds_service/migrations) and brought to head at start-up.
@@ -23,10 +23,13 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
+    Date,
     DateTime,
     Dialect,
     Engine,
+    Index,
     Integer,
     MetaData,
     String,
@@ -111,6 +114,58 @@ jwt_replay = Table(
     "jwt_replay",
     metadata,
     Column("token_id", String(64), primary_key=True),  # sha256 of issuer and jti: bounded size
+    Column("expires_at", UtcDateTime, nullable=False, index=True),
+)
+
+
+# Prior Notifications filed by spine surgical practices: each a FHIR QuestionnaireResponse (`response`),
+# with the answers the service reads in columns. `issuer`/`tenant` are the EHR's (its JWT), so a patient
+# id is only ever compared within the EHR that sent it. `submission_key` makes resubmission idempotent.
+prior_notifications = Table(
+    "prior_notifications",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("submission_key", String(64), nullable=False),
+    Column("questionnaire", Text, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("issuer", Text, nullable=True),
+    Column("tenant", Text, nullable=True),
+    Column("patient_id", String(64), nullable=False),
+    Column("appointment_id", String(64), nullable=True),
+    Column("form_context_id", String(36), nullable=True),
+    Column("member_name", Text, nullable=True),
+    Column("member_birth_date", Date, nullable=True),
+    Column("member_id", Text, nullable=True),
+    Column("practice_name", Text, nullable=True),
+    Column("practice_npi", String(10), nullable=True),
+    Column("surgeon_name", Text, nullable=True),
+    Column("surgeon_npi", String(10), nullable=True),
+    Column("visit_date", Date, nullable=True),
+    Column("diagnosis_code", String(16), nullable=True),
+    Column("msc_done", Boolean, nullable=True),
+    Column("msc_date", Date, nullable=True),
+    Column("msc_not_done_reason", String(64), nullable=True),
+    Column("attester_name", Text, nullable=True),
+    Column("submitted_via", String(16), nullable=False),  # api | web-form
+    Column("submitted_at", UtcDateTime, nullable=False, index=True),
+    Column("filed_on", Date, nullable=False),  # the program's day it was filed (the clinical clock's today)
+    Column("response", JSON, nullable=False),
+    UniqueConstraint("submission_key", name="uq_prior_notifications_submission_key"),
+    Index("ix_prior_notifications_patient", "patient_id", "filed_on"),
+)
+
+# What a Prior Notification form link refers to: the pre-filled answers and who the form is for, kept
+# here so that the link carries only a signed, expiring id (no patient data in the URL).
+pn_form_contexts = Table(
+    "pn_form_contexts",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("issuer", Text, nullable=True),
+    Column("tenant", Text, nullable=True),
+    Column("patient_id", String(64), nullable=False),
+    Column("appointment_id", String(64), nullable=True),
+    Column("prefill", JSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False, index=True),
 )
 

@@ -16,6 +16,7 @@ from flask import Blueprint, Response, jsonify, request
 from cards.model import CONTENT_VERSION_EXTENSION
 from cds_service.errors import ClientError, PayloadTooLarge, PrefetchUnavailable, UnsupportedMediaType
 from cds_service.observability import metrics
+from cds_service.pipeline import crd
 from cds_service.pipeline.call import CallResult, answer_hook
 from cds_service.pipeline.feedback import parse_feedback
 from cds_service.pipeline.validation import parse_json
@@ -30,9 +31,13 @@ blueprint = Blueprint("cds_hooks", __name__)
 @blueprint.get("/cds-services")
 def discovery() -> Response:
     services = current_services()
+    content = services.current_content()
+    listed = []
+    for service, entry in zip(services.registry, services.registry.discovery()["services"], strict=True):
+        extension = crd.discovery_extension(service, content.crd)
+        listed.append({**entry, "extension": extension} if extension else entry)
     # The content version tells which wording and code lists this service answers with right now.
-    version = services.current_content().version
-    return jsonify({**services.registry.discovery(), "extension": {CONTENT_VERSION_EXTENSION: version}})
+    return jsonify({"services": listed, "extension": {CONTENT_VERSION_EXTENSION: content.version}})
 
 
 @blueprint.post("/cds-services/<service_id>")
@@ -41,9 +46,9 @@ def call_service(service_id: str) -> Response:
     service = services.registry.get(service_id)
     started = time.perf_counter()
     try:
-        authenticate(services)
+        caller = authenticate(services)
         body = read_json_body(services)
-        result = answer_hook(service, body, services.call_dependencies(public_base_url(services)))
+        result = answer_hook(service, body, services.call_dependencies(public_base_url(services), caller))
     except ClientError as error:
         log_call(service.id, error.status, started, refused=error)
         raise
@@ -74,6 +79,7 @@ def log_call(
         "topics": list(result.topics) if result else [],
         "fetched": dict(result.fetched) if result else {},
         "missing": sorted(result.missing) if result else [],
+        "systemActions": len(result.system_actions) if result else 0,
         "ms": round(seconds * 1000, 2),
     }
     if result is not None:

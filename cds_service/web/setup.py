@@ -7,7 +7,7 @@ from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from cds_service.settings import Settings
-from cds_service.web import errors, hook_routes, openapi, ops, pages, preview
+from cds_service.web import errors, hook_routes, openapi, ops, pages, preview, prior_notification
 from cds_service.web.json_provider import OrjsonProvider
 from cds_service.wiring import current_services
 
@@ -40,6 +40,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     errors.init_app(app)
     app.register_blueprint(hook_routes.blueprint)
     app.register_blueprint(pages.blueprint)
+    app.register_blueprint(prior_notification.blueprint)
     app.register_blueprint(ops.blueprint)
     app.register_blueprint(openapi.blueprint)
     if settings.shows_preview:
@@ -59,7 +60,8 @@ def pick_up_content_edits() -> None:
 
 
 def enable_cors(app: Flask, settings: Settings) -> None:
-    """Browser-based CDS clients (CDS Hooks "Cross-Origin Resource Sharing"): discovery, services, feedback."""
+    """Browser-based CDS clients (CDS Hooks "Cross-Origin Resource Sharing"): discovery, services, feedback,
+    and the FHIR endpoints of Prior Notification (a browser-based form filler posts QuestionnaireResponses)."""
     origins = list(settings.allowed_origins)
     if not origins:
         return
@@ -72,14 +74,17 @@ def enable_cors(app: Flask, settings: Settings) -> None:
         "send_wildcard": origins == ["*"],
         "max_age": 600,
     }
-    CORS(app, resources={r"/cds-services(/.*)?$": options})
+    CORS(
+        app,
+        resources={r"/cds-services(/.*)?$": options, r"/fhir/(Questionnaire|QuestionnaireResponse)(/.*)?$": options},
+    )
     if origins != ["*"]:
         app.after_request(vary_on_origin)
 
 
 def vary_on_origin(response: Response) -> Response:
     """Whether CORS headers are sent depends on the Origin header, also when they are not (a refused origin)."""
-    if request.path == "/cds-services" or request.path.startswith("/cds-services/"):
+    if request.path == "/cds-services" or request.path.startswith(("/cds-services/", "/fhir/")):
         response.vary.add("Origin")
     return response
 

@@ -1,0 +1,284 @@
+"""Prior Notification records (stored QuestionnaireResponses), their form links' contexts, and the export.
+
+Storing is idempotent: a resubmission of the same response (same EHR, same content) finds the record
+already stored and gets it back. Reads on a hook call's path never wait long on a database that is
+down: after a failure the store answers "unavailable" at once for a few seconds (the hook call then
+says the records could not be checked), instead of every call waiting for a connection timeout.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as day_time
+from typing import Any, TextIO
+
+from sqlalchemy import Select, and_, delete, insert, select
+from sqlalchemy.engine import Row
+
+from cds_service.errors import StorageUnavailable
+from cds_service.storage.database import Storage, pn_form_contexts, prior_notifications, unavailable
+from hooks.notifications import PriorNotificationOnFile
+
+log = logging.getLogger("lbp_cds")
+BACK_OFF_SECONDS = 10.0  # after a failed read on the hook path, how long to answer "unavailable" at once
+CONTEXT_CLEANUP_EVERY_SECONDS = 600.0
+# The columns of the export, in order (CSV header = these names).
+EXPORT_COLUMNS = (
+    "id",
+    "submitted_at",
+    "filed_on",
+    "submitted_via",
+    "issuer",
+    "tenant",
+    "patient_id",
+    "appointment_id",
+    "member_name",
+    "member_birth_date",
+    "member_id",
+    "practice_name",
+    "practice_npi",
+    "surgeon_name",
+    "surgeon_npi",
+    "visit_date",
+    "diagnosis_code",
+    "msc_done",
+    "msc_date",
+    "msc_not_done_reason",
+    "attester_name",
+    "status",
+)
+# Spreadsheets run cells that start with these as formulas: such values are exported with a leading '.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The EHR a patient id belongs to: its JWT issuer and tenant (None, None without JWTs)."""
+
+    issuer: str | None = None
+    tenant: str | None = None
+
+
+@dataclass(frozen=True)
+class FormContext:
+    """What a form link refers to: the patient and appointment it was opened for, and the pre-filled answers."""
+
+    id: str
+    scope: Scope
+    patient_id: str
+    appointment_id: str | None
+    prefill: Mapping[str, Any]  # linkId → answer value (str, bool or a Coding)
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class PriorNotificationRecord:
+    """One Prior Notification: the QuestionnaireResponse and the answers the service reads."""
+
+    id: str
+    submission_key: str
+    questionnaire: str
+    status: str
+    scope: Scope
+    patient_id: str
+    appointment_id: str | None
+    form_context_id: str | None
+    submitted_via: str  # api | web-form
+    submitted_at: datetime  # the instant it was stored (UTC)
+    filed_on: date  # the program's day (the clinical clock's today): what the 90-day window counts
+    response: Mapping[str, Any]
+    fields: Mapping[str, Any] = field(default_factory=dict)  # member_name, practice_npi, visit_date, ...
+
+    def row(self) -> dict[str, Any]:
+        values = asdict(self)
+        scope, extracted = values.pop("scope"), values.pop("fields")
+        return {**values, **extracted, "issuer": scope["issuer"], "tenant": scope["tenant"]}
+
+
+class PriorNotificationStore:
+    def __init__(self, storage: Storage, back_off_seconds: float = BACK_OFF_SECONDS) -> None:
+        self._storage = storage
+        self._back_off = back_off_seconds
+        self._down_until = 0.0
+        self._next_cleanup = 0.0
+        self._lock = threading.Lock()
+
+    # --- the hook call's path: fail fast ---------------------------------------------------------
+
+    def on_file(self, scope: Scope, patient_id: str, since: date) -> list[PriorNotificationOnFile]:
+        """The patient's PNs filed since that day, in this EHR. Raises StorageUnavailable."""
+        query = (
+            select(
+                prior_notifications.c.id,
+                prior_notifications.c.filed_on,
+                prior_notifications.c.practice_npi,
+                prior_notifications.c.surgeon_npi,
+                prior_notifications.c.appointment_id,
+            )
+            .where(in_scope(scope), prior_notifications.c.patient_id == patient_id)
+            .where(prior_notifications.c.filed_on >= since)
+        )
+        with self.fast_fail("Prior Notifications could not be read."), self._storage.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return [
+            PriorNotificationOnFile(
+                record_id=row.id,
+                filed_on=row.filed_on,
+                practice_npi=row.practice_npi,
+                clinician_npi=row.surgeon_npi,
+                appointment_id=row.appointment_id,
+            )
+            for row in rows
+        ]
+
+    def save_form_context(self, context: FormContext) -> None:
+        row = {
+            "id": context.id,
+            "issuer": context.scope.issuer,
+            "tenant": context.scope.tenant,
+            "patient_id": context.patient_id,
+            "appointment_id": context.appointment_id,
+            "prefill": dict(context.prefill),
+            "created_at": context.created_at,
+            "expires_at": context.expires_at,
+        }
+        with self.fast_fail("The form link could not be stored."), self._storage.engine.begin() as connection:
+            if time.monotonic() >= self._next_cleanup:
+                connection.execute(delete(pn_form_contexts).where(pn_form_contexts.c.expires_at < context.created_at))
+                self._next_cleanup = time.monotonic() + CONTEXT_CLEANUP_EVERY_SECONDS
+            connection.execute(insert(pn_form_contexts), row)
+
+    # --- the form and the API: the caller answers 503 when the database is down --------------------
+
+    def form_context(self, context_id: str, now: datetime) -> FormContext | None:
+        query = select(pn_form_contexts).where(
+            pn_form_contexts.c.id == context_id, pn_form_contexts.c.expires_at >= now
+        )
+        with unavailable("The form cannot be opened right now. Retry later."), self._storage.engine.connect() as c:
+            row = c.execute(query).first()
+        if row is None:
+            return None
+        return FormContext(
+            id=row.id,
+            scope=Scope(row.issuer, row.tenant),
+            patient_id=row.patient_id,
+            appointment_id=row.appointment_id,
+            prefill=row.prefill,
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+        )
+
+    def record(self, record: PriorNotificationRecord) -> tuple[Mapping[str, Any], bool]:
+        """Store it unless the same submission is already stored; (the stored response, whether it is new).
+
+        Returns only once committed; raises StorageUnavailable when it could not be.
+        """
+        message = "The Prior Notification could not be stored right now; it was not recorded. Retry later."
+        with unavailable(message), self._storage.engine.begin() as connection:
+            statement = self._storage.insert_ignoring_duplicates(prior_notifications).returning(
+                prior_notifications.c.id
+            )
+            created = connection.execute(statement, record.row()).first() is not None
+            stored = connection.execute(
+                select(prior_notifications.c.response).where(
+                    prior_notifications.c.submission_key == record.submission_key
+                )
+            ).scalar_one()
+        return stored, created
+
+    def get(self, record_id: str, scope: Scope | None) -> Row[Any] | None:
+        """A stored record; `scope` None: any EHR's (plan staff), else only that EHR's."""
+        query = select(prior_notifications).where(prior_notifications.c.id == record_id)
+        if scope is not None:
+            query = query.where(in_scope(scope))
+        with (
+            unavailable("Prior Notifications cannot be read right now. Retry later."),
+            self._storage.engine.connect() as c,
+        ):
+            return c.execute(query).first()
+
+    def search(
+        self,
+        scope: Scope | None,
+        *,
+        patient_id: str | None = None,
+        since: date | None = None,
+        until: date | None = None,
+        limit: int | None = None,
+    ) -> list[Row[Any]]:
+        """Records, newest first; dates are whole UTC days, both included."""
+        query = filtered(select(prior_notifications), since, until).order_by(prior_notifications.c.submitted_at.desc())
+        if scope is not None:
+            query = query.where(in_scope(scope))
+        if patient_id is not None:
+            query = query.where(prior_notifications.c.patient_id == patient_id)
+        if limit is not None:
+            query = query.limit(limit)
+        with (
+            unavailable("Prior Notifications cannot be read right now. Retry later."),
+            self._storage.engine.connect() as c,
+        ):
+            return list(c.execute(query).all())
+
+    @contextmanager
+    def fast_fail(self, message: str) -> Iterator[None]:
+        """StorageUnavailable at once while a recent failure is fresh; a new failure starts the back-off."""
+        if time.monotonic() < self._down_until:
+            raise StorageUnavailable(message)
+        try:
+            with unavailable(message):
+                yield
+        except StorageUnavailable:
+            with self._lock:
+                self._down_until = time.monotonic() + self._back_off
+            raise
+
+
+def in_scope(scope: Scope) -> Any:
+    """Null-safe equality on issuer and tenant (development, without JWTs, has neither)."""
+    return and_(
+        prior_notifications.c.issuer.is_not_distinct_from(scope.issuer),
+        prior_notifications.c.tenant.is_not_distinct_from(scope.tenant),
+    )
+
+
+def filtered(query: Select[Any], since: date | None, until: date | None) -> Select[Any]:
+    column = prior_notifications.c.submitted_at
+    if since is not None:
+        query = query.where(column >= datetime.combine(since, day_time.min, tzinfo=UTC))
+    if until is not None:
+        query = query.where(column < datetime.combine(until + timedelta(days=1), day_time.min, tzinfo=UTC))
+    return query
+
+
+def export_csv(storage: Storage, out: TextIO, since: date | None = None, until: date | None = None) -> int:
+    """Write every Prior Notification (of every EHR) filed in the date range as CSV; returns how many.
+
+    The one function behind the `pn-export` command, so that any command-line front end can call it.
+    Raises StorageUnavailable when the database cannot be read.
+    """
+    rows = PriorNotificationStore(storage).search(None, since=since, until=until)
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    for row in reversed(rows):  # oldest first, as a register reads
+        writer.writerow([cell(getattr(row, column)) for column in EXPORT_COLUMNS])
+    return len(rows)
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, (date, bool)):
+        return str(value).lower() if isinstance(value, bool) else value.isoformat()
+    text = str(value)
+    return f"'{text}" if text.startswith(FORMULA_STARTS) else text

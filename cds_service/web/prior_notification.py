@@ -1,0 +1,344 @@
+"""Prior Notification over HTTP: the Questionnaire, QuestionnaireResponses (JSON), and the web form.
+
+FHIR endpoints (JSON, `application/fhir+json`), under /fhir:
+- GET  /fhir/Questionnaire/{id}: the PN form as a FHIR Questionnaire (open, like discovery).
+- POST /fhir/QuestionnaireResponse: a PN as JSON, authenticated like a hook call (the EHR's JWT,
+  audience this URL); 201 with Location when stored, 200 with the stored one for a resubmission.
+- GET  /fhir/QuestionnaireResponse[?patient=&_lastUpdated=&_count=] and /fhir/QuestionnaireResponse/{id}:
+  the records, for the plan's staff tools (CDS_PN_READER_ISSUERS: every EHR's) and for an EHR (its own).
+
+The web form (HTML, no JavaScript, strict CSP), opened from the card's link:
+- GET/POST /prior-notification/form/{token}: the pre-filled form; its signed token is its authorisation.
+- GET /prior-notification/form/{token}/records/{id}: the saved record, printable.
+- GET /prior-notification/form: the blank printable form (what a card links when no context could be stored).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, make_response, redirect, render_template, request, url_for
+
+from cds_service.content.forms import PN_FORM_ID, Form, FormItem
+from cds_service.errors import BadRequest, NotFound, StorageUnavailable
+from cds_service.pipeline.prior_notification import (
+    FormLinkExpired,
+    FormLinkInvalid,
+    Submission,
+    Upload,
+    new_record,
+    response_from_fields,
+    served_questionnaire,
+)
+from cds_service.pipeline.questionnaire_response import ItemProblem, check_response, raise_if_invalid
+from cds_service.storage.prior_notifications import FormContext, Scope
+from cds_service.web.auth import Caller
+from cds_service.web.hook_routes import authenticate, public_base_url, read_json_body
+from cds_service.wiring import AppServices, current_services, scope_of
+
+blueprint = Blueprint("prior_notification", __name__)
+FHIR_JSON = "application/fhir+json"
+# The form pages run no script at all (not even this service's own), take styles only from this service's
+# files, post only to themselves, and are never framed.
+FORM_CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+DEFAULT_COUNT, MAX_COUNT = 100, 1000
+LAST_UPDATED = re.compile(r"^(ge|le)([0-9]{4}-[0-9]{2}-[0-9]{2})$")
+SEARCH_PARAMETERS = frozenset({"patient", "_lastUpdated", "_count"})
+UNAVAILABLE = "The plan's records are unavailable for a moment. Try again in a minute."
+
+
+# --------------------------------------------------------------------------
+# FHIR endpoints
+# --------------------------------------------------------------------------
+
+
+@blueprint.get("/fhir/Questionnaire/<questionnaire_id>")
+def questionnaire(questionnaire_id: str) -> Response:
+    services = current_services()
+    form = services.current_content().forms.get(questionnaire_id)
+    if form is None:
+        raise NotFound(f"No Questionnaire/{questionnaire_id} (this service serves Questionnaire/{PN_FORM_ID}).")
+    return fhir_json(served_questionnaire(public_base_url(services), form))
+
+
+@blueprint.post("/fhir/QuestionnaireResponse")
+def submit_response() -> Response:
+    """Answer 2xx only once the record is committed; 503 with Retry-After when it cannot be."""
+    services = current_services()
+    caller = authenticate(services)
+    body = read_json_body(services)
+    form = pn_form(services)
+    checked, problems = check_response(body, form)
+    raise_if_invalid(problems)
+    assert checked is not None
+    submission = Submission(scope_of(caller), "api")
+    record = new_record(body, checked, submission, datetime.now(UTC), services.clock.today())
+    stored, created = services.prior_notifications.record(record)
+    response = fhir_json(stored, 201 if created else 200)
+    response.headers["Location"] = f"{public_base_url(services)}/fhir/QuestionnaireResponse/{stored['id']}"
+    return response
+
+
+@blueprint.get("/fhir/QuestionnaireResponse/<record_id>")
+def read_response(record_id: str) -> Response:
+    services = current_services()
+    caller = authenticate(services)
+    stored = services.prior_notifications.get(record_id, reader_scope(services, caller))
+    if stored is None:
+        raise NotFound(f"No QuestionnaireResponse/{record_id} that this caller may read.")
+    return fhir_json(stored.response)
+
+
+@blueprint.get("/fhir/QuestionnaireResponse")
+def search_responses() -> Response:
+    services = current_services()
+    caller = authenticate(services)
+    unknown = sorted(set(request.args) - SEARCH_PARAMETERS)
+    if unknown:
+        raise BadRequest(
+            f"Unsupported search parameter(s) {', '.join(unknown)}; supported: patient, _lastUpdated, _count."
+        )
+    since, until = last_updated(request.args.getlist("_lastUpdated"))
+    rows = services.prior_notifications.search(
+        reader_scope(services, caller),
+        patient_id=request.args.get("patient"),
+        since=since,
+        until=until,
+        limit=count(request.args.get("_count")),
+    )
+    base = public_base_url(services)
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(rows),
+        "entry": [
+            {
+                "fullUrl": f"{base}/fhir/QuestionnaireResponse/{row.id}",
+                "resource": row.response,
+                "search": {"mode": "match"},
+            }
+            for row in rows
+        ],
+    }
+    return fhir_json(bundle)
+
+
+def reader_scope(services: AppServices, caller: Caller | None) -> Scope | None:
+    """None (every EHR's records) for the plan's staff tools and in development; else the caller's own EHR."""
+    if caller is None or caller.issuer in services.settings.pn_reader_issuers:
+        return None
+    return scope_of(caller)
+
+
+def last_updated(values: list[str]) -> tuple[date | None, date | None]:
+    since = until = None
+    for value in values:
+        match = LAST_UPDATED.match(value)
+        if match is None:
+            raise BadRequest("_lastUpdated: write geYYYY-MM-DD or leYYYY-MM-DD (whole UTC days).")
+        try:
+            day = date.fromisoformat(match.group(2))
+        except ValueError:
+            raise BadRequest("_lastUpdated: the date after ge or le is not a calendar date.") from None
+        since, until = (day, until) if match.group(1) == "ge" else (since, day)
+    return since, until
+
+
+def count(value: str | None) -> int:
+    if value is None:
+        return DEFAULT_COUNT
+    if not value.isdigit() or not 1 <= int(value) <= MAX_COUNT:
+        raise BadRequest(f"_count: a whole number from 1 to {MAX_COUNT}.")
+    return int(value)
+
+
+def fhir_json(resource: Mapping[str, Any], status: int = 200) -> Response:
+    response = jsonify(resource)
+    response.status_code = status
+    response.mimetype = FHIR_JSON
+    return response
+
+
+def pn_form(services: AppServices) -> Form:
+    return services.current_content().forms[PN_FORM_ID]
+
+
+# --------------------------------------------------------------------------
+# The web form
+# --------------------------------------------------------------------------
+
+
+@blueprint.get("/prior-notification/form")
+def blank_form() -> Response:
+    services = current_services()
+    return page("pn_form.html", form=pn_form(services), values={}, errors={}, action=None, context=None)
+
+
+@blueprint.route("/prior-notification/form/<token>", methods=["GET", "POST"])
+def prefilled_form(token: str) -> Response:
+    services = current_services()
+    form = pn_form(services)
+    context, failure = open_context(services, token)
+    if context is None:
+        return failure
+    if request.method == "GET":
+        values = {key: field_value(value) for key, value in context.prefill.items()}
+        return page("pn_form.html", form=form, values=values, errors={}, action=request.path, context=context)
+    base = public_base_url(services)
+    uploads = {
+        name: Upload(upload.filename or "", upload.mimetype or "", upload.read())
+        for name, upload in request.files.items()
+        if upload.filename
+    }
+    fields = {name: value for name, value in request.form.items()}
+    response = response_from_fields(form, fields, uploads, context, base, datetime.now(UTC))
+    checked, problems = check_response(response, form)
+    if problems or checked is None:
+        errors = by_item(problems)
+        return page(
+            "pn_form.html", status=400, form=form, values=fields, errors=errors, action=request.path, context=context
+        )
+    submission = Submission(context.scope, "web-form", context)
+    record = new_record(response, checked, submission, datetime.now(UTC), services.clock.today())
+    try:
+        stored, _created = services.prior_notifications.record(record)
+    except StorageUnavailable:
+        return unavailable_page(form, fields, context)
+    return make_response(redirect(url_for("prior_notification.saved", token=token, record_id=stored["id"]), 303))
+
+
+@blueprint.get("/prior-notification/form/<token>/records/<record_id>")
+def saved(token: str, record_id: str) -> Response:
+    services = current_services()
+    context, failure = open_context(services, token)
+    if context is None:
+        return failure
+    try:
+        stored = services.prior_notifications.get(record_id, context.scope)
+    except StorageUnavailable:
+        response = page("pn_message.html", status=503, title="Try again in a minute", message=UNAVAILABLE)
+        response.headers["Retry-After"] = "30"
+        return response
+    if stored is None or stored.form_context_id != context.id:
+        return page(
+            "pn_message.html",
+            status=404,
+            title="No such record",
+            message="This form link has no record with that number.",
+        )
+    return page("pn_saved.html", record=stored, answers=answer_rows(stored.response))
+
+
+def open_context(services: AppServices, token: str) -> tuple[FormContext | None, Response]:
+    """The form link's context, or the page that says why it cannot be opened."""
+    try:
+        context_id = services.form_links.context_id(token)
+    except FormLinkExpired:
+        return None, page(
+            "pn_message.html",
+            status=410,
+            title="This form link has expired",
+            message="Open the appointment in the EHR again (or book it again) to get a new link, "
+            "or use the blank printable form.",
+        )
+    except FormLinkInvalid:
+        return None, page(
+            "pn_message.html", status=404, title="Unknown form link", message="This link is not one this service made."
+        )
+    try:
+        context = services.prior_notifications.form_context(context_id, datetime.now(UTC))
+    except StorageUnavailable:
+        posted = request.method == "POST"
+        response = page(
+            "pn_message.html",
+            status=503,
+            title="Not saved: try again in a minute" if posted else "The form cannot be opened right now",
+            message="The Prior Notification could not be saved right now, so it was NOT filed. Go back (your "
+            "browser keeps what you typed) and send it again in a minute."
+            if posted
+            else UNAVAILABLE,
+        )
+        response.headers["Retry-After"] = "30"
+        return None, response
+    if context is None:
+        return None, page(
+            "pn_message.html", status=410, title="This form link has expired", message="Ask for a new link."
+        )
+    return context, Response()
+
+
+def unavailable_page(form: Form, fields: Mapping[str, str], context: FormContext) -> Response:
+    """Nothing was stored: say so, keep what was typed, and let the practice send it again."""
+    errors = {
+        None: "The Prior Notification could not be saved right now, so it was NOT filed. "
+        "Send the form again in a minute."
+    }
+    response = page(
+        "pn_form.html", status=503, form=form, values=fields, errors=errors, action=request.path, context=context
+    )
+    response.headers["Retry-After"] = "30"
+    return response
+
+
+def page(template: str, status: int = 200, **values: Any) -> Response:
+    """An HTML page of the form: never cached (it shows patient data), strict CSP."""
+    response = make_response(render_template(template, **values), status)
+    response.headers["Content-Security-Policy"] = FORM_CSP
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def field_value(value: Any) -> str:
+    """A pre-filled answer as the form field's value."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping):
+        return str(value.get("code", ""))
+    return str(value)
+
+
+def by_item(problems: list[ItemProblem]) -> dict[str | None, str]:
+    """The first problem of each item, in the words of the form (its question's text)."""
+    errors: dict[str | None, str] = {}
+    for problem in problems:
+        errors.setdefault(problem.link_id, problem.plain or problem.message)
+    return errors
+
+
+def answer_rows(response: Mapping[str, Any]) -> list[tuple[int, str, str]]:
+    """(depth, question, answer) of every answered item, groups as headings."""
+    rows: list[tuple[int, str, str]] = []
+
+    def visit(items: Any, depth: int) -> None:
+        for item in items or []:
+            answers = [shown(a) for a in item.get("answer") or []]
+            rows.append((depth, item.get("text") or item.get("linkId", ""), ", ".join(answers)))
+            visit(item.get("item"), depth + 1)
+
+    visit(response.get("item"), 0)
+    return rows
+
+
+def shown(answer: Mapping[str, Any]) -> str:
+    for member, value in answer.items():
+        if member == "valueBoolean":
+            return "Yes" if value else "No"
+        if member == "valueCoding":
+            return str(value.get("display") or value.get("code"))
+        if member == "valueAttachment":
+            return f"{value.get('title', 'attachment')} ({value.get('contentType')}, {value.get('size', '?')} bytes)"
+        return str(value)
+    return ""
+
+
+@blueprint.app_template_filter("item_kind")
+def item_kind(item: FormItem) -> str:
+    """How the template draws an item (single-option choices are a checkbox)."""
+    if item.type == "choice" and len(item.options) == 1:
+        return "checkbox"
+    return item.type

@@ -1,0 +1,100 @@
+"""Coverage Information (Da Vinci CRD) as the rules decide it: what the program requires of a resource.
+
+The program's money rule is Prior Notification: the spine surgical practice files a PN form before the
+initial office visit for low back pain, or the visit claim is denied to provider liability. It is not
+prior authorization. A CoverageAssertion says which resource the requirement is written on, against
+which Coverage, and whether a PN is on file; cards/coverage.py turns it into the CRD
+`ext-coverage-information` extension with the wording of guideline_data/crd.yaml.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from enum import Enum
+
+from hooks import fhir
+from hooks.appointments import npis
+from hooks.decisions import MSC_EVALUATION_FIRST
+from hooks.facts import PatientFacts
+from hooks.fhir import Resource
+from hooks.knowledge import Knowledge
+from hooks.notifications import PriorNotificationOnFile, on_file_for
+from hooks.rules import program_referrals
+
+
+class PnState(Enum):
+    """Where the Prior Notification requirement stands for one visit (or referral)."""
+
+    REQUIRED = "pn-required"  # none on file: the practice must file one before the visit
+    ON_FILE = "pn-on-file"  # filed within the window: nothing more is needed for this program
+    UNCHECKED = "pn-unchecked"  # the records could not be read: CRD asks for "indeterminate"
+
+
+@dataclass(frozen=True)
+class CoverageAssertion:
+    target: Resource  # the resource the extension is added to, as the EHR sent it
+    coverage: str  # 'Coverage/id' the assertion is made against
+    state: PnState
+    on_file: PriorNotificationOnFile | None = None
+    msc_expected: bool = False  # no MSC evaluation on record and the member is not exempt
+
+
+def pn_state(
+    notifications: tuple[PriorNotificationOnFile, ...] | None,
+    *,
+    appointment_id: str | None,
+    npis: frozenset[str],
+    today: date,
+    window_days: int,
+) -> tuple[PnState, PriorNotificationOnFile | None]:
+    """REQUIRED, ON_FILE (with the PN that covers it) or UNCHECKED when the records are unknown."""
+    if notifications is None:
+        return PnState.UNCHECKED, None
+    found = on_file_for(notifications, appointment_id=appointment_id, npis=npis, today=today, window_days=window_days)
+    return (PnState.ON_FILE, found) if found is not None else (PnState.REQUIRED, None)
+
+
+def msc_step_applies(facts: PatientFacts, knowledge: Knowledge) -> bool:
+    """No MSC evaluation on record and none of the exemptions: Medicare Advantage, no MSC where the
+    member lives, a suspension of the MSC step (as the referral rules judge it)."""
+    if facts.msc_done or facts.medicare_advantage or facts.msc_access is False:
+        return False
+    return knowledge.policy.suspension_on(facts.today) is None
+
+
+def referral_assertions(orders: list[Resource], facts: PatientFacts, knowledge: Knowledge) -> list[CoverageAssertion]:
+    """order-sign: the Prior Notification requirement written on each spine-surgical referral for LBP.
+
+    The PN is filed later by the surgical practice; one already on file for this patient (and, when
+    the referral names its performer's NPI, for that practice) is said to satisfy it. The MSC detail
+    appears exactly when the referral's own card is the MSC card (not while the step is suspended).
+    """
+    if facts.primary_coverage_key is None:
+        return []
+    assertions = []
+    for referral, decisions in program_referrals(orders, facts, knowledge):
+        performers = fhir.references_in(referral.get("performer"))
+        resolved = [r for ref in performers if (r := facts.references.resolve(ref, referral)) is not None]
+        state, found = pn_state(
+            facts.prior_notifications,
+            appointment_id=None,
+            npis=npis(resolved + linked(resolved, referral, facts), performers),
+            today=facts.today,
+            window_days=knowledge.policy.prior_notification_window_days,
+        )
+        msc = any(d.topic == MSC_EVALUATION_FIRST and d.suspension is None for d in decisions)
+        assertions.append(CoverageAssertion(referral, facts.primary_coverage_key, state, found, msc))
+    return assertions
+
+
+def linked(resources: list[Resource], container: Resource, facts: PatientFacts) -> list[Resource]:
+    """The Practitioner and Organization of each PractitionerRole among these."""
+    found = []
+    for resource in resources:
+        if resource.get("resourceType") == "PractitionerRole":
+            for ref in (resource.get("practitioner"), resource.get("organization")):
+                target = facts.references.resolve(ref, container) or facts.references.resolve(ref, resource)
+                if target is not None:
+                    found.append(target)
+    return found

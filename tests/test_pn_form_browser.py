@@ -1,0 +1,102 @@
+"""The Prior Notification form in a real browser (Debian's chromium, driven by Playwright), as a practice uses
+it: open the card's link, complete the pre-filled form by its labels, submit, see the saved record; then
+the next booking finds the PN on file."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from playwright.sync_api import Page, expect, sync_playwright
+from werkzeug.serving import make_server
+
+from cds_service.app import create_app
+from cds_service.wiring import services_of
+from tests.builders import appointment
+from tests.clinical_date import CLOCK
+from tests.conftest import assert_conformant, private_settings
+from tests.test_appointment_book import adult_with_lbp
+from tests.test_preview_browser import ARTIFACTS_VARIABLE, CHROMIUM, CHROMIUM_ARGS
+
+pytestmark = pytest.mark.processes
+
+
+@pytest.fixture(scope="module")
+def server(content, tmp_path_factory) -> Iterator[str]:
+    """The service on a free local port with its own database, as `make run` serves it (development settings)."""
+    settings = private_settings(tmp_path_factory.mktemp("pn-browser"), require_jwt=False)
+    app = create_app(settings, content=content, clock=CLOCK)
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+    thread.join()
+    services_of(app).close()
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the screenshot goes: LBP_TEST_ARTIFACTS if set (as for the preview test), else pytest's tmp."""
+    named = os.environ.get(ARTIFACTS_VARIABLE)
+    folder = Path(named) if named else tmp_path_factory.mktemp("artifacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def page() -> Iterator[Page]:
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield browser.new_page(viewport={"width": 1100, "height": 1000})
+        browser.close()
+
+
+def book(server: str) -> dict:
+    body = adult_with_lbp().appointment_book(appointment(aid="apt-browser"))
+    response = requests.post(f"{server}/cds-services/lbp-appointment-book", json=body, timeout=10)
+    assert response.status_code == 200
+    answer = response.json()
+    assert_conformant(answer)
+    return answer
+
+
+def test_the_practice_completes_the_prefilled_form_and_sees_the_saved_record(page, server, artifacts):
+    [warning, _msc] = book(server)["cards"]
+    [link] = [link["url"] for link in warning["links"] if "/prior-notification/form/" in link["url"]]
+    page.goto(link)
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Prior Notification")
+    expect(page.get_by_label("Member ID (on the insurance card)")).to_have_value("M123456")
+    expect(page.get_by_label("Practice NPI (organization, 10 digits)")).to_have_value("1407071236")
+    expect(page.get_by_label("Planned date of the initial office visit")).to_have_value("2026-12-10")
+    msc = page.get_by_role("group", name="Was a Medical Spine Center evaluation done")
+    msc.get_by_label("No").check()
+    page.get_by_role("group", name="Why there was no MSC evaluation").get_by_label(
+        "The patient and their clinician chose to see the surgeon first"
+    ).check()
+    page.get_by_label("Name of the person submitting").fill("Sam Scheduler")
+    page.get_by_role("button", name="Submit Prior Notification").click()
+    # Forgot the attestation: the form says which answer, and keeps what was typed.
+    expect(page.get_by_role("alert")).to_contain_text("Attestation: an answer is required")
+    expect(page.get_by_label("Name of the person submitting")).to_have_value("Sam Scheduler")
+    page.get_by_label("I attest that this information is accurate", exact=False).check()
+    page.get_by_role("button", name="Submit Prior Notification").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Prior Notification filed")
+    record_id = page.locator("#record-id").inner_text()
+    expect(page.get_by_role("status")).to_contain_text(record_id)
+    expect(page.locator("dl.answers")).to_contain_text("Sam Scheduler")
+    page.screenshot(path=str(artifacts / "pn-form-saved.png"), full_page=True)
+
+    stored = requests.get(f"{server}/fhir/QuestionnaireResponse/{record_id}", timeout=10)
+    assert stored.status_code == 200 and stored.json()["subject"] == {"reference": "Patient/p1"}
+    again = book(server)
+    assert [c["source"]["topic"]["code"] for c in again["cards"]] == ["msc-evaluation-first"]
