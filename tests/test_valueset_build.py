@@ -542,3 +542,14 @@ def test_every_declared_source_is_used_by_a_recipe():
     recipes = "\n".join(p.read_text() for p in BUILD_DIR.glob("recipes/*.yaml"))
     unused = [n for n in settings["sources"] if not re.search(rf"(?<![\w-]){re.escape(n)}(?![\w-])", recipes)]
     assert not unused
+
+
+def test_every_value_set_has_a_recipe_and_a_row_in_the_sources_index():
+    """Traceability for informatics staff: SOURCES.md indexes each file the rules read, and each is built."""
+    sources_md = (REPO / "guideline_data" / "SOURCES.md").read_text()
+    indexed = set(re.findall(r"^\| (?:overlay )?`([\w/-]+)` \|", sources_md, flags=re.MULTILINE))
+    files = {p.stem for p in VALUESETS.glob("*.json")}
+    overlays = {f"overlays/{p.stem}" for p in (VALUESETS / "overlays").glob("*.json")}
+    recipes = {p.stem for p in BUILD_DIR.glob("recipes/*.yaml")}
+    assert files | overlays == indexed
+    assert files == recipes
