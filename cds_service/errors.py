@@ -78,12 +78,14 @@ class NotFound(ClientError):
     """A resource this service does not have (or does not show this caller)."""
 
     status = 404
+    kind = "not-found"
 
 
 class Unprocessable(ClientError):
     """Valid JSON and CDS Hooks, but not what Da Vinci CRD allows (CRD hook-13: 422)."""
 
     status = 422
+    kind = "unprocessable"
 
 
 class PrefetchUnavailable(ClientError):
@@ -94,7 +96,8 @@ class PrefetchUnavailable(ClientError):
 
     status = 412
     kind = "prefetch-unavailable"
-    message_is_loggable = True  # keys, templates and reasons: the service's own words
+    # The message is not logged: its reasons name the resources that could not be fetched
+    # (e.g. PractitionerRole/123). The log line names the keys (`where`) instead.
 
     def __init__(
         self,
@@ -102,8 +105,9 @@ class PrefetchUnavailable(ClientError):
         hook_instance: str | None = None,
         fetched: Mapping[str, float] | None = None,
         missing: Mapping[str, str] | None = None,
+        keys: tuple[str, ...] = (),
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, where=", ".join(keys) or None)
         self.hook_instance = hook_instance
         self.fetched = dict(fetched or {})
         self.missing = dict(missing or {})

@@ -340,3 +340,13 @@ def test_the_text_log_format_shows_each_calls_fields(client):
     for field in ("service=lbp-referral-select", "status=200", "topics=msc-evaluation-first", "fetched=-", "missing=-"):
         assert field in line, line
     assert " ms=" in line and "hookInstance=" in line
+
+
+def test_a_jwt_failure_on_a_records_url_logs_the_route_not_the_id_in_the_path(jwt_app):
+    client = jwt_app.test_client()
+    with production_log_lines() as lines:
+        refused = client.get(f"/fhir/QuestionnaireResponse/{PATIENT_ID}", headers=bearer(TOKEN))
+    assert refused.status_code == 401
+    written = lines.getvalue()
+    assert "JWT rejected for https://cds.example.org/fhir/QuestionnaireResponse/<record_id>: malformed" in written
+    assert_no_sentinel(written)

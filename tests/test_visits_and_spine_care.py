@@ -216,3 +216,18 @@ def test_lumbar_surgery_history_outranks_medicare_advantage_with_its_own_basis(h
     record = patient(70).with_lbp().with_coverage("111").with_condition("M96.1")
     [card] = hooks.select(select(record))
     assert "has had lumbar spine surgery" in card["detail"]
+
+
+@pytest.mark.processes
+def test_a_refusal_for_a_failed_practitioner_fetch_logs_the_key_but_not_the_resource_ids(ehr, caplog):
+    record = visit_with_role(patient(45).with_lbp(), "208100000X", rid="sntl-role-4417")
+    ehr.server.load(record.resources())
+    ehr.server.fail("PractitionerRole", 503)
+    body = with_fhir_server(select(record), ehr.server.base_url, TOKEN, keep=ORDER_KEYS)
+    with caplog.at_level("DEBUG", logger="lbp_cds"):
+        response = ehr.hooks.client.post("/cds-services/lbp-referral-select", json=body)
+    assert response.status_code == 412 and "sntl-role-4417" in response.get_json()["issue"][0]["diagnostics"]
+    # The service's own lines (urllib3's DEBUG lines name URLs, but the service never logs below INFO).
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "lbp_cds")
+    assert "prefetch-unavailable: referencedPractitioners" in logged
+    assert "sntl-role-4417" not in logged

@@ -191,4 +191,5 @@ def refuse_if_unsafe(
             hook_instance=hook_instance,
             fetched=fetched,
             missing=gathered.missing,
+            keys=tuple(sorted(matter)),
         )

@@ -247,16 +247,21 @@ class JwtVerifier:
     def close(self) -> None:
         self.replay_store.close()
 
-    def verify(self, authorization: str | None, audience: str) -> Caller:
-        """Check an Authorization header for the endpoint at `audience`; raise Unauthorized if it fails."""
+    def verify(self, authorization: str | None, audience: str, endpoint: str) -> Caller:
+        """Check an Authorization header for the endpoint at `audience`; raise Unauthorized if it fails.
+
+        The log names `endpoint` (the route, which masks what the client chose in the path), never `audience`.
+        """
         try:
             return self.check(bearer_token(authorization), audience)
         except Rejected as reason:
+            expected = f" (expected {endpoint})" if reason.kind == "audience" else ""
             log.warning(
-                "JWT rejected for %s: %s: %s",
-                audience,
+                "JWT rejected for %s: %s: %s%s",
+                endpoint,
                 reason.kind,
                 reason,
+                expected,
                 extra={"event": "jwt_rejected", "reason": reason.kind},
             )
             metrics.JWT_REJECTIONS.labels(reason=reason.kind).inc()
@@ -326,9 +331,7 @@ class JwtVerifier:
                 options={"require": ["exp", "iss", "aud", "jti"], "enforce_minimum_key_length": True},
             )
         except jwt.PyJWTError as error:
-            kind = claim_failure(error)
-            detail = f" (expected {audience})" if kind == "audience" else ""
-            raise Rejected(kind, f"{type(error).__name__}{detail}") from None
+            raise Rejected(claim_failure(error), type(error).__name__) from None
 
     def check_lifetime(self, claims: Mapping[str, Any]) -> None:
         # Without iat, what is left of the lifetime counts: a token must not be usable for long.

@@ -22,6 +22,7 @@ from cds_service.pipeline.feedback import parse_feedback
 from cds_service.pipeline.validation import parse_json
 from cds_service.storage.database import IssuedCard
 from cds_service.web.auth import Caller
+from cds_service.web.errors import route
 from cds_service.wiring import AppServices, current_services
 
 log = logging.getLogger("lbp_cds")
@@ -126,8 +127,10 @@ def authenticate(services: AppServices) -> Caller | None:
     """The verified caller, or None when JWTs are not required (development)."""
     if services.jwt_verifier is None:
         return None
-    audience = public_base_url(services) + request.path
-    return services.jwt_verifier.verify(request.headers.get("Authorization"), audience=audience)
+    base = public_base_url(services)
+    return services.jwt_verifier.verify(
+        request.headers.get("Authorization"), audience=base + request.path, endpoint=base + route()
+    )
 
 
 def read_json_body(services: AppServices) -> Any:
