@@ -523,3 +523,53 @@ def test_the_stored_table_counts_one_row_per_notification(stored_app, client):
     assert client.post(RESPONSES, json=response_json()).status_code == 201
     with services_of(stored_app).storage.engine.connect() as connection:
         assert connection.execute(select(func.count()).select_from(prior_notifications)).scalar() == 1
+
+
+# --- input the records' storage cannot hold (found on review: each was a 500) ---------------------------
+
+
+def test_a_submission_nested_too_deeply_is_400_and_nothing_is_stored(stored_app, client):
+    body = response_json()
+    body["extension"] = json.loads("[" * 600 + "]" * 600)
+    response = client.post(RESPONSES, json=body)
+    assert response.status_code == 400
+    assert "nested more than 64 levels" in response.get_json()["issue"][0]["diagnostics"]
+    assert rows(stored_app) == []
+
+
+def test_a_nul_character_in_an_answer_is_refused_naming_the_item(stored_app, client):
+    refused = client.post(RESPONSES, json=response_json(**{"member-name": "Pat\x00Doe"}))
+    assert refused.status_code == 400
+    assert "member-name" in refused.get_json()["issue"][0]["diagnostics"]
+    typed = client.post(form_link(book(client)), data=completed_fields(**{"attester-name": "Ann\x00"}))
+    assert typed.status_code == 400
+    assert "must not hold a NUL character" in unescape(typed.get_data(as_text=True))
+    assert rows(stored_app) == []
+
+
+def test_a_search_or_read_naming_no_possible_record_is_refused_without_asking_the_database(stored_app, client):
+    assert client.post(RESPONSES, json=response_json()).status_code == 201
+    for patient in ("%00", "a" * 65, "p1%2Fx"):
+        refused = client.get(f"{RESPONSES}?patient={patient}")
+        assert refused.status_code == 400 and "patient:" in refused.get_json()["issue"][0]["diagnostics"]
+    for record_id in ("%00", "not-a-record", "00000000-0000-0000-0000-00000000000G"):
+        assert client.get(f"{RESPONSES}/{record_id}").status_code == 404
+    assert client.get(f"{RESPONSES}?_count=%C2%B2").status_code == 400  # "²" is a digit to str.isdigit
+
+
+def test_the_last_day_of_the_calendar_is_a_date_range_end_like_any_other(stored_app, client):
+    assert client.post(RESPONSES, json=response_json()).status_code == 201
+    assert client.get(f"{RESPONSES}?_lastUpdated=le9999-12-31").get_json()["total"] == 1
+    assert client.get(f"{RESPONSES}?_lastUpdated=ge9999-12-31").get_json()["total"] == 0
+    exported = stored_app.test_cli_runner().invoke(args=["pn-export", "--until", "9999-12-31"])
+    assert exported.exit_code == 0 and len(exported.output.splitlines()) == 2
+    reported = stored_app.test_cli_runner().invoke(args=["feedback-report", "--until", "9999-12-31"])
+    assert reported.exit_code == 0, reported.output
+
+
+def test_an_appointment_book_call_whose_patient_id_is_no_fhir_id_is_400(sqlite_client):
+    request = adult_with_lbp().appointment_book(appointment(aid="apt-1"))
+    request["context"]["patientId"] = "p" * 65
+    refused = sqlite_client.post("/cds-services/lbp-appointment-book", json=request)
+    assert refused.status_code == 400
+    assert "context/patientId" in refused.get_json()["issue"][0]["diagnostics"]

@@ -133,3 +133,11 @@ def test_feedback_that_arrived_before_its_issue_record_gets_its_topic(app):
     )
     [row] = csv.DictReader(io.StringIO(report(app, "--csv")))
     assert (row["topic"], row["issued"], row["accepted"]) == ("physical-therapy-first-line", "1", "1")
+
+
+def test_an_override_reason_an_ehr_wrote_as_a_formula_is_exported_inert(app):
+    client = app.test_client()
+    formula = {"code": "x1", "system": "urn:ehr:reasons", "display": '=HYPERLINK("http://x","click")'}
+    feedback(client, issue(client), "overridden", "2026-05-01T09:00:00Z", {"reason": formula})
+    [row] = csv.DictReader(io.StringIO(report(app, "--csv")))
+    assert row["top_override_reasons"] == """'=HYPERLINK("http://x","click") (1)"""

@@ -22,7 +22,9 @@ from cds_service.errors import BadRequest
 
 RESPONSE_STATUSES = frozenset({"completed", "amended"})
 FULL_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
-PATIENT_REFERENCE = re.compile(r"^(?:.*/)?Patient/([A-Za-z0-9\-.]{1,64})$")
+FHIR_ID = r"[A-Za-z0-9\-.]{1,64}"  # FHIR R4 id
+FHIR_ID_PATTERN = re.compile(f"^{FHIR_ID}$")
+PATIENT_REFERENCE = re.compile(f"^(?:.*/)?Patient/({FHIR_ID})$")
 ATTACHMENT_TYPES = frozenset({"application/pdf", "image/jpeg", "image/png"})
 ATTACHMENT_MAX_BYTES = 4 * 1024 * 1024
 MAX_REPORTED = 5
@@ -153,6 +155,8 @@ def value_problem(item: FormItem, value: Any) -> str | None:
     if item.type in ("string", "text"):
         if not isinstance(value, str) or not value.strip():
             return "must be a non-empty text"
+        if "\x00" in value:  # no text has one; PostgreSQL cannot store it
+            return "must not hold a NUL character"
         if item.max_length is not None and len(value) > item.max_length:
             return f"must be at most {item.max_length} characters"
         if item.regex is not None and not item.regex.search(value.strip()):

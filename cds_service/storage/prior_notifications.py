@@ -12,11 +12,11 @@ import csv
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from datetime import time as day_time
+from dataclasses import dataclass, field, fields
+from datetime import UTC, date, datetime
 from typing import Any, TextIO
 
 from sqlalchemy import Select, and_, delete, insert, select
@@ -24,6 +24,7 @@ from sqlalchemy.engine import Row
 
 from cds_service.errors import StorageUnavailable
 from cds_service.storage.database import Storage, pn_form_contexts, prior_notifications, unavailable
+from cds_service.storage.report import day_range, inert, within
 from hooks.notifications import PriorNotificationOnFile
 
 log = logging.getLogger("lbp_cds")
@@ -54,8 +55,6 @@ EXPORT_COLUMNS = (
     "attester_name",
     "status",
 )
-# Spreadsheets run cells that start with these as formulas: such values are exported with a leading '.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True)
@@ -98,9 +97,9 @@ class PriorNotificationRecord:
     fields: Mapping[str, Any] = field(default_factory=dict)  # member_name, practice_npi, visit_date, ...
 
     def row(self) -> dict[str, Any]:
-        values = asdict(self)
-        scope, extracted = values.pop("scope"), values.pop("fields")
-        return {**values, **extracted, "issuer": scope["issuer"], "tenant": scope["tenant"]}
+        """Its columns; the response is stored as it is (asdict would deep-copy it, attachments and all)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("scope", "fields")}
+        return {**values, **self.fields, "issuer": self.scope.issuer, "tenant": self.scope.tenant}
 
 
 class PriorNotificationStore:
@@ -196,6 +195,8 @@ class PriorNotificationStore:
 
     def get(self, record_id: str, scope: Scope | None) -> Row[Any] | None:
         """A stored record; `scope` None: any EHR's (plan staff), else only that EHR's."""
+        if not is_record_id(record_id):
+            return None  # never stored, so never asked of the database
         query = select(prior_notifications).where(prior_notifications.c.id == record_id)
         if scope is not None:
             query = query.where(in_scope(scope))
@@ -242,6 +243,14 @@ class PriorNotificationStore:
             raise
 
 
+def is_record_id(text: str) -> bool:
+    """Record ids are UUIDs in their canonical form."""
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False
+
+
 def in_scope(scope: Scope) -> Any:
     """Null-safe equality on issuer and tenant (development, without JWTs, has neither)."""
     return and_(
@@ -251,12 +260,7 @@ def in_scope(scope: Scope) -> Any:
 
 
 def filtered(query: Select[Any], since: date | None, until: date | None) -> Select[Any]:
-    column = prior_notifications.c.submitted_at
-    if since is not None:
-        query = query.where(column >= datetime.combine(since, day_time.min, tzinfo=UTC))
-    if until is not None:
-        query = query.where(column < datetime.combine(until + timedelta(days=1), day_time.min, tzinfo=UTC))
-    return query
+    return query.where(within(prior_notifications.c.submitted_at, *day_range(since, until)))
 
 
 def export_csv(storage: Storage, out: TextIO, since: date | None = None, until: date | None = None) -> int:
@@ -280,5 +284,4 @@ def cell(value: Any) -> str:
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
     if isinstance(value, (date, bool)):
         return str(value).lower() if isinstance(value, bool) else value.isoformat()
-    text = str(value)
-    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
+    return inert(str(value))

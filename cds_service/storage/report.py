@@ -36,9 +36,9 @@ class ReportRow:
 
 
 def day_range(since: date | None, until: date | None) -> tuple[datetime | None, datetime | None]:
-    """Whole UTC days, both ends included."""
+    """Whole UTC days, both ends included (until the last day of the calendar: no end at all)."""
     start = datetime.combine(since, time.min, UTC) if since else None
-    end = datetime.combine(until + timedelta(days=1), time.min, UTC) if until else None
+    end = datetime.combine(until + timedelta(days=1), time.min, UTC) if until and until < date.max else None
     return start, end
 
 
@@ -141,5 +141,14 @@ def as_csv(rows: Iterable[ReportRow]) -> str:
     for row in rows:
         rate = "" if row.acceptance_rate is None else f"{row.acceptance_rate:.4f}"
         reasons = "; ".join(f"{label} ({count})" for label, count in row.reasons)
-        writer.writerow([row.service_id, row.topic, row.issued, row.accepted, row.overridden, rate, reasons])
+        writer.writerow([row.service_id, row.topic, row.issued, row.accepted, row.overridden, rate, inert(reasons)])
     return out.getvalue()
+
+
+# A spreadsheet opening the CSV would run a cell starting with one of these as a formula.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def inert(text: str) -> str:
+    """Text an EHR or a form sent, made safe to open in a spreadsheet: never read as a formula."""
+    return f"'{text}" if text.startswith(FORMULA_STARTS) else text

@@ -33,7 +33,8 @@ from cds_service.pipeline.prior_notification import (
     response_from_fields,
     served_questionnaire,
 )
-from cds_service.pipeline.questionnaire_response import ItemProblem, check_response, raise_if_invalid
+from cds_service.pipeline.questionnaire_response import FHIR_ID_PATTERN, ItemProblem, check_response, raise_if_invalid
+from cds_service.pipeline.validation import refuse_deep_nesting
 from cds_service.storage.prior_notifications import FormContext, Scope
 from cds_service.web.auth import Caller
 from cds_service.web.hook_routes import authenticate, public_base_url, read_json_body
@@ -72,6 +73,7 @@ def submit_response() -> Response:
     services = current_services()
     caller = authenticate(services)
     body = read_json_body(services)
+    refuse_deep_nesting(body, "")
     form = pn_form(services)
     checked, problems = check_response(body, form)
     raise_if_invalid(problems)
@@ -106,7 +108,7 @@ def search_responses() -> Response:
     since, until = last_updated(request.args.getlist("_lastUpdated"))
     rows = services.prior_notifications.search(
         reader_scope(services, caller),
-        patient_id=request.args.get("patient"),
+        patient_id=patient_id(request.args.get("patient")),
         since=since,
         until=until,
         limit=count(request.args.get("_count")),
@@ -149,10 +151,16 @@ def last_updated(values: list[str]) -> tuple[date | None, date | None]:
     return since, until
 
 
+def patient_id(value: str | None) -> str | None:
+    if value is not None and not FHIR_ID_PATTERN.match(value):
+        raise BadRequest("patient: a FHIR Patient id (letters, digits, '-' and '.', at most 64).")
+    return value
+
+
 def count(value: str | None) -> int:
     if value is None:
         return DEFAULT_COUNT
-    if not value.isdigit() or not 1 <= int(value) <= MAX_COUNT:
+    if not value.isdecimal() or not 1 <= int(value) <= MAX_COUNT:
         raise BadRequest(f"_count: a whole number from 1 to {MAX_COUNT}.")
     return int(value)
 
