@@ -122,11 +122,11 @@ def read_files(root: Path) -> dict[str, bytes]:
 
 
 def check_content(
-    root: Path = DEFAULT_CONTENT_DIR, families: Families | None = None, files: Mapping[str, bytes] | None = None
+    root: Path = DEFAULT_CONTENT_DIR, families: Families | None = None
 ) -> tuple[Content | None, list[Problem]]:
     """The content, or None with every problem found (each with its line). The files are read once
-    (`read_files`), unless their bytes are given."""
-    files = read_files(root) if files is None else files
+    (`read_files`)."""
+    files = read_files(root)
     problems: list[Problem] = []
     reader = Reader(root, problems, files)
     data = {name: reader.read(root / name) for name in (CARDS, POLICY, ORDERS, DIRECTORY, CRD)}
@@ -144,7 +144,7 @@ def check_content(
             for name in sorted(VALUESETS_USED - set(valuesets))
         ]
     if problems:
-        return None, with_lines(root, problems, files)
+        return None, with_lines(problems, files)
     codes = {name: [item.concept for item in listed] for name, listed in valuesets.items()}
     content = Content(
         knowledge=Knowledge(
@@ -541,10 +541,6 @@ def build_directory(data: Mapping[str, Any]) -> Directory:
         centers=tuple(freeze(c) for c in data["centers"]),
         region_by_prefix=MappingProxyType(by_prefix),
     )
-
-
-def content_version(root: Path) -> str:
-    return files_version(read_files(root))
 
 
 def files_version(files: Mapping[str, bytes]) -> str:
