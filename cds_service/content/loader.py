@@ -11,7 +11,6 @@ import difflib
 import hashlib
 import json
 import re
-import string
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from cards.model import LONGEST_APPOINTMENT, NO_END_DATE, NO_REGION, PLACEHOLDER
 from cds_service.content.crd import CRD, check_crd
 from cds_service.content.forms import FORMS_DIR, PN_FORM_ID, Form, build_form
 from cds_service.content.icd10cm import Families, default_families
-from cds_service.content.problems import FieldPath, Problem, schema_problems, with_lines
+from cds_service.content.problems import FieldPath, Problem, placeholders, schema_problems, with_lines
 from cds_service.content.valueset_files import Concept, concepts, load_valuesets
 from cds_service.settings import DEFAULT_CONTENT_DIR
 from hooks.decisions import FORM_NEEDS, TOPICS, VARIANTS
@@ -470,10 +469,6 @@ def check_placeholders(path: FieldPath, text: str, problems: list[Problem]) -> b
 def did_you_mean(name: str, known: Iterable[str], before: str = '"', after: str = '"') -> str:
     close = difflib.get_close_matches(name, list(known), n=1)
     return f" (did you mean {before}{close[0]}{after}?)" if close else ""
-
-
-def placeholders(text: str) -> set[str]:
-    return {name for _literal, name, _spec, _conversion in string.Formatter().parse(text) if name is not None}
 
 
 def check_summary(path: FieldPath, summary: str, longest: Mapping[str, str], problems: list[Problem]) -> None:

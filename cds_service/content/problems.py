@@ -8,6 +8,7 @@ composing a file (JSON is YAML too, so the same lookup serves both).
 from __future__ import annotations
 
 import difflib
+import string
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -37,6 +38,11 @@ class Problem:
 def field_name(path: FieldPath) -> str:
     """`cards > msc-evaluation-first > suggestions > entry 1 > label`: list positions count from 1."""
     return " > ".join(f"entry {step + 1}" if isinstance(step, int) else step for step in path)
+
+
+def placeholders(text: str) -> set[str]:
+    """The {names} in a text (cards.yaml and crd.yaml); ValueError when a brace is not paired."""
+    return {name for _literal, name, _spec, _conversion in string.Formatter().parse(text) if name is not None}
 
 
 # --------------------------------------------------------------------------
