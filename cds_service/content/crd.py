@@ -8,11 +8,10 @@ outside CRDCoverageAssertionReasons; the schema already keeps reasons coded from
 
 from __future__ import annotations
 
-import string
 from collections.abc import Mapping
 from typing import Any
 
-from cds_service.content.problems import Problem
+from cds_service.content.problems import Problem, placeholders
 from hooks.decisions import TOPICS
 
 CRD = "crd.yaml"
@@ -90,7 +89,7 @@ def texts(state: Mapping[str, Any], at: tuple[Any, ...]) -> list[tuple[tuple[Any
 
 def check_placeholders(path: tuple[Any, ...], text: str, allowed: frozenset[str], problems: list[Problem]) -> None:
     try:
-        names = {name for _literal, name, _spec, _conv in string.Formatter().parse(text) if name is not None}
+        names = placeholders(text)
     except ValueError:
         problems.append(Problem(CRD, path, "a { or } is not paired: write placeholders as {filed_on}"))
         return

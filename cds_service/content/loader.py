@@ -11,7 +11,6 @@ import difflib
 import hashlib
 import json
 import re
-import string
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from cards.model import LONGEST_APPOINTMENT, NO_END_DATE, NO_REGION, PLACEHOLDER
 from cds_service.content.crd import CRD, check_crd
 from cds_service.content.forms import FORMS_DIR, PN_FORM_ID, Form, build_form
 from cds_service.content.icd10cm import Families, default_families
-from cds_service.content.problems import FieldPath, Problem, schema_problems, with_lines
+from cds_service.content.problems import FieldPath, Problem, placeholders, schema_problems, with_lines
 from cds_service.content.valueset_files import Concept, concepts, load_valuesets
 from cds_service.settings import DEFAULT_CONTENT_DIR
 from hooks.decisions import FORM_NEEDS, TOPICS, VARIANTS
@@ -122,11 +121,11 @@ def read_files(root: Path) -> dict[str, bytes]:
 
 
 def check_content(
-    root: Path = DEFAULT_CONTENT_DIR, families: Families | None = None, files: Mapping[str, bytes] | None = None
+    root: Path = DEFAULT_CONTENT_DIR, families: Families | None = None
 ) -> tuple[Content | None, list[Problem]]:
     """The content, or None with every problem found (each with its line). The files are read once
-    (`read_files`), unless their bytes are given."""
-    files = read_files(root) if files is None else files
+    (`read_files`)."""
+    files = read_files(root)
     problems: list[Problem] = []
     reader = Reader(root, problems, files)
     data = {name: reader.read(root / name) for name in (CARDS, POLICY, ORDERS, DIRECTORY, CRD)}
@@ -144,7 +143,7 @@ def check_content(
             for name in sorted(VALUESETS_USED - set(valuesets))
         ]
     if problems:
-        return None, with_lines(root, problems, files)
+        return None, with_lines(problems, files)
     codes = {name: [item.concept for item in listed] for name, listed in valuesets.items()}
     content = Content(
         knowledge=Knowledge(
@@ -472,10 +471,6 @@ def did_you_mean(name: str, known: Iterable[str], before: str = '"', after: str 
     return f" (did you mean {before}{close[0]}{after}?)" if close else ""
 
 
-def placeholders(text: str) -> set[str]:
-    return {name for _literal, name, _spec, _conversion in string.Formatter().parse(text) if name is not None}
-
-
 def check_summary(path: FieldPath, summary: str, longest: Mapping[str, str], problems: list[Problem]) -> None:
     """The spec caps a summary under 140 characters: check it with each placeholder at its longest."""
     filled = fill(summary, longest)
@@ -541,10 +536,6 @@ def build_directory(data: Mapping[str, Any]) -> Directory:
         centers=tuple(freeze(c) for c in data["centers"]),
         region_by_prefix=MappingProxyType(by_prefix),
     )
-
-
-def content_version(root: Path) -> str:
-    return files_version(read_files(root))
 
 
 def files_version(files: Mapping[str, bytes]) -> str:

@@ -8,9 +8,9 @@ composing a file (JSON is YAML too, so the same lookup serves both).
 from __future__ import annotations
 
 import difflib
+import string
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -38,6 +38,11 @@ class Problem:
 def field_name(path: FieldPath) -> str:
     """`cards > msc-evaluation-first > suggestions > entry 1 > label`: list positions count from 1."""
     return " > ".join(f"entry {step + 1}" if isinstance(step, int) else step for step in path)
+
+
+def placeholders(text: str) -> set[str]:
+    """The {names} in a text (cards.yaml and crd.yaml); ValueError when a brace is not paired."""
+    return {name for _literal, name, _spec, _conversion in string.Formatter().parse(text) if name is not None}
 
 
 # --------------------------------------------------------------------------
@@ -142,10 +147,10 @@ def shown(value: Any) -> str:
 # --------------------------------------------------------------------------
 
 
-def with_lines(root: Path, problems: Sequence[Problem], files: Mapping[str, bytes] | None = None) -> list[Problem]:
+def with_lines(problems: Sequence[Problem], files: Mapping[str, bytes]) -> list[Problem]:
     """The same problems, each with the line its field is written on (when the file can be parsed).
 
-    `files`: the files' bytes as they were checked (else they are read from root)."""
+    `files`: the files' bytes as they were checked."""
     trees: dict[str, yaml.Node | None] = {}
     located = []
     for problem in problems:
@@ -153,20 +158,10 @@ def with_lines(root: Path, problems: Sequence[Problem], files: Mapping[str, byte
             located.append(problem)
             continue
         if problem.file not in trees:
-            if files is None:
-                trees[problem.file] = compose(root / problem.file)
-            else:
-                trees[problem.file] = compose_text(files.get(problem.file))
+            trees[problem.file] = compose_text(files.get(problem.file))
         tree = trees[problem.file]
         located.append(replace(problem, line=line_of(tree, problem.path)) if tree is not None else problem)
     return located
-
-
-def compose(path: Path) -> yaml.Node | None:
-    try:
-        return compose_text(path.read_bytes())
-    except OSError:
-        return None  # an unreadable file is reported by the loader with its own position
 
 
 def compose_text(data: bytes | None) -> yaml.Node | None:

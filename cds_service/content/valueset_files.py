@@ -10,7 +10,7 @@ with its note saying why (e.g. sickle cell trait out of the CDC sickle cell dise
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -55,20 +55,12 @@ class Listed:
 
 
 def load_valuesets(
-    root: Path, read: Reader, families: Families, problems: list[Problem], files: Iterable[str] | None = None
+    root: Path, read: Reader, families: Families, problems: list[Problem], files: Collection[str]
 ) -> dict[str, list[Listed]]:
-    """Every valuesets/*.json; `files` (paths under root) lists them instead of the folder, when given."""
+    """Every valuesets/*.json, corrected by valuesets/overlays/*.json; `files` (paths under root, as
+    read) lists them, so the sets are built from the same bytes as the rest of the content."""
     sets: dict[str, list[Listed]] = {}
-    listed_files = (
-        sorted(
-            root / name
-            for name in files
-            if PurePosixPath(name).parent == PurePosixPath("valuesets") and name.endswith(".json")
-        )
-        if files is not None
-        else sorted((root / "valuesets").glob("*.json"))
-    )
-    for path in listed_files:
+    for path in json_files(root, files, "valuesets"):
         data = read(path)
         if not (isinstance(data, dict) and isinstance(data.get("codes"), list)):
             continue
@@ -82,11 +74,18 @@ def load_valuesets(
         ]
         problems += duplicates_within(file, listed)
         sets[path.stem] = listed
-    for path in sorted((root / "valuesets" / "overlays").glob("*.json")):
+    for path in json_files(root, files, "valuesets/overlays"):
         apply_overlay(root, path, read(path), sets, families, problems)
     families.save()
     problems += different_meanings(sets)
     return sets
+
+
+def json_files(root: Path, files: Iterable[str], folder: str) -> list[Path]:
+    """The *.json of `files` directly in `folder`, sorted."""
+    return sorted(
+        root / name for name in files if PurePosixPath(name).parent == PurePosixPath(folder) and name.endswith(".json")
+    )
 
 
 def apply_overlay(
