@@ -278,7 +278,7 @@ class Settings(EnvironmentSettings):
         "`YYYY-MM-DD`: for tests, demos and training systems only, never in production; default: today",
     )
     program_timezone: str = Field(
-        "America/Chicago",
+        "America/Chicago",  # the plan's members and clinics are in Minnesota and Wisconsin
         description="IANA time zone of the program (e.g. `America/Chicago`): the clinical today (ages, look-back "
         "windows, suspensions) is the date there, never the host's",
     )

@@ -114,8 +114,8 @@ def answer_hook(service: ServiceDefinition, body: Any, deps: CallDependencies) -
         found = notifications_on_file(deps.notifications, deps.scope, patient_id, since)
         facts = replace(facts, prior_notifications=found)
     decisions = [d for d in service.decide(hook_input, facts, knowledge) if configuration.allows(d, content.crd)]
-    covered = configuration.coverage_info and service.coverage is not None
-    assertions = service.coverage(hook_input, facts, knowledge) if covered and service.coverage else []
+    coverage = service.coverage if configuration.coverage_info else None
+    assertions = coverage(hook_input, facts, knowledge) if coverage else []
     unjudged = unjudged_order_data(orders, facts)
     concerns = decisions + coverage_concerns(assertions)
     refuse_if_unsafe(service, body["hookInstance"], concerns, gathered, fetched, unjudged)
@@ -175,10 +175,10 @@ def refuse_if_unsafe(
     decisions: list[Decision],
     gathered: Gathered,
     fetched: Mapping[str, float],
-    unjudged: set[str] | None = None,
+    unjudged: set[str],
 ) -> None:
     """412 when data that could not be had could make a card wrong, or leaves nothing to decide on."""
-    matter = keys_that_matter(decisions, set(gathered.missing), unjudged or ())
+    matter = keys_that_matter(decisions, set(gathered.missing), unjudged)
     if matter:
         reasons = "; ".join(
             f"{key} ({service.prefetch.get(key, 'resources referenced by the request or the patient data')}): "

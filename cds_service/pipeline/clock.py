@@ -7,12 +7,10 @@ UTC host must not make a 17-year-old 18 on the evening before the birthday.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Protocol
 from zoneinfo import ZoneInfo
-
-DEFAULT_PROGRAM_TIMEZONE = "America/Chicago"  # the plan's members and clinics are in Minnesota and Wisconsin
 
 
 class Clock(Protocol):
@@ -27,7 +25,7 @@ def utc_now() -> datetime:
 class SystemClock:
     """Today's date in the program's time zone, from the current instant (injectable for tests)."""
 
-    zone: ZoneInfo = field(default_factory=lambda: ZoneInfo(DEFAULT_PROGRAM_TIMEZONE))
+    zone: ZoneInfo  # CDS_PROGRAM_TIMEZONE, from the settings
     instant: Callable[[], datetime] = utc_now
 
     def today(self) -> date:

@@ -186,12 +186,14 @@ class PriorNotificationStore:
                 prior_notifications.c.id
             )
             created = connection.execute(statement, record.row()).first() is not None
+            if created:
+                return record.response, True
             stored = connection.execute(
                 select(prior_notifications.c.response).where(
                     prior_notifications.c.submission_key == record.submission_key
                 )
             ).scalar_one()
-        return stored, created
+        return stored, False
 
     def get(self, record_id: str, scope: Scope | None) -> Row[Any] | None:
         """A stored record; `scope` None: any EHR's (plan staff), else only that EHR's."""
@@ -223,6 +225,9 @@ class PriorNotificationStore:
             query = query.where(prior_notifications.c.patient_id == patient_id)
         if limit is not None:
             query = query.limit(limit)
+        return self.read(query)
+
+    def read(self, query: Select[Any]) -> list[Row[Any]]:
         with (
             unavailable("Prior Notifications cannot be read right now. Retry later."),
             self._storage.engine.connect() as c,
@@ -269,11 +274,13 @@ def export_csv(storage: Storage, out: TextIO, since: date | None = None, until: 
     The one function behind the `pn-export` command, so that any command-line front end can call it.
     Raises StorageUnavailable when the database cannot be read.
     """
-    rows = PriorNotificationStore(storage).search(None, since=since, until=until)
+    columns = [prior_notifications.c[name] for name in EXPORT_COLUMNS]  # not the stored response itself
+    query = filtered(select(*columns), since, until).order_by(prior_notifications.c.submitted_at)  # as a register
+    rows = PriorNotificationStore(storage).read(query)
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(EXPORT_COLUMNS)
-    for row in reversed(rows):  # oldest first, as a register reads
-        writer.writerow([cell(getattr(row, column)) for column in EXPORT_COLUMNS])
+    for row in rows:
+        writer.writerow([cell(value) for value in row])
     return len(rows)
 
 
