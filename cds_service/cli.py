@@ -110,22 +110,31 @@ def db_upgrade() -> None:
     click.echo(f"Database schema is at revision {head_revision()} ({storage.engine.url.render_as_string()}).")
 
 
+def date_range_options(command: Callable[..., None]) -> Callable[..., None]:
+    """--since and --until, whole UTC days, for the commands that read records by date."""
+    day = click.DateTime(["%Y-%m-%d"])
+    since = click.option("--since", type=day, help="First day included (UTC), YYYY-MM-DD.")
+    until = click.option("--until", type=day, help="Last day included (UTC), YYYY-MM-DD.")
+    return since(until(command))
+
+
 @operator_command("feedback-report")
-@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="First day included (UTC), YYYY-MM-DD.")
-@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Last day included (UTC), YYYY-MM-DD.")
+@date_range_options
 @click.option("--csv", "as_csv_flag", is_flag=True, help="Write CSV instead of a text table.")
 def feedback_report(since: datetime | None, until: datetime | None, as_csv_flag: bool) -> None:
     """Per service and card topic: cards issued, accepted, overridden, acceptance rate, top override reasons."""
-    first, last = day(since), day(until)
-    if first and last and first > last:
-        raise click.BadParameter("--since is after --until")
+    first, last = days(since, until)
     services = current_services()
     rows = build_report(services.storage, first, last, reason_displays(services.current_content()))
     click.echo(as_csv(rows) if as_csv_flag else as_text(rows), nl=False)
 
 
-def day(value: datetime | None) -> date | None:
-    return value.date() if value else None
+def days(since: datetime | None, until: datetime | None) -> tuple[date | None, date | None]:
+    """The first and last day given (both included), refused when they are the wrong way round."""
+    first, last = (since.date() if since else None), (until.date() if until else None)
+    if first and last and first > last:
+        raise click.BadParameter("--since is after --until")
+    return first, last
 
 
 def reason_displays(content: Content) -> dict[Key, str]:
@@ -203,8 +212,7 @@ def loaded_or_exit(root: Path, label: str | None = None) -> Content:
 
 
 @operator_command("pn-export")
-@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="First day included (UTC), YYYY-MM-DD.")
-@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), help="Last day included (UTC), YYYY-MM-DD.")
+@date_range_options
 @click.option(
     "--output",
     "-o",
@@ -214,9 +222,7 @@ def loaded_or_exit(root: Path, label: str | None = None) -> Content:
 )
 def pn_export(since: datetime | None, until: datetime | None, output: TextIO) -> None:
     """Every Prior Notification filed by spine surgical practices (all EHRs), as CSV, oldest first."""
-    first, last = day(since), day(until)
-    if first and last and first > last:
-        raise click.BadParameter("--since is after --until")
+    first, last = days(since, until)
     try:
         written = export_csv(current_services().storage, output, first, last)
     except StorageUnavailable as error:
