@@ -20,7 +20,7 @@ from hooks.facts import PatientFacts
 from hooks.fhir import Resource
 from hooks.knowledge import Knowledge
 from hooks.notifications import PriorNotificationOnFile, on_file_for
-from hooks.rules import program_referrals
+from hooks.rules import msc_exemption, program_referrals
 
 
 class PnState(Enum):
@@ -58,9 +58,7 @@ def pn_state(
 def msc_step_applies(facts: PatientFacts, knowledge: Knowledge) -> bool:
     """No MSC evaluation on record and none of the exemptions: Medicare Advantage, no MSC where the
     member lives, a suspension of the MSC step (as the referral rules judge it)."""
-    if facts.msc_done or facts.medicare_advantage or facts.msc_access is False:
-        return False
-    return knowledge.policy.suspension_on(facts.today) is None
+    return msc_exemption(facts, knowledge) is None
 
 
 def referral_assertions(orders: list[Resource], facts: PatientFacts, knowledge: Knowledge) -> list[CoverageAssertion]:

@@ -30,6 +30,8 @@ from hooks.fhir import Resource
 from hooks.knowledge import Knowledge
 from hooks.orders import is_emergent_order, is_spine_surgical_referral, might_concern_program
 
+MSC_SUSPENDED = "suspended"  # the exemption (and basis) while the plan has suspended the MSC step
+
 
 def in_scope(facts: PatientFacts) -> bool:
     """Adults without an emergent or urgent presentation; everyone else gets silence."""
@@ -103,19 +105,38 @@ def referral_decision(referral: Resource, facts: PatientFacts, knowledge: Knowle
             return []  # a follow-up visit with the same surgeon: neither the MSC step nor Prior Notification
         basis = "established-spine-care" if facts.established_spine_care else "after-lumbar-surgery"
         return [replace(proceed, basis=basis)]
-    if facts.msc_done:
-        return [replace(proceed, basis="msc-done")]
-    if facts.medicare_advantage:
-        return [replace(proceed, basis="medicare-advantage")]
-    if facts.msc_access is False:
-        return [replace(proceed, basis="no-msc-access")]
+    exemption = msc_exemption(facts, knowledge)
+    if exemption is None:
+        return [about]
+    if exemption != MSC_SUSPENDED:
+        return [replace(proceed, basis=exemption)]
+    # Suspended: the MSC card still says what the program expects, beside the PN card that lets it proceed.
     suspension = knowledge.policy.suspension_on(facts.today)
-    if suspension is not None:
-        return [
-            replace(about, suspension=suspension, variant=SUSPENDED),
-            replace(proceed, suspension=suspension, basis="suspended"),
-        ]
-    return [about]
+    return [
+        replace(about, suspension=suspension, variant=SUSPENDED),
+        replace(proceed, suspension=suspension, basis=exemption),
+    ]
+
+
+def msc_exemption_on_record(facts: PatientFacts) -> str | None:
+    """Why the patient's own data spares the MSC step (a cards.yaml `bases` key), or None."""
+    if facts.msc_done:
+        return "msc-done"
+    if facts.medicare_advantage:
+        return "medicare-advantage"
+    if facts.msc_access is False:
+        return "no-msc-access"
+    return None
+
+
+def msc_exemption(facts: PatientFacts, knowledge: Knowledge) -> str | None:
+    """Why the MSC step is not asked of an initial spine visit (a cards.yaml `bases` key), or None when it is.
+
+    The record's reasons come first: they hold whether or not the plan has suspended the step.
+    """
+    if (basis := msc_exemption_on_record(facts)) is not None:
+        return basis
+    return MSC_SUSPENDED if knowledge.policy.suspension_on(facts.today) is not None else None
 
 
 def to_a_surgeon_already_seen(referral: Resource, facts: PatientFacts) -> bool:
