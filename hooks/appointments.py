@@ -44,14 +44,20 @@ def referrals(appointment: Resource, references: References) -> list[Resource]:
 
 def participant_resources(appointment: Resource, references: References) -> Iterator[Resource]:
     """The participants' resources at hand, and the Practitioner and Organization of a PractitionerRole."""
-    for actor in appointment_participants(appointment):
-        resource = references.resolve(actor, appointment)
+    return providers(appointment_participants(appointment), appointment, references)
+
+
+def providers(refs: Iterable[Any], container: Resource, references: References) -> Iterator[Resource]:
+    """The resources these references name that are at hand, each PractitionerRole followed by its
+    Practitioner and Organization (contained in the referring resource or in the role)."""
+    for ref in refs:
+        resource = references.resolve(ref, container)
         if resource is None:
             continue
         yield resource
         if resource.get("resourceType") == "PractitionerRole":
-            for ref in (resource.get("practitioner"), resource.get("organization")):
-                linked = references.resolve(ref, appointment) or references.resolve(ref, resource)
+            for link in (resource.get("practitioner"), resource.get("organization")):
+                linked = references.resolve(link, container) or references.resolve(link, resource)
                 if linked is not None:
                     yield linked
 

@@ -14,7 +14,7 @@ from datetime import date
 from enum import Enum
 
 from hooks import fhir
-from hooks.appointments import npis
+from hooks.appointments import npis, providers
 from hooks.decisions import MSC_EVALUATION_FIRST
 from hooks.facts import PatientFacts
 from hooks.fhir import Resource
@@ -73,26 +73,13 @@ def referral_assertions(orders: list[Resource], facts: PatientFacts, knowledge: 
     assertions = []
     for referral, decisions in program_referrals(orders, facts, knowledge):
         performers = fhir.references_in(referral.get("performer"))
-        resolved = [r for ref in performers if (r := facts.references.resolve(ref, referral)) is not None]
         state, found = pn_state(
             facts.prior_notifications,
             appointment_id=None,
-            npis=npis(resolved + linked(resolved, referral, facts), performers),
+            npis=npis(providers(performers, referral, facts.references), performers),
             today=facts.today,
             window_days=knowledge.policy.prior_notification_window_days,
         )
         msc = any(d.topic == MSC_EVALUATION_FIRST and d.suspension is None for d in decisions)
         assertions.append(CoverageAssertion(referral, facts.primary_coverage_key, state, found, msc))
     return assertions
-
-
-def linked(resources: list[Resource], container: Resource, facts: PatientFacts) -> list[Resource]:
-    """The Practitioner and Organization of each PractitionerRole among these."""
-    found = []
-    for resource in resources:
-        if resource.get("resourceType") == "PractitionerRole":
-            for ref in (resource.get("practitioner"), resource.get("organization")):
-                target = facts.references.resolve(ref, container) or facts.references.resolve(ref, resource)
-                if target is not None:
-                    found.append(target)
-    return found
