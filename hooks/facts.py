@@ -510,10 +510,11 @@ def recent_pt(record: PatientRecord, knowledge: Knowledge, today: date) -> bool:
     for encounter in record.encounters:
         if encounter.get("status") not in PT_ENCOUNTER_STATUSES:
             continue
-        is_pt = vs.matches("pt-evaluation", encounter.get("type")) or is_visit_in(
+        if not within(fhir.period_date(encounter, "period"), today, days):
+            continue  # the cheap date check first: a visit's specialties resolve its participants
+        if vs.matches("pt-evaluation", encounter.get("type")) or is_visit_in(
             encounter, "pt-specialty", knowledge, record.references
-        )
-        if is_pt and within(fhir.period_date(encounter, "period"), today, days):
+        ):
             return True
     for request in record.service_requests:
         if request.get("status") not in LIVE_REQUEST_STATUSES:
