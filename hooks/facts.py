@@ -126,6 +126,7 @@ def build_facts(record: PatientRecord, knowledge: Knowledge, today: date) -> Pat
     active = [(c, vs.sets_of(c.get("code"))) for c in record.conditions if fhir.is_active_condition(c)]
     lbp_conditions = [c for c, sets in active if "lbp-trigger" in sets]
     code = postal_code(record.patient)
+    primary = primary_coverage(record.coverages, knowledge, today)
     facts = PatientFacts(
         today=today,
         is_adult=is_adult(record.patient, policy.adult_age, today),
@@ -133,7 +134,7 @@ def build_facts(record: PatientRecord, knowledge: Knowledge, today: date) -> Pat
         has_active_lbp=bool(lbp_conditions),
         red_flags=red_flags(active, knowledge, today),
         red_flag_findings=red_flag_findings(active, knowledge, today),
-        medicare_advantage=primary_is_medicare_advantage(record.coverages, knowledge, today),
+        medicare_advantage=primary_is_medicare_advantage(primary, record.coverages, knowledge, today),
         msc_done=False,
         recent_pt=recent_pt(record, knowledge, today),
         opioid_excluded=opioid_excluded(active, record, knowledge, today),
@@ -145,7 +146,7 @@ def build_facts(record: PatientRecord, knowledge: Knowledge, today: date) -> Pat
         active_medication_requests=tuple(
             m for m in record.medication_requests if m.get("status") in LIVE_MEDICATION_STATUSES
         ),
-        primary_coverage_key=fhir.resource_key(primary_coverage(record.coverages, knowledge, today) or {}),
+        primary_coverage_key=fhir.resource_key(primary or {}),
     )
     # Whether a visit was "for LBP", and whether an active drug is an opioid analgesic, need the facts above.
     surgeons = spine_surgeons_seen(record, facts, knowledge)
@@ -291,14 +292,14 @@ def primary_coverage(coverages: Iterable[Resource], knowledge: Knowledge, today:
     return own[0] if len(own) == 1 else None
 
 
-def primary_is_medicare_advantage(coverages: Iterable[Resource], knowledge: Knowledge, today: date) -> bool:
-    """Exempt from the MSC step: the primary coverage is Medicare Advantage.
+def primary_is_medicare_advantage(
+    primary: Resource | None, coverages: Iterable[Resource], knowledge: Knowledge, today: date
+) -> bool:
+    """Exempt from the MSC step: the primary coverage (primary_coverage's answer) is Medicare Advantage.
 
     When the primary coverage cannot be told (several in force, no order, none the plan's own), only
     coverages that are all Medicare Advantage exempt: an MA coverage that may be secondary does not.
     """
-    coverages = list(coverages)
-    primary = primary_coverage(coverages, knowledge, today)
     if primary is not None:
         return is_medicare_advantage(primary, knowledge, today)
     live = [c for c in coverages if in_force(c, today)]
