@@ -20,6 +20,7 @@ from enum import Enum
 from typing import Any
 
 from hooks import fhir
+from hooks.decisions import REFERENCED_DATA
 from hooks.fhir import References, Resource
 from hooks.knowledge import Knowledge
 from hooks.notifications import PriorNotificationOnFile
@@ -33,8 +34,8 @@ LIVE_REQUEST_STATUSES = frozenset({"active", "completed", "on-hold"})
 PT_ENCOUNTER_STATUSES = frozenset({"finished", "in-progress", "arrived", "triaged", "onleave"})
 DONE_PROCEDURE_STATUSES = frozenset({"completed", "in-progress"})
 LIVE_MEDICATION_STATUSES = frozenset({"active"})
-# The resource types whose references the rules follow (hooks.decisions names their missing-data keys).
-REFERENCED_TYPES = ("Condition", "Medication", "PractitionerRole", "Practitioner")
+# The resource types whose references the rules follow: those hooks.decisions names missing-data keys for.
+REFERENCED_TYPES = tuple(REFERENCED_DATA)
 
 
 @dataclass(frozen=True)
