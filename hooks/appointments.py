@@ -16,7 +16,6 @@ from hooks.facts import (
     PatientFacts,
     Reason,
     appointment_participants,
-    is_for_lbp,
     is_red_flag_reason,
     practitioner_specialties,
     reason_concepts,
@@ -127,12 +126,11 @@ def is_emergent_visit(appointment: Resource, facts: PatientFacts, knowledge: Kno
 def is_visit_for_lbp(appointment: Resource, facts: PatientFacts, knowledge: Knowledge) -> bool:
     """For LBP by its own reason; without one, by its referral's reason; else when the patient has active LBP."""
     vs = knowledge.valuesets
-    if reason_of(appointment, facts, vs) is not Reason.NONE:
-        return is_for_lbp(appointment, facts, vs)
-    based_on = referrals(appointment, facts.references)
-    if any(reason_of(r, facts, vs) is not Reason.NONE for r in based_on):
-        return any(reason_of(r, facts, vs) is Reason.LBP for r in based_on)
-    return facts.has_active_lbp
+    own = reason_of(appointment, facts, vs)
+    if own is not Reason.NONE:
+        return own is Reason.LBP
+    given = {reason_of(r, facts, vs) for r in referrals(appointment, facts.references)} - {Reason.NONE}
+    return Reason.LBP in given if given else facts.has_active_lbp
 
 
 def is_initial_spine_visit_for_lbp(appointment: Resource, facts: PatientFacts, knowledge: Knowledge) -> bool:
