@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -27,7 +27,7 @@ from cards.model import (
 from hooks import fhir
 from hooks.appointments import visit_with
 from hooks.decisions import Decision
-from hooks.fhir import References
+from hooks.fhir import References, Resource
 
 SCALARS = frozenset({str, int, float, bool, type(None)})
 
@@ -72,11 +72,11 @@ def card_text(decision: Decision, template: Mapping[str, Any]) -> Mapping[str, A
     return {**template, **variant} if variant else template
 
 
-def render_card(decision: Decision, ctx: RenderContext, offered: set[str] | None = None) -> dict[str, Any]:
+def render_card(decision: Decision, ctx: RenderContext, offered: set[str]) -> dict[str, Any]:
+    """One card; `offered` (the order templates earlier cards' suggestions create) grows with its own."""
     cards = ctx.content.cards
     template = cards["cards"][decision.topic]
     text = card_text(decision, template)
-    offered = set() if offered is None else offered
     values = placeholder_values(decision, ctx)
     card: dict[str, Any] = {
         "uuid": ctx.uuids.new(),
@@ -104,7 +104,7 @@ def render_card(decision: Decision, ctx: RenderContext, offered: set[str] | None
         card["selectionBehavior"] = "any"
     card["overrideReasons"] = [dict(cards["override_reasons"][name]) for name in text["override_reasons"]]
     card["links"] = [render_link(name, values, ctx, decision) for name in text["links"]]
-    about = [key for resource in decision.about if (key := fhir.resource_key(resource))]
+    about = resource_keys(decision.about)
     if about:
         # Da Vinci CRD: which of the context's orders or appointments the card is about.
         card["extension"] = {ASSOCIATED_RESOURCE_EXTENSION: [{"reference": key} for key in about]}
@@ -167,8 +167,9 @@ def render_suggestion(template: Mapping[str, Any], decision: Decision, ctx: Rend
     return suggestion
 
 
-def decision_order_keys(decision: Decision) -> list[str]:
-    return [key for order in decision.orders if (key := fhir.resource_key(order))]
+def resource_keys(resources: Iterable[Resource]) -> list[str]:
+    """'Type/id' of each of these resources that has one."""
+    return [key for resource in resources if (key := fhir.resource_key(resource))]
 
 
 def render_actions(template: Mapping[str, Any], decision: Decision, ctx: RenderContext) -> list[dict[str, Any]]:
@@ -177,7 +178,7 @@ def render_actions(template: Mapping[str, Any], decision: Decision, ctx: RenderC
     if template["type"] == "delete":
         return [
             {"type": "delete", "description": template["description"], "resourceId": key}
-            for key in decision_order_keys(decision)
+            for key in resource_keys(decision.orders)
         ]
     resource = new_order(template["resource"], decision, ctx)
     return [{"type": "create", "description": template["description"], "resource": resource}]

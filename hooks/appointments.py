@@ -16,7 +16,6 @@ from hooks.facts import (
     PatientFacts,
     Reason,
     appointment_participants,
-    is_for_lbp,
     is_red_flag_reason,
     practitioner_specialties,
     reason_concepts,
@@ -44,14 +43,20 @@ def referrals(appointment: Resource, references: References) -> list[Resource]:
 
 def participant_resources(appointment: Resource, references: References) -> Iterator[Resource]:
     """The participants' resources at hand, and the Practitioner and Organization of a PractitionerRole."""
-    for actor in appointment_participants(appointment):
-        resource = references.resolve(actor, appointment)
+    return providers(appointment_participants(appointment), appointment, references)
+
+
+def providers(refs: Iterable[Any], container: Resource, references: References) -> Iterator[Resource]:
+    """The resources these references name that are at hand, each PractitionerRole followed by its
+    Practitioner and Organization (contained in the referring resource or in the role)."""
+    for ref in refs:
+        resource = references.resolve(ref, container)
         if resource is None:
             continue
         yield resource
         if resource.get("resourceType") == "PractitionerRole":
-            for ref in (resource.get("practitioner"), resource.get("organization")):
-                linked = references.resolve(ref, appointment) or references.resolve(ref, resource)
+            for link in (resource.get("practitioner"), resource.get("organization")):
+                linked = references.resolve(link, container) or references.resolve(link, resource)
                 if linked is not None:
                     yield linked
 
@@ -121,12 +126,11 @@ def is_emergent_visit(appointment: Resource, facts: PatientFacts, knowledge: Kno
 def is_visit_for_lbp(appointment: Resource, facts: PatientFacts, knowledge: Knowledge) -> bool:
     """For LBP by its own reason; without one, by its referral's reason; else when the patient has active LBP."""
     vs = knowledge.valuesets
-    if reason_of(appointment, facts, vs) is not Reason.NONE:
-        return is_for_lbp(appointment, facts, vs)
-    based_on = referrals(appointment, facts.references)
-    if any(reason_of(r, facts, vs) is not Reason.NONE for r in based_on):
-        return any(reason_of(r, facts, vs) is Reason.LBP for r in based_on)
-    return facts.has_active_lbp
+    own = reason_of(appointment, facts, vs)
+    if own is not Reason.NONE:
+        return own is Reason.LBP
+    given = {reason_of(r, facts, vs) for r in referrals(appointment, facts.references)} - {Reason.NONE}
+    return Reason.LBP in given if given else facts.has_active_lbp
 
 
 def is_initial_spine_visit_for_lbp(appointment: Resource, facts: PatientFacts, knowledge: Knowledge) -> bool:

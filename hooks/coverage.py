@@ -14,13 +14,13 @@ from datetime import date
 from enum import Enum
 
 from hooks import fhir
-from hooks.appointments import npis
+from hooks.appointments import npis, providers
 from hooks.decisions import MSC_EVALUATION_FIRST
 from hooks.facts import PatientFacts
 from hooks.fhir import Resource
 from hooks.knowledge import Knowledge
 from hooks.notifications import PriorNotificationOnFile, on_file_for
-from hooks.rules import program_referrals
+from hooks.rules import msc_exemption, program_referrals
 
 
 class PnState(Enum):
@@ -58,9 +58,7 @@ def pn_state(
 def msc_step_applies(facts: PatientFacts, knowledge: Knowledge) -> bool:
     """No MSC evaluation on record and none of the exemptions: Medicare Advantage, no MSC where the
     member lives, a suspension of the MSC step (as the referral rules judge it)."""
-    if facts.msc_done or facts.medicare_advantage or facts.msc_access is False:
-        return False
-    return knowledge.policy.suspension_on(facts.today) is None
+    return msc_exemption(facts, knowledge) is None
 
 
 def referral_assertions(orders: list[Resource], facts: PatientFacts, knowledge: Knowledge) -> list[CoverageAssertion]:
@@ -75,26 +73,13 @@ def referral_assertions(orders: list[Resource], facts: PatientFacts, knowledge: 
     assertions = []
     for referral, decisions in program_referrals(orders, facts, knowledge):
         performers = fhir.references_in(referral.get("performer"))
-        resolved = [r for ref in performers if (r := facts.references.resolve(ref, referral)) is not None]
         state, found = pn_state(
             facts.prior_notifications,
             appointment_id=None,
-            npis=npis(resolved + linked(resolved, referral, facts), performers),
+            npis=npis(providers(performers, referral, facts.references), performers),
             today=facts.today,
             window_days=knowledge.policy.prior_notification_window_days,
         )
         msc = any(d.topic == MSC_EVALUATION_FIRST and d.suspension is None for d in decisions)
         assertions.append(CoverageAssertion(referral, facts.primary_coverage_key, state, found, msc))
     return assertions
-
-
-def linked(resources: list[Resource], container: Resource, facts: PatientFacts) -> list[Resource]:
-    """The Practitioner and Organization of each PractitionerRole among these."""
-    found = []
-    for resource in resources:
-        if resource.get("resourceType") == "PractitionerRole":
-            for ref in (resource.get("practitioner"), resource.get("organization")):
-                target = facts.references.resolve(ref, container) or facts.references.resolve(ref, resource)
-                if target is not None:
-                    found.append(target)
-    return found

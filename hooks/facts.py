@@ -20,6 +20,7 @@ from enum import Enum
 from typing import Any
 
 from hooks import fhir
+from hooks.decisions import REFERENCED_DATA
 from hooks.fhir import References, Resource
 from hooks.knowledge import Knowledge
 from hooks.notifications import PriorNotificationOnFile
@@ -33,8 +34,8 @@ LIVE_REQUEST_STATUSES = frozenset({"active", "completed", "on-hold"})
 PT_ENCOUNTER_STATUSES = frozenset({"finished", "in-progress", "arrived", "triaged", "onleave"})
 DONE_PROCEDURE_STATUSES = frozenset({"completed", "in-progress"})
 LIVE_MEDICATION_STATUSES = frozenset({"active"})
-# The resource types whose references the rules follow (hooks.decisions names their missing-data keys).
-REFERENCED_TYPES = ("Condition", "Medication", "PractitionerRole", "Practitioner")
+# The resource types whose references the rules follow: those hooks.decisions names missing-data keys for.
+REFERENCED_TYPES = tuple(REFERENCED_DATA)
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,7 @@ def build_facts(record: PatientRecord, knowledge: Knowledge, today: date) -> Pat
     active = [(c, vs.sets_of(c.get("code"))) for c in record.conditions if fhir.is_active_condition(c)]
     lbp_conditions = [c for c, sets in active if "lbp-trigger" in sets]
     code = postal_code(record.patient)
+    primary = primary_coverage(record.coverages, knowledge, today)
     facts = PatientFacts(
         today=today,
         is_adult=is_adult(record.patient, policy.adult_age, today),
@@ -133,7 +135,7 @@ def build_facts(record: PatientRecord, knowledge: Knowledge, today: date) -> Pat
         has_active_lbp=bool(lbp_conditions),
         red_flags=red_flags(active, knowledge, today),
         red_flag_findings=red_flag_findings(active, knowledge, today),
-        medicare_advantage=primary_is_medicare_advantage(record.coverages, knowledge, today),
+        medicare_advantage=primary_is_medicare_advantage(primary, record.coverages, knowledge, today),
         msc_done=False,
         recent_pt=recent_pt(record, knowledge, today),
         opioid_excluded=opioid_excluded(active, record, knowledge, today),
@@ -145,7 +147,7 @@ def build_facts(record: PatientRecord, knowledge: Knowledge, today: date) -> Pat
         active_medication_requests=tuple(
             m for m in record.medication_requests if m.get("status") in LIVE_MEDICATION_STATUSES
         ),
-        primary_coverage_key=fhir.resource_key(primary_coverage(record.coverages, knowledge, today) or {}),
+        primary_coverage_key=fhir.resource_key(primary or {}),
     )
     # Whether a visit was "for LBP", and whether an active drug is an opioid analgesic, need the facts above.
     surgeons = spine_surgeons_seen(record, facts, knowledge)
@@ -291,14 +293,14 @@ def primary_coverage(coverages: Iterable[Resource], knowledge: Knowledge, today:
     return own[0] if len(own) == 1 else None
 
 
-def primary_is_medicare_advantage(coverages: Iterable[Resource], knowledge: Knowledge, today: date) -> bool:
-    """Exempt from the MSC step: the primary coverage is Medicare Advantage.
+def primary_is_medicare_advantage(
+    primary: Resource | None, coverages: Iterable[Resource], knowledge: Knowledge, today: date
+) -> bool:
+    """Exempt from the MSC step: the primary coverage (primary_coverage's answer) is Medicare Advantage.
 
     When the primary coverage cannot be told (several in force, no order, none the plan's own), only
     coverages that are all Medicare Advantage exempt: an MA coverage that may be secondary does not.
     """
-    coverages = list(coverages)
-    primary = primary_coverage(coverages, knowledge, today)
     if primary is not None:
         return is_medicare_advantage(primary, knowledge, today)
     live = [c for c in coverages if in_force(c, today)]
@@ -510,10 +512,11 @@ def recent_pt(record: PatientRecord, knowledge: Knowledge, today: date) -> bool:
     for encounter in record.encounters:
         if encounter.get("status") not in PT_ENCOUNTER_STATUSES:
             continue
-        is_pt = vs.matches("pt-evaluation", encounter.get("type")) or is_visit_in(
+        if not within(fhir.period_date(encounter, "period"), today, days):
+            continue  # the cheap date check first: a visit's specialties resolve its participants
+        if vs.matches("pt-evaluation", encounter.get("type")) or is_visit_in(
             encounter, "pt-specialty", knowledge, record.references
-        )
-        if is_pt and within(fhir.period_date(encounter, "period"), today, days):
+        ):
             return True
     for request in record.service_requests:
         if request.get("status") not in LIVE_REQUEST_STATUSES:

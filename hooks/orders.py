@@ -88,8 +88,14 @@ def text_names_spine_referral(text: str, knowledge: Knowledge) -> bool:
 
 def is_emergent_order(order: Resource, facts: PatientFacts, knowledge: Knowledge) -> bool:
     """Ordered stat/asap, or for an emergent or urgent red-flag condition (not one coded as follow-up)."""
-    if order.get("priority") in knowledge.policy.emergent_priorities:
-        return True
+    return has_emergent_priority(order, knowledge) or has_red_flag_reason(order, facts, knowledge)
+
+
+def has_emergent_priority(order: Resource, knowledge: Knowledge) -> bool:
+    return order.get("priority") in knowledge.policy.emergent_priorities
+
+
+def has_red_flag_reason(order: Resource, facts: PatientFacts, knowledge: Knowledge) -> bool:
     return any(is_red_flag_reason(c, knowledge) for c in reason_concepts(order, facts))
 
 

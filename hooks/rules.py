@@ -28,7 +28,14 @@ from hooks.facts import (
 )
 from hooks.fhir import Resource
 from hooks.knowledge import Knowledge
-from hooks.orders import is_emergent_order, is_spine_surgical_referral, might_concern_program
+from hooks.orders import (
+    has_emergent_priority,
+    has_red_flag_reason,
+    is_spine_surgical_referral,
+    might_concern_program,
+)
+
+MSC_SUSPENDED = "suspended"  # the exemption (and basis) while the plan has suspended the MSC step
 
 
 def in_scope(facts: PatientFacts) -> bool:
@@ -44,16 +51,18 @@ def order_decisions(orders: list[Resource], facts: PatientFacts, knowledge: Know
     """
     if not in_scope(facts):
         return []
-    referrals = [
-        o for o in orders if is_spine_surgical_referral(o, knowledge, facts.references) and not urgent(o, knowledge)
-    ]
-    review = red_flag_review(referrals, facts, knowledge)
-    spine = review or referral_decisions(referrals, facts, knowledge)
+    referrals = spine_referrals(orders, facts, knowledge)
+    spine = red_flag_review(referrals, facts, knowledge) or referral_decisions(referrals, facts, knowledge)
     return spine + opioid_decisions(orders, facts, knowledge)
 
 
-def urgent(order: Resource, knowledge: Knowledge) -> bool:
-    return order.get("priority") in knowledge.policy.emergent_priorities
+def spine_referrals(orders: Iterable[Resource], facts: PatientFacts, knowledge: Knowledge) -> list[Resource]:
+    """The spine-surgical referrals among these orders, save those ordered stat or asap (silence)."""
+    return [
+        o
+        for o in orders
+        if is_spine_surgical_referral(o, knowledge, facts.references) and not has_emergent_priority(o, knowledge)
+    ]
 
 
 def concerns_program(orders: Iterable[Resource], knowledge: Knowledge) -> bool:
@@ -80,12 +89,22 @@ def referral_decisions(referrals: Iterable[Resource], facts: PatientFacts, knowl
     """MSC evaluation first, or Prior Notification when the referral may proceed, or nothing for a
     follow-up with the spine surgeon already caring for the patient. One card per kind, however many
     referrals it is about."""
-    decisions: list[Decision] = []
+    return merged([d for _referral, decisions in judged_referrals(referrals, facts, knowledge) for d in decisions])
+
+
+def judged_referrals(
+    referrals: Iterable[Resource], facts: PatientFacts, knowledge: Knowledge
+) -> list[tuple[Resource, list[Decision]]]:
+    """Each of these spine referrals that gets a card, with its decisions: for LBP, not for a red-flag
+    reason (spine_referrals has already left out stat and asap ones), not a follow-up with a surgeon seen."""
+    found = []
     for referral in referrals:
-        if is_emergent_order(referral, facts, knowledge) or not is_for_lbp(referral, facts, knowledge.valuesets):
+        if has_red_flag_reason(referral, facts, knowledge) or not is_for_lbp(referral, facts, knowledge.valuesets):
             continue
-        decisions += referral_decision(referral, facts, knowledge)
-    return merged(decisions)
+        decisions = referral_decision(referral, facts, knowledge)
+        if decisions:
+            found.append((referral, decisions))
+    return found
 
 
 def referral_decision(referral: Resource, facts: PatientFacts, knowledge: Knowledge) -> list[Decision]:
@@ -103,19 +122,38 @@ def referral_decision(referral: Resource, facts: PatientFacts, knowledge: Knowle
             return []  # a follow-up visit with the same surgeon: neither the MSC step nor Prior Notification
         basis = "established-spine-care" if facts.established_spine_care else "after-lumbar-surgery"
         return [replace(proceed, basis=basis)]
-    if facts.msc_done:
-        return [replace(proceed, basis="msc-done")]
-    if facts.medicare_advantage:
-        return [replace(proceed, basis="medicare-advantage")]
-    if facts.msc_access is False:
-        return [replace(proceed, basis="no-msc-access")]
+    exemption = msc_exemption(facts, knowledge)
+    if exemption is None:
+        return [about]
+    if exemption != MSC_SUSPENDED:
+        return [replace(proceed, basis=exemption)]
+    # Suspended: the MSC card still says what the program expects, beside the PN card that lets it proceed.
     suspension = knowledge.policy.suspension_on(facts.today)
-    if suspension is not None:
-        return [
-            replace(about, suspension=suspension, variant=SUSPENDED),
-            replace(proceed, suspension=suspension, basis="suspended"),
-        ]
-    return [about]
+    return [
+        replace(about, suspension=suspension, variant=SUSPENDED),
+        replace(proceed, suspension=suspension, basis=exemption),
+    ]
+
+
+def msc_exemption_on_record(facts: PatientFacts) -> str | None:
+    """Why the patient's own data spares the MSC step (a cards.yaml `bases` key), or None."""
+    if facts.msc_done:
+        return "msc-done"
+    if facts.medicare_advantage:
+        return "medicare-advantage"
+    if facts.msc_access is False:
+        return "no-msc-access"
+    return None
+
+
+def msc_exemption(facts: PatientFacts, knowledge: Knowledge) -> str | None:
+    """Why the MSC step is not asked of an initial spine visit (a cards.yaml `bases` key), or None when it is.
+
+    The record's reasons come first: they hold whether or not the plan has suspended the step.
+    """
+    if (basis := msc_exemption_on_record(facts)) is not None:
+        return basis
+    return MSC_SUSPENDED if knowledge.policy.suspension_on(facts.today) is not None else None
 
 
 def to_a_surgeon_already_seen(referral: Resource, facts: PatientFacts) -> bool:
@@ -202,16 +240,7 @@ def program_referrals(
     """
     if not in_scope(facts):
         return []
-    referrals = [
-        o for o in orders if is_spine_surgical_referral(o, knowledge, facts.references) and not urgent(o, knowledge)
-    ]
+    referrals = spine_referrals(orders, facts, knowledge)
     if red_flag_review(referrals, facts, knowledge):
         return []
-    found = []
-    for referral in referrals:
-        if is_emergent_order(referral, facts, knowledge) or not is_for_lbp(referral, facts, knowledge.valuesets):
-            continue
-        decisions = referral_decision(referral, facts, knowledge)
-        if decisions:
-            found.append((referral, decisions))
-    return found
+    return judged_referrals(referrals, facts, knowledge)

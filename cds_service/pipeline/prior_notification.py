@@ -31,6 +31,7 @@ from hooks.appointments import NPI_SYSTEM, participant_resources, specialty_conc
 from hooks.facts import PatientFacts, PatientRecord
 from hooks.fhir import Resource
 from hooks.notifications import PriorNotificationOnFile
+from hooks.rules import msc_exemption_on_record
 from hooks.terminology import ICD10CM, normalize
 
 log = logging.getLogger("lbp_cds")
@@ -249,11 +250,11 @@ def specialty_option(appointment: Resource, facts: PatientFacts, form: Form) -> 
 
 def msc_answers(facts: PatientFacts, form: Form) -> dict[str, Any]:
     """What the record says about the MSC step: done, or why not when the member is exempt."""
-    if facts.msc_done:
+    exemption = msc_exemption_on_record(facts)
+    if exemption == "msc-done":
         return {"msc-done": True}
-    reason = (
-        "medicare-advantage" if facts.medicare_advantage else "no-msc-in-region" if facts.msc_access is False else None
-    )
+    # The form's own codes; a suspension is the plan's, not the record's, so it is left to the practice.
+    reason = {"medicare-advantage": "medicare-advantage", "no-msc-access": "no-msc-in-region"}.get(exemption or "")
     item = form.by_link_id.get("msc-not-done-reason")
     option = next((o for o in item.options if o["code"] == reason), None) if item is not None and reason else None
     return {"msc-done": False, "msc-not-done-reason": dict(option)} if option is not None else {}
