@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Sequence
 from functools import cache
 from itertools import islice
 from pathlib import Path
@@ -20,11 +20,10 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from cds_service.errors import BadRequest
-from hooks import fhir
+from cds_service.pipeline.decode import element_names
 from hooks.service import ServiceDefinition
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
-SHAPES = "fhir-shapes.schema.json"
 MAX_REPORTED_ERRORS = 5
 # Deeper than any CDS Hooks context or feedback body (a draft order's extension inside a coding is
 # about 12 levels down): beyond this the body is refused before any code walks into it.
@@ -54,36 +53,6 @@ def fast_validator(name: str) -> jsonschema_rs.Draft202012Validator:
 
 
 @cache
-def shaped_types() -> frozenset[str]:
-    """The resource types the shapes schema describes (its capitalised definitions that are resources)."""
-    definitions = schema_document(SHAPES)["$defs"]
-    return frozenset(
-        name for name, shape in definitions.items() if {"$ref": "#/$defs/Resource"} in shape.get("allOf", [])
-    )
-
-
-def shape_of(resource: Any) -> str:
-    kind = resource.get("resourceType") if isinstance(resource, dict) else None
-    return kind if isinstance(kind, str) and kind in shaped_types() else "Resource"
-
-
-@cache
-def shape_validator(definition: str) -> jsonschema_rs.Draft202012Validator:
-    """One definition of the FHIR shapes schema (a resource type, or Resource), compiled by jsonschema-rs."""
-    return jsonschema_rs.Draft202012Validator(shape_view(definition))
-
-
-@cache
-def shape_explainer(definition: str) -> Draft202012Validator:
-    return Draft202012Validator(shape_view(definition))
-
-
-def shape_view(definition: str) -> dict[str, Any]:
-    document = schema_document(SHAPES)
-    return {"$schema": document["$schema"], "$ref": f"#/$defs/{definition}", "$defs": document["$defs"]}
-
-
-@cache
 def schema_vocabulary() -> frozenset[str]:
     """Every member name our schemas define: safe to log, unlike names the client chose."""
     names: set[str] = set()
@@ -101,15 +70,13 @@ def schema_vocabulary() -> frozenset[str]:
 
     for path in SCHEMA_DIR.rglob("*.schema.json"):
         collect(schema_document(path.relative_to(SCHEMA_DIR).as_posix()))
-    return frozenset(names)
+    return frozenset(names) | element_names()
 
 
 def prepare(hooks: Iterable[str]) -> None:
     """Compile every schema at start-up, so that no worker's first hook call or feedback pays for it."""
     for name in ["request.schema.json", "feedback.schema.json", *(f"context/{hook}.schema.json" for hook in hooks)]:
         fast_validator(name)
-    for definition in (*shaped_types(), "Resource"):
-        shape_validator(definition)
     schema_vocabulary()
 
 
@@ -214,8 +181,6 @@ def validate_request(service: ServiceDefinition, body: Any) -> None:
         )
     refuse_deep_nesting(body["context"], "context")
     report(f"context/{service.hook}.schema.json", body["context"], "context")
-    check_draft_orders(body["context"])
-    check_selections(body["context"])
 
 
 def report(schema_name: str, instance: Any, prefix: str, title: str = "Invalid CDS Hooks request") -> None:
@@ -242,39 +207,9 @@ def raise_first_errors(errors: Iterable[ValidationError], prefix: tuple[str | in
     )
 
 
-def check_draft_orders(context: Mapping[str, Any]) -> None:
-    """Draft orders (and an appointment-book's proposed appointments) are defined by the spec and read by
-    the rules: each must be shaped as FHIR says."""
-    for key, what in (("draftOrders", "A draft order"), ("appointments", "A proposed appointment")):
-        if key not in context:
-            continue
-        for index, entry in enumerate(context[key]["entry"]):
-            resource = entry["resource"]
-            errors = shape_problems(resource)
-            if errors:
-                prefix: tuple[str | int, ...] = ("context", key, "entry", index, "resource")
-                raise_first_errors(errors, prefix, f"{what} is not shaped as FHIR R4 says")
-
-
-def shape_problems(resource: Any) -> list[ValidationError]:
-    """What is wrong with the shape of the elements the rules read (empty: nothing); the first few only."""
-    definition = shape_of(resource)
-    if shape_validator(definition).is_valid(resource):
-        return []
-    return list(islice(shape_explainer(definition).iter_errors(resource), MAX_REPORTED_ERRORS + 1))
-
-
-def is_shaped(resource: Any) -> bool:
-    """Whether a resource's elements that the rules read are shaped as FHIR R4 says (a few microseconds)."""
-    return bool(shape_validator(shape_of(resource)).is_valid(resource))
-
-
-def check_selections(context: Mapping[str, Any]) -> None:
+def check_selections(selections: Sequence[str], drafted: set[str | None]) -> None:
     """Every selection must name an order in draftOrders (order-select)."""
-    if "selections" not in context:
-        return
-    drafted = {fhir.resource_key(r) for r in fhir.bundle_resources(context["draftOrders"])}
-    missing = [index for index, selection in enumerate(context["selections"]) if selection not in drafted]
+    missing = [index for index, selection in enumerate(selections) if selection not in drafted]
     if missing:
         paths = ", ".join(f"context/selections/{index}" for index in missing)
         raise BadRequest(
