@@ -67,7 +67,7 @@ def providers(refs: Iterable[Reference], container: Resource, references: Refere
         yield resource
         if isinstance(resource, PractitionerRole):
             for link in (resource.practitioner, resource.organization):
-                linked = references.resolve(link, container) or references.resolve(link, resource)
+                linked = references.peek(link, container) or references.peek(link, resource)
                 if linked is not None:
                     yield linked
 

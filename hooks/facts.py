@@ -39,7 +39,7 @@ from hooks.model import (
     ServiceRequest,
 )
 from hooks.notifications import PriorNotificationOnFile
-from hooks.record import DATA, PatientRecord
+from hooks.record import DATA, PatientRecord, RecordIndex, index
 from hooks.terminology import ICD10CM, ValueSets, normalize
 
 RED_FLAG_SETS = ("red-flags-emergent", "red-flags-emergent-non-spine", "red-flags-urgent")
@@ -128,24 +128,24 @@ class PatientFacts:
 
 
 def build_facts(record: PatientRecord, knowledge: Knowledge, today: date) -> PatientFacts:
-    vs = knowledge.valuesets
-    # Each active condition with the value sets its code is in, looked up once for every rule.
-    active = [(c, vs.sets_of(c.code)) for c in record.conditions if fhir.is_active_condition(c)]
+    found = index(record, knowledge.valuesets)
+    # Each active condition coded in a value set, with the sets, looked up once for every rule.
+    active = [(c, sets) for c, sets in found.coded_conditions if fhir.is_active_condition(c)]
     lbp = tuple(c for c, sets in active if "lbp-trigger" in sets)
-    code = postal_code(record.patient)
-    primary = primary_coverage(record, knowledge, today)
+    code = postal_code(found.patient)
+    primary = primary_coverage(found, knowledge, today)
     facts = PatientFacts(
         today=today,
-        is_adult=is_adult(record.patient, knowledge.policy.adult_age, today),
+        is_adult=is_adult(found.patient, knowledge.policy.adult_age, today),
         postal_code=code,
         has_active_lbp=bool(lbp),
         red_flags=red_flags(active, knowledge, today),
         red_flag_findings=red_flag_findings(active, knowledge, today),
-        medicare_advantage=primary_is_medicare_advantage(primary, record, knowledge, today),
+        medicare_advantage=primary_is_medicare_advantage(primary, found, knowledge, today),
         msc_done=False,
-        recent_pt=recent_pt(record, knowledge, today),
-        opioid_excluded=opioid_excluded(active, record, knowledge, today),
-        after_lumbar_surgery=after_lumbar_surgery(record, knowledge),
+        recent_pt=recent_pt(found, knowledge, today),
+        opioid_excluded=opioid_excluded(active, found, knowledge, today),
+        after_lumbar_surgery=after_lumbar_surgery(found, knowledge),
         msc_access=has_msc_access(code, knowledge),
         opioid_use_disorder=any("opioid-use-disorder" in sets for _c, sets in active),
         lbp_conditions=lbp,
@@ -154,10 +154,10 @@ def build_facts(record: PatientRecord, knowledge: Knowledge, today: date) -> Pat
         primary_coverage=primary,
     )
     # Whether a visit was "for LBP", and whether an active drug is an opioid analgesic, need the facts above.
-    surgeons = spine_surgeons_seen(record, facts, knowledge)
+    surgeons = spine_surgeons_seen(found, facts, knowledge)
     return replace(
         facts,
-        msc_done=msc_done(record, facts, knowledge),
+        msc_done=msc_done(found, facts, knowledge),
         established_spine_care=bool(surgeons),
         spine_surgeons_seen=frozenset(k for k in surgeons if k),
         long_term_opioid=long_term_opioid(facts, knowledge),
@@ -293,7 +293,7 @@ def is_medicare_advantage(coverage: Coverage, knowledge: Knowledge, today: date)
 
 
 @reads("coverages")
-def primary_coverage(record: PatientRecord, knowledge: Knowledge, today: date) -> Coverage | None:
+def primary_coverage(record: RecordIndex, knowledge: Knowledge, today: date) -> Coverage | None:
     """The coverage that pays first: the one in force, or among several the lowest Coverage.order, else the
     plan's own coverage (its payor identifier configured in policy.yaml). None when it cannot be told.
     """
@@ -309,7 +309,7 @@ def primary_coverage(record: PatientRecord, knowledge: Knowledge, today: date) -
 
 @reads("coverages", fact="medicare_advantage")
 def primary_is_medicare_advantage(
-    primary: Coverage | None, record: PatientRecord, knowledge: Knowledge, today: date
+    primary: Coverage | None, record: RecordIndex, knowledge: Knowledge, today: date
 ) -> bool:
     """Exempt from the MSC step: the primary coverage (primary_coverage's answer) is Medicare Advantage.
 
@@ -450,20 +450,23 @@ def requested_specialties(request: ServiceRequest) -> list[CodeableConcept | Non
 # --------------------------------------------------------------------------
 
 
+def window(today: date, days: int) -> tuple[date, date]:
+    """The days `within` accepts: the look-back, and tomorrow (a visit dated in the EHR's later time zone)."""
+    return today - timedelta(days=days), today + timedelta(days=1)
+
+
 @reads("conditions", "encounters", "serviceRequests", "referencedPractitioners", "referencedConditions")
-def msc_done(record: PatientRecord, facts: PatientFacts, knowledge: Knowledge) -> bool:
+def msc_done(record: RecordIndex, facts: PatientFacts, knowledge: Knowledge) -> bool:
     """A finished MSC visit (by type, service type or practitioner specialty) or a completed MSC referral,
     for LBP within the window."""
     vs, days = knowledge.valuesets, knowledge.policy.msc_lookback_days
-    for encounter in record.encounters:
-        if encounter.status != "finished" or not within(fhir.period_end(encounter.period), facts.today, days):
+    for _day, encounter in record.encounters_since(*window(facts.today, days)):
+        if encounter.status != "finished":
             continue
         if is_visit_in(encounter, "msc-specialty", knowledge, record.references) and is_for_lbp(encounter, facts, vs):
             return True
-    for request in record.service_requests:
+    for request in (*record.requests_coded("msc-referral"), *record.requests_for_performer_type("msc-specialty")):
         if request.status not in DONE_STATUSES:
-            continue
-        if not (vs.matches("msc-referral", request.code) or vs.matches("msc-specialty", request.performerType)):
             continue
         when = fhir.first_date(request.occurrencePeriod, request.occurrenceDateTime, request.authoredOn)
         if within(when, facts.today, days) and is_for_lbp(request, facts, vs):
@@ -472,7 +475,7 @@ def msc_done(record: PatientRecord, facts: PatientFacts, knowledge: Knowledge) -
 
 
 @reads("conditions", "encounters", "referencedPractitioners", "referencedConditions", fact="established_spine_care")
-def spine_surgeons_seen(record: PatientRecord, facts: PatientFacts, knowledge: Knowledge) -> list[str]:
+def spine_surgeons_seen(record: RecordIndex, facts: PatientFacts, knowledge: Knowledge) -> list[str]:
     """Finished visits with a spine surgeon (orthopedic spine or neurological surgery) for LBP in the window.
 
     Returns the surgeons' practitioner keys, or an empty string for a visit whose surgeon is known only
@@ -480,8 +483,8 @@ def spine_surgeons_seen(record: PatientRecord, facts: PatientFacts, knowledge: K
     """
     vs, days = knowledge.valuesets, knowledge.policy.spine_care_lookback_days
     seen: list[str] = []
-    for encounter in record.encounters:
-        if encounter.status != "finished" or not within(fhir.period_end(encounter.period), facts.today, days):
+    for _day, encounter in record.encounters_since(*window(facts.today, days)):
+        if encounter.status != "finished":
             continue
         specialties = visit_specialties(encounter, record.references)
         if vs.matches("ortho-nonspine-specialty", specialties) or not vs.matches(
@@ -498,44 +501,37 @@ FACT_READS["spine_surgeons_seen"] = FACT_READS["established_spine_care"]
 
 
 @reads("conditions", "procedures")
-def after_lumbar_surgery(record: PatientRecord, knowledge: Knowledge) -> bool:
+def after_lumbar_surgery(record: RecordIndex, knowledge: Knowledge) -> bool:
     """Lumbar spine surgery on record: a status diagnosis (postlaminectomy, fusion…), whatever its clinical
     status (a resolved 'status' is still a past surgery), or a completed lumbar spine surgery Procedure."""
-    vs = knowledge.valuesets
-    for condition in record.conditions:
-        discarded = fhir.status_code(condition.verificationStatus) in fhir.DISCARDED_VERIFICATION_STATUSES
-        if not discarded and vs.matches("lumbar-spine-surgery-status", condition.code):
+    for condition, _sets in record.conditions_in("lumbar-spine-surgery-status"):
+        if fhir.status_code(condition.verificationStatus) not in fhir.DISCARDED_VERIFICATION_STATUSES:
             return True
-    return any(p.status == "completed" and vs.matches("lumbar-spine-surgery", p.code) for p in record.procedures)
+    return any(p.status == "completed" for p in record.procedures_coded("lumbar-spine-surgery"))
 
 
 @reads("encounters", "serviceRequests", "procedures", "referencedPractitioners")
-def recent_pt(record: PatientRecord, knowledge: Knowledge, today: date) -> bool:
+def recent_pt(record: RecordIndex, knowledge: Knowledge, today: date) -> bool:
     """A PT evaluation visit or procedure, a visit with a physical therapist (by service type or practitioner
     specialty), or an active or completed PT referral, within the window."""
     vs, days = knowledge.valuesets, knowledge.policy.pt_lookback_days
-    for encounter in record.encounters:
+    for _day, encounter in record.encounters_since(*window(today, days)):
         if encounter.status not in PT_ENCOUNTER_STATUSES:
             continue
-        if not within(fhir.period_end(encounter.period), today, days):
-            continue  # the cheap date check first: a visit's specialties resolve its participants
         if vs.matches("pt-evaluation", encounter.type) or is_visit_in(
             encounter, "pt-specialty", knowledge, record.references
         ):
             return True
-    for request in record.service_requests:
+    for request in (*record.requests_coded("pt-referral"), *record.requests_for_performer_type("pt-specialty")):
         if request.status not in LIVE_REQUEST_STATUSES:
-            continue
-        if not (vs.matches("pt-referral", request.code) or vs.matches("pt-specialty", request.performerType)):
             continue
         when = fhir.first_date(request.authoredOn, request.occurrencePeriod, request.occurrenceDateTime)
         # An active PT referral with no date is still open, so it counts.
         if within(when, today, days) or (when is None and request.status == "active"):
             return True
     return any(
-        vs.matches("pt-evaluation", p.code) and within(procedure_date(p), today, days)
-        for p in record.procedures
-        if p.status in DONE_PROCEDURE_STATUSES
+        p.status in DONE_PROCEDURE_STATUSES and within(procedure_date(p), today, days)
+        for p in record.procedures_coded("pt-evaluation")
     )
 
 
@@ -549,27 +545,23 @@ def procedure_date(procedure: Procedure) -> date | None:
 
 
 @reads("conditions", "encounters", "serviceRequests", "procedures")
-def opioid_excluded(active: Iterable[CodedCondition], record: PatientRecord, knowledge: Knowledge, today: date) -> bool:
+def opioid_excluded(active: Iterable[CodedCondition], record: RecordIndex, knowledge: Knowledge, today: date) -> bool:
     """CDC exclusions: active cancer, sickle cell disease, terminal illness, hospice or end-of-life care.
 
     Hospice or end-of-life encounters and procedures count within the look-back window.
     """
-    vs, days = knowledge.valuesets, knowledge.policy.exclusion_lookback_days
+    days = knowledge.policy.exclusion_lookback_days
     if any("opioid-exclusion-conditions" in sets for _condition, sets in active):
         return True
-    for encounter in record.encounters:
-        if not vs.matches("opioid-exclusion-procedures", encounter.type):
-            continue
+    for encounter in record.encounters_of_type("opioid-exclusion-procedures"):
         when = fhir.period_end(encounter.period)
         if when is None or within(when, today, days):
             return True
-    for request in record.service_requests:
-        if request.status in LIVE_REQUEST_STATUSES and vs.matches("opioid-exclusion-procedures", request.code):
-            return True
+    if any(r.status in LIVE_REQUEST_STATUSES for r in record.requests_coded("opioid-exclusion-procedures")):
+        return True
     return any(
-        vs.matches("opioid-exclusion-procedures", p.code) and within(procedure_date(p), today, days)
-        for p in record.procedures
-        if p.status in DONE_PROCEDURE_STATUSES
+        p.status in DONE_PROCEDURE_STATUSES and within(procedure_date(p), today, days)
+        for p in record.procedures_coded("opioid-exclusion-procedures")
     )
 
 

@@ -239,6 +239,15 @@ class References:
             self.not_found.add(key)
         return found
 
+    def peek(self, reference: Reference | None, container: Resource | None = None) -> Resource | None:
+        """The resource, if at hand, without noting it as wanted: for details no answer hinges on (a role's
+        practitioner and organization, looked up for their NPIs and names)."""
+        if reference is None or reference.reference is None:
+            return None
+        if reference.reference.startswith("#"):
+            return contained(container, reference.reference)
+        return self.by_key.get(key_of(reference.reference) or "")
+
     def is_unknown(self, reference: Reference | None) -> bool:
         """Wanted but could not be had: the rules must not read its absence as 'no such resource'."""
         return (reference_key(reference) or "") in self.unresolved

@@ -8,10 +8,13 @@ data they read by these names (hooks/facts.py), and the pipeline reports what it
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import date
+from types import MappingProxyType
 from typing import TypeVar
 
+from hooks import fhir
 from hooks.fhir import References
 from hooks.model import (
     Condition,
@@ -23,6 +26,7 @@ from hooks.model import (
     Resource,
     ServiceRequest,
 )
+from hooks.terminology import ValueSets
 
 # The record's fields and the data (prefetch key) each holds.
 FIELD_DATA = {
@@ -82,3 +86,113 @@ class PatientRecord:
             procedures=of_type(Procedure),
             references=References.of(resources, unresolved),
         )
+
+
+# --------------------------------------------------------------------------
+# The record indexed once per call: value sets, dates, by what the rules ask
+# --------------------------------------------------------------------------
+
+Sets = frozenset[str]
+NO_SETS: Sets = frozenset()
+
+
+@dataclass(frozen=True)
+class RecordIndex:
+    """The record with each resource's codes resolved once to the value sets they are in and its date
+    parsed once, so that a rule asks for "finished visits of the last 90 days" or "procedures coded in
+    this set" instead of walking every resource. Built by `index`; what each method reads is in
+    INDEX_DATA (tests/test_dependencies.py holds the facts to their declarations through it)."""
+
+    record: PatientRecord
+    coded_conditions: tuple[tuple[Condition, Sets], ...]  # conditions whose code is in any value set
+    # Encounters newest first, with their dates (None last) and the sets of their types.
+    dated_encounters: tuple[tuple[date | None, Encounter], ...]
+    encounter_types: Mapping[str, tuple[Encounter, ...]]
+    request_codes: Mapping[str, tuple[ServiceRequest, ...]]  # by the sets of ServiceRequest.code
+    request_performer_types: Mapping[str, tuple[ServiceRequest, ...]]  # by the sets of performerType
+    procedure_codes: Mapping[str, tuple[Procedure, ...]]
+
+    @property
+    def patient(self) -> Patient | None:
+        return self.record.patient
+
+    @property
+    def coverages(self) -> tuple[Coverage, ...]:
+        return self.record.coverages
+
+    @property
+    def medication_requests(self) -> tuple[MedicationRequest, ...]:
+        return self.record.medication_requests
+
+    @property
+    def references(self) -> References:
+        return self.record.references
+
+    def conditions_in(self, value_set: str) -> list[tuple[Condition, Sets]]:
+        """Conditions (any status) whose code is in the value set."""
+        return [(c, sets) for c, sets in self.coded_conditions if value_set in sets]
+
+    def encounters_since(self, earliest: date, latest: date) -> Iterator[tuple[date, Encounter]]:
+        """Encounters dated within [earliest, latest], newest first."""
+        for day, encounter in self.dated_encounters:
+            if day is None or day < earliest:
+                return
+            if day <= latest:
+                yield day, encounter
+
+    def encounters_of_type(self, value_set: str) -> tuple[Encounter, ...]:
+        return self.encounter_types.get(value_set, ())
+
+    def requests_coded(self, value_set: str) -> tuple[ServiceRequest, ...]:
+        return self.request_codes.get(value_set, ())
+
+    def requests_for_performer_type(self, value_set: str) -> tuple[ServiceRequest, ...]:
+        return self.request_performer_types.get(value_set, ())
+
+    def procedures_coded(self, value_set: str) -> tuple[Procedure, ...]:
+        return self.procedure_codes.get(value_set, ())
+
+
+# The data each of RecordIndex's readers reads (hooks/record.py names).
+INDEX_DATA = {
+    "patient": "patient",
+    "coverages": "coverages",
+    "medication_requests": "medicationRequests",
+    "coded_conditions": "conditions",
+    "conditions_in": "conditions",
+    "dated_encounters": "encounters",
+    "encounters_since": "encounters",
+    "encounters_of_type": "encounters",
+    "requests_coded": "serviceRequests",
+    "requests_for_performer_type": "serviceRequests",
+    "procedures_coded": "procedures",
+}
+
+
+def index(record: PatientRecord, valuesets: ValueSets) -> RecordIndex:
+    """One pass over each kind of resource: its codes' value sets, its date."""
+    sets_of = valuesets.sets_of
+    coded = tuple((c, sets) for c in record.conditions if (sets := sets_of(c.code)))
+    dated = sorted(
+        ((fhir.period_end(e.period), e) for e in record.encounters),
+        key=lambda pair: (pair[0] is not None, pair[0] or date.min),
+        reverse=True,
+    )
+    return RecordIndex(
+        record=record,
+        coded_conditions=coded,
+        dated_encounters=tuple(dated),
+        encounter_types=by_set(record.encounters, lambda e: sets_of(e.type)),
+        request_codes=by_set(record.service_requests, lambda r: sets_of(r.code)),
+        request_performer_types=by_set(record.service_requests, lambda r: sets_of(r.performerType)),
+        procedure_codes=by_set(record.procedures, lambda p: sets_of(p.code)),
+    )
+
+
+def by_set(resources: Iterable[T], sets: Callable[[T], Sets]) -> Mapping[str, tuple[T, ...]]:
+    """The resources under each value set one of their codes is in (record order kept)."""
+    found: dict[str, list[T]] = {}
+    for resource in resources:
+        for name in sets(resource):
+            found.setdefault(name, []).append(resource)
+    return MappingProxyType({name: tuple(items) for name, items in found.items()})

@@ -23,7 +23,7 @@ from cds_service.errors import BadRequest, PrefetchUnavailable
 from cds_service.pipeline import crd
 from cds_service.pipeline.decode import decode, note_repairs
 from cds_service.pipeline.fhir_client import FhirFetcher
-from cds_service.pipeline.prefetch import FetchSession, gather
+from cds_service.pipeline.prefetch import FetchSession, Gathered, gather
 from cds_service.pipeline.prior_notification import (
     FormLinks,
     NotificationStore,
@@ -113,13 +113,14 @@ def answer_hook(service: ServiceDefinition, body: Any, deps: CallDependencies) -
     judged = judge(service, hook_input, session, knowledge, deps.today)
     facts, judgement = judged.facts, judged.judgement
     patient_id = body["context"]["patientId"]
-    if judgement.needs_prior_notifications:
+    coverage_wanted = configuration.coverage_info and service.coverage_information
+    if any(subject.at_booking or coverage_wanted for subject in judgement.pn_subjects):
         since = deps.today - timedelta(days=knowledge.policy.prior_notification_window_days)
         found = notifications_on_file(deps.notifications, deps.scope, patient_id, since)
         facts = replace(facts, prior_notifications=found)
     settled = settle(judgement, facts, knowledge)
     decisions = [d for d in settled.decisions if configuration.allows(d, content.crd)]
-    assertions = list(settled.assertions) if configuration.coverage_info and service.coverage_information else []
+    assertions = list(settled.assertions) if coverage_wanted else []
     gathered = session.out
     fetched = {key: round(ms, 1) for key, ms in gathered.fetched.items()}
     concerns = decisions + coverage_concerns(assertions)
@@ -128,13 +129,13 @@ def answer_hook(service: ServiceDefinition, body: Any, deps: CallDependencies) -
     region = content.directory.region_for(facts.postal_code)
     uuids = Uuids()
     context = RenderContext(content, deps.base_url, patient_id, region, uuids)
-    sources.update(gathered.sources)
+    gathered.sources.update(sources)
     return CallResult(
         hook_instance=silent.hook_instance,
         content_version=silent.content_version,
         cards=render_cards(decisions, context),
         decisions=tuple(decisions),
-        system_actions=render_system_actions(assertions, coverage_context(deps, uuids, sources)),
+        system_actions=render_system_actions(assertions, coverage_context(deps, uuids, gathered)),
         fetched=fetched,
         missing=dict(sorted(gathered.missing.items())),
     )
@@ -241,7 +242,7 @@ def with_form_link(
     return replace(decision, form_token=token)
 
 
-def coverage_context(deps: CallDependencies, uuids: Uuids, sources: Mapping[int, dict[str, Any]]) -> CoverageContext:
+def coverage_context(deps: CallDependencies, uuids: Uuids, gathered: Gathered) -> CoverageContext:
     form = deps.content.forms[PN_FORM_ID]
     return CoverageContext(
         crd=deps.content.crd,
@@ -249,7 +250,7 @@ def coverage_context(deps: CallDependencies, uuids: Uuids, sources: Mapping[int,
         today=deps.today,
         window_days=deps.content.knowledge.policy.prior_notification_window_days,
         new_id=uuids.new,
-        source_of=lambda resource: sources[id(resource)],
+        source_of=gathered.source_of,
     )
 
 

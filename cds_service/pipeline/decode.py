@@ -19,11 +19,29 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
+from typing import Union
 
 import msgspec
 
 from cds_service.observability import metrics
-from hooks.model import CONTAINED_TYPES, READ_TYPES, OtherResource, Resource
+from hooks.model import (
+    CONTAINED_TYPES,
+    READ_TYPES,
+    Appointment,
+    Condition,
+    Coverage,
+    Encounter,
+    Medication,
+    MedicationRequest,
+    Organization,
+    OtherResource,
+    Patient,
+    Practitioner,
+    PractitionerRole,
+    Procedure,
+    Resource,
+    ServiceRequest,
+)
 
 log = logging.getLogger("lbp_cds.decode")
 
@@ -41,6 +59,58 @@ JSON_KINDS = {
     "bool": "true or false",
     "null": "null",
 }
+
+
+# Any resource type the rules read, told apart by its resourceType (msgspec's tagged union).
+ReadResource = Union[  # noqa: UP007 (a runtime type for msgspec)
+    Patient,
+    Condition,
+    Coverage,
+    Encounter,
+    Procedure,
+    Medication,
+    Practitioner,
+    PractitionerRole,
+    Organization,
+    ServiceRequest,
+    MedicationRequest,
+    Appointment,
+]
+
+
+class SearchEntry(msgspec.Struct, gc=False):
+    resource: ReadResource | None = None
+
+
+class SearchBundle(msgspec.Struct, gc=False, tag="Bundle", tag_field="resourceType"):
+    entry: tuple[SearchEntry, ...] = ()
+
+
+# A prefetched value decoded straight from its JSON text, as nearly every EHR sends it: a search Bundle of
+# resources the rules read, or one such resource, every read element shaped as FHIR says.
+PREFETCHED = msgspec.json.Decoder(SearchBundle | ReadResource)
+MANY = list[ReadResource]
+
+
+def decode_prefetched(raw: msgspec.Raw) -> tuple[Resource, ...] | None:
+    """The resources of a prefetched value in one pass from its JSON text; None when anything in it needs the
+    careful path (another resource type, a shape to repair or refuse, an OperationOutcome, no resource)."""
+    try:
+        value = PREFETCHED.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        return None
+    if isinstance(value, SearchBundle):
+        return tuple(entry.resource for entry in value.entry if entry.resource is not None)
+    return (value,) if isinstance(value, Resource) else None
+
+
+def decode_many(raws: list[object]) -> list[Resource] | None:
+    """Parsed resources typed in one call (the common case); None when one of them needs `decode`."""
+    try:
+        typed: list[Resource] = msgspec.convert(raws, MANY)
+    except msgspec.ValidationError:
+        return None
+    return typed
 
 
 @dataclass(frozen=True)

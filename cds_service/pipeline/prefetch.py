@@ -25,8 +25,17 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+import msgspec
+
 from cds_service.observability import metrics
-from cds_service.pipeline.decode import bundle_resources, decode, is_readable_bundle, note_repairs
+from cds_service.pipeline.decode import (
+    bundle_resources,
+    decode,
+    decode_many,
+    decode_prefetched,
+    is_readable_bundle,
+    note_repairs,
+)
 from cds_service.pipeline.fhir_client import FhirFetcher, is_resource
 from cds_service.pipeline.validation import format_path, log_path
 from hooks.model import READ_TYPES, Resource
@@ -51,11 +60,23 @@ class Gathered:
     missing: dict[str, str] = field(default_factory=dict)  # key → why it could not be had
     fetched: dict[str, float] = field(default_factory=dict)  # key → milliseconds
     # Each typed resource's JSON as the EHR sent it (by object identity): CRD coverage information
-    # echoes a resource unchanged but for its extension.
+    # echoes a resource unchanged but for its extension. Resources decoded straight from a prefetched
+    # value's text are found in it only when asked for (rarely: a booking's prefetched referral).
     sources: dict[int, dict[str, Any]] = field(default_factory=dict)
+    decoded_texts: list[tuple[tuple[Resource, ...], msgspec.Raw]] = field(default_factory=list)
 
-    def source_of(self, resource: Resource) -> dict[str, Any] | None:
-        return self.sources.get(id(resource))
+    def source_of(self, resource: Resource) -> dict[str, Any]:
+        """The JSON of a resource this call decoded (the context's, or one gathered), as it was sent."""
+        found = self.sources.get(id(resource))
+        if found is not None:
+            return found
+        for resources, raw in self.decoded_texts:
+            position = next((i for i, r in enumerate(resources) if r is resource), None)
+            if position is not None:
+                value = msgspec.json.decode(raw)
+                sent = [r for r in bundle_resources(value) if isinstance(r, dict)]
+                return sent[position]
+        raise KeyError("a resource this call did not decode")
 
 
 def usable(value: Any) -> bool:
@@ -95,6 +116,13 @@ def gather(service: ServiceDefinition, body: Mapping[str, Any], fetcher: FhirFet
     session = FetchSession(body, fetcher, Gathered())
     for key in service.prefetch:
         value = prefetch.get(key)
+        if isinstance(value, msgspec.Raw):  # the hook route keeps prefetched values as JSON text
+            typed = decode_prefetched(value)
+            if typed is not None:
+                session.out.resources += typed
+                session.out.decoded_texts.append((typed, value))
+                continue
+            value = parsed(value)
         if key in prefetch and value is None:
             continue  # the EHR has no data for this template
         if usable(value) and isinstance(value, dict):
@@ -106,9 +134,22 @@ def gather(service: ServiceDefinition, body: Mapping[str, Any], fetcher: FhirFet
     return session
 
 
+def parsed(raw: msgspec.Raw) -> object:
+    """A prefetched value's JSON text parsed; text that is not JSON (a lone surrogate) is no resource."""
+    try:
+        return msgspec.json.decode(raw)
+    except (msgspec.DecodeError, RecursionError):
+        return "not JSON"
+
+
 def readable(key: str, source: str, resources: Iterable[object], out: Gathered) -> list[Resource]:
     """The resources decoded into typed data; those not shaped as FHIR says are set aside, logged, counted,
     and make `key` incomplete. Resources of types no rule reads are left out."""
+    resources = list(resources)
+    typed = decode_many(resources)
+    if typed is not None:  # all of them read as they are: one call
+        out.sources.update(zip(map(id, typed), resources, strict=True))  # type: ignore[arg-type]
+        return typed
     kept: list[Resource] = []
     aside = 0
     first = ""
