@@ -12,7 +12,7 @@ Why msgspec: converting the parsed JSON of a 10,000-resource record into these S
 
 from __future__ import annotations
 
-from typing import Annotated, TypeVar
+from typing import Annotated, TypeVar, get_args
 
 import msgspec
 from msgspec import Meta, Struct, field
@@ -282,21 +282,20 @@ class OtherResource(Struct, frozen=True, gc=False):
         return f"{self.resourceType}/{self.id}" if self.id is not None else None
 
 
-READ_TYPES: dict[str, type[Resource]] = {
-    cls.__name__: cls
-    for cls in (
-        Patient,
-        Condition,
-        Coverage,
-        Encounter,
-        Procedure,
-        Medication,
-        Practitioner,
-        PractitionerRole,
-        Organization,
-        ServiceRequest,
-        MedicationRequest,
-        Appointment,
-    )
-}
+# Any resource type the rules read, told apart by its resourceType (a tagged union, for msgspec).
+ReadResource = (
+    Patient
+    | Condition
+    | Coverage
+    | Encounter
+    | Procedure
+    | Medication
+    | Practitioner
+    | PractitionerRole
+    | Organization
+    | ServiceRequest
+    | MedicationRequest
+    | Appointment
+)
+READ_TYPES: dict[str, type[Resource]] = {cls.__name__: cls for cls in get_args(ReadResource)}
 CONTAINED_TYPES = frozenset({"Condition", "Medication", "Practitioner", "PractitionerRole", "Organization"})

@@ -28,6 +28,7 @@ from tests.builders import (
     practitioner_role,
     service_request,
 )
+from tests.metrics_reading import metric
 
 MSC = "msc-evaluation-first"
 PN = "prior-notification-required"
@@ -151,29 +152,28 @@ def test_an_extension_sent_as_one_object_is_not_repaired_it_is_echoed_unchanged(
 # --- judged once --------------------------------------------------------------------------------------
 
 
-def test_one_order_sign_call_judges_its_referral_once(hooks, monkeypatch):
+def counting(monkeypatch, name: str) -> list[str]:
+    """The ids of the targets hooks.rules' `name` is called with, from now on."""
     calls: list[str] = []
-    real = rules_module.referral_decision
+    real = getattr(rules_module, name)
 
-    def counted(referral, facts, knowledge):
-        calls.append(referral.id)
-        return real(referral, facts, knowledge)
+    def counted(target, facts, knowledge):
+        calls.append(target.id)
+        return real(target, facts, knowledge)
 
-    monkeypatch.setattr(rules_module, "referral_decision", counted)
+    monkeypatch.setattr(rules_module, name, counted)
+    return calls
+
+
+def test_one_order_sign_call_judges_its_referral_once(hooks, monkeypatch):
+    calls = counting(monkeypatch, "referral_decision")
     record = patient(45).with_lbp().with_coverage("5")
     assert [c["source"]["topic"]["code"] for c in hooks.sign(record.order_sign(ortho_referral(rid="sr-1")))] == [MSC]
     assert calls == ["sr-1"]  # the card, the coverage information and the PN lookup read one judgement
 
 
 def test_one_appointment_book_call_judges_its_visit_once(hooks, monkeypatch):
-    calls: list[str] = []
-    real = rules_module.is_initial_spine_visit_for_lbp
-
-    def counted(visit, facts, knowledge):
-        calls.append(visit.id)
-        return real(visit, facts, knowledge)
-
-    monkeypatch.setattr(rules_module, "is_initial_spine_visit_for_lbp", counted)
+    calls = counting(monkeypatch, "is_initial_spine_visit_for_lbp")
     cards = hooks.book(patient(45).with_lbp().with_coverage("5").appointment_book(appointment(aid="apt-1")))
     assert [c["source"]["topic"]["code"] for c in cards] == [PN, MSC]
     assert calls == ["apt-1"]
@@ -213,15 +213,3 @@ def test_a_generic_referral_whose_performer_decides_its_kind_is_still_refused_41
     response = client.post(SELECT, json=patient(45).with_lbp().order_select(referral))
     assert response.status_code == 412
     assert "referencedPractitioners" in response.get_json()["issue"][0]["diagnostics"]
-
-
-def metric(client, name: str, **labels: str) -> float:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    text = client.get("/metrics").get_data(as_text=True)
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
-    )

@@ -1,4 +1,6 @@
-"""One hook call, free of HTTP: validate → gather the patient's facts → decide → render.
+"""One hook call, free of HTTP: validate → decode the context → gather the patient's record → judge each
+order or appointment once (fetching the references the rules looked up, in rounds) → settle with the Prior
+Notifications on file → render.
 
 Da Vinci CRD rides along: the request's CRD configuration chooses which card types (and whether the
 Coverage Information system actions) are answered, and services that supply coverage information

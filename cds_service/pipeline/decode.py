@@ -19,29 +19,11 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import Union
 
 import msgspec
 
 from cds_service.observability import metrics
-from hooks.model import (
-    CONTAINED_TYPES,
-    READ_TYPES,
-    Appointment,
-    Condition,
-    Coverage,
-    Encounter,
-    Medication,
-    MedicationRequest,
-    Organization,
-    OtherResource,
-    Patient,
-    Practitioner,
-    PractitionerRole,
-    Procedure,
-    Resource,
-    ServiceRequest,
-)
+from hooks.model import CONTAINED_TYPES, READ_TYPES, OtherResource, ReadResource, Resource
 
 log = logging.getLogger("lbp_cds.decode")
 
@@ -59,23 +41,6 @@ JSON_KINDS = {
     "bool": "true or false",
     "null": "null",
 }
-
-
-# Any resource type the rules read, told apart by its resourceType (msgspec's tagged union).
-ReadResource = Union[  # noqa: UP007 (a runtime type for msgspec)
-    Patient,
-    Condition,
-    Coverage,
-    Encounter,
-    Procedure,
-    Medication,
-    Practitioner,
-    PractitionerRole,
-    Organization,
-    ServiceRequest,
-    MedicationRequest,
-    Appointment,
-]
 
 
 class SearchEntry(msgspec.Struct, gc=False):
@@ -97,7 +62,7 @@ def decode_prefetched(raw: msgspec.Raw) -> tuple[Resource, ...] | None:
     careful path (another resource type, a shape to repair or refuse, an OperationOutcome, no resource)."""
     try:
         value = PREFETCHED.decode(raw)
-    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+    except (msgspec.MsgspecError, RecursionError):
         return None
     if isinstance(value, SearchBundle):
         return tuple(entry.resource for entry in value.entry if entry.resource is not None)

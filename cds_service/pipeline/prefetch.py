@@ -138,7 +138,7 @@ def parsed(raw: msgspec.Raw) -> object:
     """A prefetched value's JSON text parsed; text that is not JSON (a lone surrogate) is no resource."""
     try:
         return msgspec.json.decode(raw)
-    except (msgspec.DecodeError, RecursionError):
+    except (msgspec.MsgspecError, RecursionError):
         return "not JSON"
 
 

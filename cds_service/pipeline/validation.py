@@ -104,7 +104,7 @@ def parse_hook_request(raw: bytes) -> Any:
             if "prefetch" in members:
                 body["prefetch"] = prefetch_texts(members["prefetch"])
             return body
-        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        except (msgspec.MsgspecError, RecursionError):
             pass
     return parse_json(raw)
 
@@ -126,7 +126,7 @@ def parse_json(raw: bytes) -> Any:
     if SURROGATE_ESCAPE.search(raw) is None:
         try:
             return msgspec.json.decode(raw)
-        except (msgspec.DecodeError, RecursionError):
+        except (msgspec.MsgspecError, RecursionError):
             pass
     return parse_json_exactly(raw)
 
