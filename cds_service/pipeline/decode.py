@@ -43,8 +43,13 @@ JSON_KINDS = {
 }
 
 
+class OperationOutcome(msgspec.Struct, gc=False, tag=True, tag_field="resourceType"):
+    """An error an EHR sends in place of a prefetched resource (the key is then fetched), or beside the
+    results of a search (left out)."""
+
+
 class SearchEntry(msgspec.Struct, gc=False):
-    resource: ReadResource | None = None
+    resource: ReadResource | OperationOutcome | None = None
 
 
 class SearchBundle(msgspec.Struct, gc=False, tag="Bundle", tag_field="resourceType"):
@@ -52,21 +57,36 @@ class SearchBundle(msgspec.Struct, gc=False, tag="Bundle", tag_field="resourceTy
 
 
 # A prefetched value decoded straight from its JSON text, as nearly every EHR sends it: a search Bundle of
-# resources the rules read, or one such resource, every read element shaped as FHIR says.
-PREFETCHED = msgspec.json.Decoder(SearchBundle | ReadResource)
-MANY = list[ReadResource]
+# resources the rules read, one such resource, or an OperationOutcome; every read element shaped as FHIR says.
+Prefetched = SearchBundle | ReadResource | OperationOutcome
+PREFETCHED = msgspec.json.Decoder(Prefetched)
+NOT_JSON = "(not JSON text)"
 
 
-def decode_prefetched(raw: msgspec.Raw) -> tuple[Resource, ...] | None:
-    """The resources of a prefetched value in one pass from its JSON text; None when anything in it needs the
-    careful path (another resource type, a shape to repair or refuse, an OperationOutcome, no resource)."""
+def decode_prefetched(raw: msgspec.Raw) -> object:
+    """A prefetched value typed in one pass from its JSON text; else its JSON value, for the careful path
+    (another resource type, a shape to repair or refuse, not a resource at all)."""
     try:
-        value = PREFETCHED.decode(raw)
+        return PREFETCHED.decode(raw)
     except (msgspec.MsgspecError, RecursionError):
-        return None
-    if isinstance(value, SearchBundle):
-        return tuple(entry.resource for entry in value.entry if entry.resource is not None)
-    return (value,) if isinstance(value, Resource) else None
+        pass
+    try:
+        return msgspec.json.decode(raw)
+    except (msgspec.MsgspecError, RecursionError):
+        return NOT_JSON
+
+
+def typed_resources(value: SearchBundle | Resource) -> tuple[tuple[Resource, ...], tuple[int, ...] | None]:
+    """The resources of a typed prefetched value, and for a Bundle the entry each came from."""
+    if isinstance(value, Resource):
+        return (value,), None
+    found = [(i, e.resource) for i, e in enumerate(value.entry) if isinstance(e.resource, Resource)]
+    return tuple(r for _i, r in found), tuple(i for i, _r in found)
+
+
+MANY = list[ReadResource]
+# A JSON object's members, each kept as its JSON text (read later, or never).
+ENVELOPE = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 
 def decode_many(raws: list[object]) -> list[Resource] | None:

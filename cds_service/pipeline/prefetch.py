@@ -29,12 +29,14 @@ import msgspec
 
 from cds_service.observability import metrics
 from cds_service.pipeline.decode import (
+    ENVELOPE,
+    SearchBundle,
     bundle_resources,
     decode,
     decode_many,
-    decode_prefetched,
     is_readable_bundle,
     note_repairs,
+    typed_resources,
 )
 from cds_service.pipeline.fhir_client import FhirFetcher, is_resource
 from cds_service.pipeline.validation import format_path, log_path
@@ -63,19 +65,22 @@ class Gathered:
     # echoes a resource unchanged but for its extension. Resources decoded straight from a prefetched
     # value's text are found in it only when asked for (rarely: a booking's prefetched referral).
     sources: dict[int, dict[str, Any]] = field(default_factory=dict)
-    decoded_texts: list[tuple[tuple[Resource, ...], msgspec.Raw]] = field(default_factory=list)
+    # Prefetched values typed straight from the request's text: key, resources and the entry of each.
+    typed_prefetch: list[tuple[str, tuple[Resource, ...], tuple[int, ...] | None]] = field(default_factory=list)
+    request_text: bytes | None = None
 
     def source_of(self, resource: Resource) -> dict[str, Any]:
         """The JSON of a resource this call decoded (the context's, or one gathered), as it was sent."""
         found = self.sources.get(id(resource))
         if found is not None:
             return found
-        for resources, raw in self.decoded_texts:
+        for key, resources, entries in self.typed_prefetch:
             position = next((i for i, r in enumerate(resources) if r is resource), None)
-            if position is not None:
-                value = msgspec.json.decode(raw)
-                sent = [r for r in bundle_resources(value) if isinstance(r, dict)]
-                return sent[position]
+            if position is not None and self.request_text is not None:
+                texts = ENVELOPE.decode(ENVELOPE.decode(self.request_text)["prefetch"])
+                value = msgspec.json.decode(texts[key])
+                sent: dict[str, Any] = value if entries is None else value["entry"][entries[position]]["resource"]
+                return sent
         raise KeyError("a resource this call did not decode")
 
 
@@ -113,16 +118,14 @@ def gather(service: ServiceDefinition, body: Mapping[str, Any], fetcher: FhirFet
     returns fetches referenced resources in later rounds (pipeline/call.py)."""
     prefetch = body.get("prefetch") or {}
     to_fetch = []
-    session = FetchSession(body, fetcher, Gathered())
+    session = FetchSession(body, fetcher, Gathered(request_text=getattr(body, "text", None)))
     for key in service.prefetch:
         value = prefetch.get(key)
-        if isinstance(value, msgspec.Raw):  # the hook route keeps prefetched values as JSON text
-            typed = decode_prefetched(value)
-            if typed is not None:
-                session.out.resources += typed
-                session.out.decoded_texts.append((typed, value))
-                continue
-            value = parsed(value)
+        if isinstance(value, (SearchBundle, Resource)):  # typed as the request was read (validation.py)
+            typed, entries = typed_resources(value)
+            session.out.resources += typed
+            session.out.typed_prefetch.append((key, typed, entries))
+            continue
         if key in prefetch and value is None:
             continue  # the EHR has no data for this template
         if usable(value) and isinstance(value, dict):
@@ -132,14 +135,6 @@ def gather(service: ServiceDefinition, body: Mapping[str, Any], fetcher: FhirFet
     if to_fetch:
         session.out.resources += session.by_template(service, to_fetch)
     return session
-
-
-def parsed(raw: msgspec.Raw) -> object:
-    """A prefetched value's JSON text parsed; text that is not JSON (a lone surrogate) is no resource."""
-    try:
-        return msgspec.json.decode(raw)
-    except (msgspec.MsgspecError, RecursionError):
-        return "not JSON"
 
 
 def readable(key: str, source: str, resources: Iterable[object], out: Gathered) -> list[Resource]:

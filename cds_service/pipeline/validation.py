@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import cache
 from itertools import islice
 from pathlib import Path
@@ -21,7 +21,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from cds_service.errors import BadRequest
-from cds_service.pipeline.decode import element_names
+from cds_service.pipeline.decode import ENVELOPE, Prefetched, decode_prefetched, element_names
 from hooks.service import ServiceDefinition
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
@@ -90,29 +90,58 @@ def refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-ENVELOPE = msgspec.json.Decoder(dict[str, msgspec.Raw])
+class TypedHookRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """A hook request as nearly every EHR sends it, read in one pass: the prefetched values straight into
+    typed resources (pipeline/decode.py), the rest as JSON values for the schemas."""
+
+    hook: object = msgspec.UNSET
+    hookInstance: object = msgspec.UNSET
+    fhirServer: object = msgspec.UNSET
+    fhirAuthorization: object = msgspec.UNSET
+    context: object = msgspec.UNSET
+    prefetch: dict[str, Prefetched | None] | msgspec.UnsetType = msgspec.UNSET
+    extension: object = msgspec.UNSET
+
+
+TYPED_REQUEST = msgspec.json.Decoder(TypedHookRequest)
+
+
+class HookRequestBody(dict[str, Any]):
+    """A hook request's members, its prefetched values typed where they could be, and its text (a prefetched
+    resource's JSON is read from it only when it must be echoed: CRD coverage information)."""
+
+    def __init__(self, members: Mapping[str, Any], text: bytes) -> None:
+        super().__init__(members)
+        self.text = text
 
 
 def parse_hook_request(raw: bytes) -> Any:
-    """A hook request's JSON value, its prefetched values kept as JSON text (msgspec.Raw) that
-    pipeline/prefetch.py decodes straight into typed resources: the body is read once. What this fast
-    path cannot take (not an object, a lone surrogate escape, numbers beyond 64 bits…) goes to parse_json."""
+    """A hook request read once: typed in one pass; else each member on its own, the prefetched values typed
+    where they can be (pipeline/decode.py); else (not an object, a lone surrogate escape, a number msgspec
+    cannot hold…) as parse_json reads any body."""
     if SURROGATE_ESCAPE.search(raw) is None:
         try:
-            members = ENVELOPE.decode(raw)
-            body = {name: msgspec.json.decode(value) for name, value in members.items() if name != "prefetch"}
-            if "prefetch" in members:
-                body["prefetch"] = prefetch_texts(members["prefetch"])
-            return body
+            typed = TYPED_REQUEST.decode(raw)
+            members = {f: v for f in typed.__struct_fields__ if (v := getattr(typed, f)) is not msgspec.UNSET}
+            return HookRequestBody(members, raw)
+        except (msgspec.MsgspecError, RecursionError):
+            pass
+        try:
+            texts = ENVELOPE.decode(raw)
+            members = {name: msgspec.json.decode(text) for name, text in texts.items() if name != "prefetch"}
+            if "prefetch" in texts:
+                members["prefetch"] = prefetch_values(texts["prefetch"])
+            return HookRequestBody(members, raw)
         except (msgspec.MsgspecError, RecursionError):
             pass
     return parse_json(raw)
 
 
-def prefetch_texts(raw: msgspec.Raw) -> Any:
-    """{key: JSON text} for a prefetch object; anything else parsed as it is (the schema refuses it)."""
+def prefetch_values(raw: msgspec.Raw) -> Any:
+    """{key: value typed where it can be} for a prefetch object; anything else parsed as it is (the schema
+    refuses it)."""
     try:
-        return ENVELOPE.decode(raw)
+        return {key: decode_prefetched(text) for key, text in ENVELOPE.decode(raw).items()}
     except msgspec.ValidationError:
         return msgspec.json.decode(raw)
 
