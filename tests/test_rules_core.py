@@ -213,3 +213,28 @@ def test_a_generic_referral_whose_performer_decides_its_kind_is_still_refused_41
     response = client.post(SELECT, json=patient(45).with_lbp().order_select(referral))
     assert response.status_code == 412
     assert "referencedPractitioners" in response.get_json()["issue"][0]["diagnostics"]
+
+
+# --- read once --------------------------------------------------------------------------------------------
+
+
+def test_a_search_bundle_with_an_operation_outcome_entry_is_read_in_one_pass(hooks, client):
+    """EHRs put warnings (search mode 'outcome') beside the results: they are no resource of the patient's."""
+    body = patient(45).with_lbp().order_select(ortho_referral())
+    warning = {"resourceType": "OperationOutcome", "issue": [{"severity": "warning", "code": "informational"}]}
+    body["prefetch"]["conditions"]["entry"].append({"resource": warning, "search": {"mode": "outcome"}})
+    before = metric(client, "lbp_resources_set_aside_total", key="conditions")
+    assert [c["source"]["topic"]["code"] for c in hooks.select(body)] == [MSC]
+    assert metric(client, "lbp_resources_set_aside_total", key="conditions") == before
+
+
+def test_a_request_the_one_pass_cannot_type_is_read_member_by_member(hooks):
+    body = patient(45).with_lbp().order_select(ortho_referral())
+    body["prefetch"]["conditions"] = {"resourceType": "OperationOutcome", "issue": []}  # the EHR could not search
+    body["prefetch"]["encounters"]["entry"].append({"resource": {"resourceType": "Observation", "id": "o1"}})
+    response = hooks.client.post(SELECT, json=body)
+    assert response.status_code == 412  # conditions not prefetched, and no fhirServer to fetch them from
+    assert (
+        "conditions (Condition?patient={{context.patientId}}): not prefetched"
+        in response.get_json()["issue"][0]["diagnostics"]
+    )
