@@ -7,12 +7,9 @@ statuses, contained resources, absolute references) are handled once.
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from dataclasses import field as dataclass_field
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date
 from functools import lru_cache
-from types import MappingProxyType
 
 from hooks.model import (
     Appointment,
@@ -189,43 +186,50 @@ def contained(container: Resource | None, reference: str) -> Resource | None:
     return next((item for item in container.contained if item.id == wanted), None)
 
 
-@dataclass(frozen=True)
 class References:
     """Resolves a Reference the one way every rule does: a resource contained in the referring resource
     ('#id'), else one the call gathered (prefetched, fetched by search, or fetched by reference), by its
     relative or absolute reference.
 
-    `unresolved` holds the 'Type/id' keys that were wanted but could not be had (no FHIR server, a failed
-    fetch): a rule can tell "not there" from "not known".
+    The gathered resources are indexed by id per resource type on the first lookup of that type: a call
+    looks up Conditions and practitioners, rarely anything else, and never needs its thousands of visits
+    keyed. `unresolved` holds the 'Type/id' keys that were wanted but could not be had (no FHIR server, a
+    failed fetch): a rule can tell "not there" from "not known".
     """
 
-    by_key: Mapping[str, Resource] = dataclass_field(default_factory=lambda: MappingProxyType({}))
-    roles_by_practitioner: Mapping[str, tuple[PractitionerRole, ...]] = dataclass_field(
-        default_factory=lambda: MappingProxyType({})
-    )
-    unresolved: frozenset[str] = frozenset()
-    # A trace: each 'Type/id' a rule looked up and did not find. The pipeline fetches these and, when
-    # they cannot be had, judges again with them unresolved: what to fetch is what the rules read.
-    not_found: set[str] = dataclass_field(default_factory=set, compare=False)
-
-    @classmethod
-    def of(cls, resources: Iterable[Resource], unresolved: Iterable[str] = ()) -> References:
-        by_key: dict[str, Resource] = {}
-        roles: dict[str, list[PractitionerRole]] = {}
+    def __init__(self, resources: Iterable[Resource] = (), unresolved: Iterable[str] = ()) -> None:
+        by_type: dict[str, list[Resource]] = {}
         for resource in resources:
-            key = resource.key
-            if key is None or key in by_key:
-                continue  # no id, or the same resource from two searches
-            by_key[key] = resource
-            if isinstance(resource, PractitionerRole):
-                practitioner = reference_key(resource.practitioner)
-                if practitioner:
-                    roles.setdefault(practitioner, []).append(resource)
-        return cls(
-            MappingProxyType(by_key),
-            MappingProxyType({k: tuple(v) for k, v in roles.items()}),
-            frozenset(unresolved) - set(by_key),
-        )
+            by_type.setdefault(resource.resource_type, []).append(resource)
+        self._by_type = by_type
+        self._by_id: dict[str, dict[str, Resource]] = {}
+        wanted = frozenset(unresolved)
+        self.unresolved = frozenset(key for key in wanted if self.get(key) is None)
+        # A trace: each 'Type/id' a rule looked up and did not find. The pipeline fetches these and, when
+        # they cannot be had, judges again with them unresolved: what to fetch is what the rules read.
+        self.not_found: set[str] = set()
+        roles: dict[str, list[PractitionerRole]] = {}
+        for role in by_type.get("PractitionerRole", ()):
+            practitioner = reference_key(role.practitioner) if isinstance(role, PractitionerRole) else None
+            if practitioner and isinstance(role, PractitionerRole):
+                roles.setdefault(practitioner, []).append(role)
+        self._roles = {key: tuple(found) for key, found in roles.items()}
+
+    def of_type(self, resource_type: str) -> Sequence[Resource]:
+        """The gathered resources of one type, in the order they came."""
+        return self._by_type.get(resource_type, ())
+
+    def get(self, key: str) -> Resource | None:
+        """The gathered resource with this 'Type/id' (the first of duplicates from two searches)."""
+        kind, _, rid = key.partition("/")
+        ids = self._by_id.get(kind)
+        if ids is None:
+            ids = {}
+            for resource in self._by_type.get(kind, ()):
+                if resource.id is not None:
+                    ids.setdefault(resource.id, resource)
+            self._by_id[kind] = ids
+        return ids.get(rid)
 
     def resolve(self, reference: Reference | None, container: Resource | None = None) -> Resource | None:
         """The resource a Reference points to, or None when it is neither contained nor gathered."""
@@ -234,7 +238,7 @@ class References:
         if reference.reference.startswith("#"):
             return contained(container, reference.reference)
         key = key_of(reference.reference) or ""
-        found = self.by_key.get(key)
+        found = self.get(key)
         if found is None and "/" in key:
             self.not_found.add(key)
         return found
@@ -246,7 +250,7 @@ class References:
             return None
         if reference.reference.startswith("#"):
             return contained(container, reference.reference)
-        return self.by_key.get(key_of(reference.reference) or "")
+        return self.get(key_of(reference.reference) or "")
 
     def is_unknown(self, reference: Reference | None) -> bool:
         """Wanted but could not be had: the rules must not read its absence as 'no such resource'."""
@@ -256,7 +260,7 @@ class References:
         """The PractitionerRoles gathered for a Practitioner (a contained Practitioner has none)."""
         if not isinstance(practitioner, Practitioner) or practitioner.key is None:
             return ()
-        return self.roles_by_practitioner.get(practitioner.key, ())
+        return self._roles.get(practitioner.key, ())
 
 
 def medication_concepts(request: MedicationRequest, references: References) -> list[CodeableConcept]:

@@ -8,7 +8,7 @@ data they read by these names (hooks/facts.py), and the pipeline reports what it
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from types import MappingProxyType
@@ -67,13 +67,10 @@ class PatientRecord:
     def of(cls, resources: Iterable[Resource], unresolved: Iterable[str] = ()) -> PatientRecord:
         """Sort resources by type (a search Bundle may carry includes); index each by 'Type/id' for
         reference resolution. `unresolved` are the references that were wanted but could not be had."""
-        resources = list(resources)
-        by_type: dict[type[Resource], list[Resource]] = {}
-        for resource in resources:
-            by_type.setdefault(type(resource), []).append(resource)
+        references = References(resources, unresolved)
 
         def of_type(kind: type[T]) -> tuple[T, ...]:
-            return tuple(r for r in by_type.get(kind, ()) if isinstance(r, kind))
+            return tuple(r for r in references.of_type(kind.__name__) if isinstance(r, kind))
 
         patients = of_type(Patient)
         return cls(
@@ -84,7 +81,7 @@ class PatientRecord:
             service_requests=of_type(ServiceRequest),
             medication_requests=of_type(MedicationRequest),
             procedures=of_type(Procedure),
-            references=References.of(resources, unresolved),
+            references=references,
         )
 
 
@@ -171,28 +168,29 @@ INDEX_DATA = {
 
 def index(record: PatientRecord, valuesets: ValueSets) -> RecordIndex:
     """One pass over each kind of resource: its codes' value sets, its date."""
-    sets_of = valuesets.sets_of
-    coded = tuple((c, sets) for c in record.conditions if (sets := sets_of(c.code)))
-    dated = sorted(
-        ((fhir.period_end(e.period), e) for e in record.encounters),
-        key=lambda pair: (pair[0] is not None, pair[0] or date.min),
-        reverse=True,
-    )
+    of = valuesets.concept_sets
+    coded = tuple((c, sets) for c in record.conditions if (sets := of(c.code)))
+    dated = [(fhir.period_end(e.period), e) for e in record.encounters]
+    dated.sort(key=newest_first, reverse=True)
     return RecordIndex(
         record=record,
         coded_conditions=coded,
         dated_encounters=tuple(dated),
-        encounter_types=by_set(record.encounters, lambda e: sets_of(e.type)),
-        request_codes=by_set(record.service_requests, lambda r: sets_of(r.code)),
-        request_performer_types=by_set(record.service_requests, lambda r: sets_of(r.performerType)),
-        procedure_codes=by_set(record.procedures, lambda p: sets_of(p.code)),
+        encounter_types=by_set((e, valuesets.sets_of(e.type)) for e in record.encounters),
+        request_codes=by_set((r, of(r.code)) for r in record.service_requests),
+        request_performer_types=by_set((r, of(r.performerType)) for r in record.service_requests),
+        procedure_codes=by_set((p, of(p.code)) for p in record.procedures),
     )
 
 
-def by_set(resources: Iterable[T], sets: Callable[[T], Sets]) -> Mapping[str, tuple[T, ...]]:
+def newest_first(pair: tuple[date | None, Encounter]) -> tuple[bool, date]:
+    return pair[0] is not None, pair[0] or date.min
+
+
+def by_set(coded: Iterable[tuple[T, Sets]]) -> Mapping[str, tuple[T, ...]]:
     """The resources under each value set one of their codes is in (record order kept)."""
     found: dict[str, list[T]] = {}
-    for resource in resources:
-        for name in sets(resource):
+    for resource, sets in coded:
+        for name in sets:
             found.setdefault(name, []).append(resource)
     return MappingProxyType({name: tuple(items) for name, items in found.items()})

@@ -79,14 +79,29 @@ class ValueSets:
 
     def sets_of(self, concepts: Concepts) -> frozenset[str]:
         """Names of the value sets holding any coding of these CodeableConcepts."""
+        if concepts is None or isinstance(concepts, CodeableConcept):
+            return self.concept_sets(concepts)
         found = NO_SETS
-        if concepts is None:
+        for concept in concepts:
+            names = self.concept_sets(concept)
+            if names:
+                found = found | names if found else names
+        return found
+
+    def concept_sets(self, concept: CodeableConcept | None) -> frozenset[str]:
+        """Names of the value sets holding any coding of one CodeableConcept: the hot path of indexing a
+        record, written out (a concept nearly always has one coding, met before)."""
+        found = NO_SETS
+        if concept is None:
             return found
         memo = self._memo
-        for sent in codings(as_sequence(concepts)):
-            names = memo.get(sent)
+        for coding in concept.coding:
+            system, code = coding.system, coding.code
+            if system is None or code is None:
+                continue
+            names = memo.get((system, code))
             if names is None:
-                names = self.sets_of_coding(*sent)
+                names = self.sets_of_coding(system, code)
             if names:
                 found = found | names if found else names
         return found

@@ -29,30 +29,34 @@ from tests.builders import (
 )
 
 
-class SpyReferences(References):
-    """References that note the kind of each resource looked up (resolved, peeked, or a practitioner's roles)."""
+class SpyReferences:
+    """The record's References, noting the kind of each resource looked up (resolved, peeked, or a
+    practitioner's roles)."""
 
     def __init__(self, real: References, read: set[str]) -> None:
-        super().__init__(real.by_key, real.roles_by_practitioner, real.unresolved)
-        object.__setattr__(self, "read", read)
+        self.real, self.read = real, read
 
     def note(self, reference: Any) -> None:
         key = getattr(reference, "reference", None) or ""
         kind = key.split("/")[-2] if "/" in key else ""
         if kind in REFERENCED_DATA:
-            self.read.add(REFERENCED_DATA[kind])  # type: ignore[attr-defined]
+            self.read.add(REFERENCED_DATA[kind])
 
     def resolve(self, reference: Any, container: Resource | None = None) -> Resource | None:
         self.note(reference)
-        return super().resolve(reference, container)
+        return self.real.resolve(reference, container)
 
     def peek(self, reference: Any, container: Resource | None = None) -> Resource | None:
         self.note(reference)
-        return super().peek(reference, container)
+        return self.real.peek(reference, container)
 
     def roles_of(self, practitioner: Resource | None) -> Any:
-        self.read.add("referencedPractitioners")  # type: ignore[attr-defined]
-        return super().roles_of(practitioner)
+        self.read.add("referencedPractitioners")
+        return self.real.roles_of(practitioner)
+
+    def is_unknown(self, reference: Any) -> bool:
+        self.note(reference)
+        return self.real.is_unknown(reference)
 
 
 class SpyIndex:
