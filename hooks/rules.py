@@ -61,10 +61,8 @@ MSC_SUSPENDED = "suspended"  # the exemption (and basis) while the plan has susp
 class PnSubject:
     """A referral (order-sign) or a proposed visit (appointment-book) the Prior Notification rule is about."""
 
-    about: Resource  # the referral, or the appointment
+    about: ServiceRequest | Appointment  # the referral, or the appointment
     target: Resource  # where CRD coverage information is written
-    appointment_id: str | None  # a PN filed from this appointment's own link covers it
-    npis: frozenset[str]  # the practice and clinicians it is with (a PN must name one of them)
     msc_expected: bool  # no MSC evaluation on record and no exemption: the MSC card (and detail) applies
     at_booking: bool = False  # appointment-book: its cards depend on whether a PN is on file
     form_needs: str | None = None  # what the PN form asks about the MSC step
@@ -121,7 +119,7 @@ def judge_orders(orders: Sequence[Resource], facts: PatientFacts, knowledge: Kno
     spine = review or merged([d for _referral, decisions in judged for d in decisions])
     return Judgement(
         decisions=tuple(spine + opioid_decisions(orders, facts, knowledge)),
-        pn_subjects=tuple(referral_subject(r, decisions, facts) for r, decisions in judged),
+        pn_subjects=tuple(referral_subject(r, decisions) for r, decisions in judged),
         unjudged=unjudged,
         own_references=own,
     )
@@ -198,18 +196,15 @@ def referral_decision(referral: ServiceRequest, facts: PatientFacts, knowledge: 
     ]
 
 
-def referral_subject(referral: ServiceRequest, decisions: list[Decision], facts: PatientFacts) -> PnSubject:
+def referral_subject(referral: ServiceRequest, decisions: list[Decision]) -> PnSubject:
     """The PN requirement written on a spine-surgical referral for LBP (order-sign's coverage information).
 
     The PN is filed later by the surgical practice; one already on file for this patient (and, when the
     referral names its performer's NPI, for that practice) is said to satisfy it. The MSC detail appears
     exactly when the referral's own card is the MSC card (not while the step is suspended)."""
-    performers = fhir.with_reference(referral.performer)
     return PnSubject(
         about=referral,
         target=referral,
-        appointment_id=None,
-        npis=npis(providers(performers, referral, facts.references), referral.performer),
         msc_expected=any(d.topic == MSC_EVALUATION_FIRST and d.suspension is None for d in decisions),
     )
 
@@ -358,8 +353,6 @@ def judge_bookings(appointments: Sequence[Appointment], facts: PatientFacts, kno
             PnSubject(
                 about=appointment,
                 target=based_on[0] if based_on else appointment,  # CRD: on the order the visit is based on
-                appointment_id=appointment.id,
-                npis=visit_npis(appointment, facts.references),
                 msc_expected=msc_expected,
                 at_booking=True,
                 form_needs="msc-done" if facts.msc_done else "no-msc",
@@ -382,8 +375,8 @@ def settle(judgement: Judgement, facts: PatientFacts, knowledge: Knowledge) -> S
     for subject in judgement.pn_subjects:
         state, on_file = pn_state(
             facts.prior_notifications,
-            appointment_id=subject.appointment_id,
-            npis=subject.npis,
+            appointment_id=subject.about.id if isinstance(subject.about, Appointment) else None,
+            npis=subject_npis(subject.about, facts.references),
             today=facts.today,
             window_days=knowledge.policy.prior_notification_window_days,
         )
@@ -394,6 +387,14 @@ def settle(judgement: Judgement, facts: PatientFacts, knowledge: Knowledge) -> S
                 CoverageAssertion(subject.target, facts.primary_coverage_key, state, on_file, subject.msc_expected)
             )
     return Settled(tuple(decisions), tuple(assertions))
+
+
+def subject_npis(about: ServiceRequest | Appointment, references: References) -> frozenset[str]:
+    """The NPIs of the practice and clinicians a referral is to or a visit is with: a PN on file must name one
+    of them (looked up only when the PN records are read)."""
+    if isinstance(about, Appointment):
+        return visit_npis(about, references)
+    return npis(providers(fhir.with_reference(about.performer), about, references), about.performer)
 
 
 def booking_decisions(subject: PnSubject, appointment: Appointment, state: PnState) -> list[Decision]:

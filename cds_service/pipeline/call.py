@@ -23,7 +23,7 @@ from cds_service.content.forms import PN_FORM_ID
 from cds_service.content.loader import Content
 from cds_service.errors import BadRequest, PrefetchUnavailable
 from cds_service.pipeline import crd
-from cds_service.pipeline.decode import decode, note_repairs
+from cds_service.pipeline.decode import decode, decode_many, note_repairs
 from cds_service.pipeline.fhir_client import FhirFetcher
 from cds_service.pipeline.prefetch import FetchSession, Gathered, gather
 from cds_service.pipeline.prior_notification import (
@@ -148,6 +148,12 @@ def decode_context(context: Mapping[str, Any], sources: dict[int, dict[str, Any]
     Each typed resource's JSON is noted in `sources` (CRD coverage information echoes it)."""
     found: dict[str, list[Resource]] = {"draftOrders": [], "appointments": []}
     for key, what in (("draftOrders", "A draft order"), ("appointments", "A proposed appointment")):
+        sent = [entry["resource"] for entry in context[key]["entry"]] if key in context else []
+        typed = decode_many(sent)  # nearly always: all of them read as they are, in one call
+        if typed is not None:
+            found[key] = typed
+            sources.update(zip(map(id, typed), sent, strict=True))
+            continue
         for index, entry in enumerate(context[key]["entry"] if key in context else ()):
             decoded = decode(entry["resource"])
             if decoded.problem is not None:
