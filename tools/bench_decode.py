@@ -6,8 +6,8 @@ The body is tools/bench_http.py's grown record (the baseline patient and `--size
 Encounters, ServiceRequests and Procedures). Printed side by side, best of `--repeat` runs each:
 
 - the reference: the standard library's `json.loads` of the whole body (what the bare-Flask ceiling does);
-- lbp-cds's path: msgspec reads the envelope keeping each prefetched value as JSON text, then decodes each
-  straight into hooks/model.py's Structs (pipeline/decode.py `decode_prefetched`);
+- lbp-cds's path: msgspec reads the whole request in one pass, the prefetched values straight into
+  hooks/model.py's Structs (pipeline/validation.py `parse_hook_request`);
 - msgspec from parsed JSON: `json.loads`, then `msgspec.convert` of the resources (the careful path);
 - pydantic-core from JSON and from parsed JSON: the same elements declared as pydantic models (frozen,
   strict, the same field types; arrays as lists, which strict mode takes from parsed JSON), validated with a
@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cds_service.pipeline.decode import decode_many, decode_prefetched  # noqa: E402
+from cds_service.pipeline.decode import decode_many  # noqa: E402
 from cds_service.pipeline.validation import parse_hook_request  # noqa: E402
 from tools.bench_http import grown_request  # noqa: E402
 
@@ -148,8 +148,7 @@ def main() -> int:
     pydantic_many = TypeAdapter(list[Read])
 
     def lbp_cds() -> object:
-        request = parse_hook_request(body)
-        return [decode_prefetched(text) for text in request["prefetch"].values()]
+        return parse_hook_request(body)["prefetch"]
 
     def of_parsed(convert: Callable[[list[object]], object]) -> Callable[[], object]:
         def run() -> object:
