@@ -12,10 +12,11 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
 
+from cards.model import Content, JsonObject, JsonValue
 from cards.render import thaw
 from hooks.coverage import CoverageAssertion, PnState
+from hooks.model import Resource
 
 COVERAGE_INFORMATION = "http://hl7.org/fhir/us/davinci-crd/StructureDefinition/ext-coverage-information"
 ASSERTION_REASONS = "http://hl7.org/fhir/us/davinci-crd/CodeSystem/temp"  # CRDCoverageAssertionReasons' system
@@ -26,20 +27,22 @@ VOLATILE = frozenset({"date", "coverage-assertion-id"})
 
 @dataclass(frozen=True)
 class CoverageContext:
-    crd: Mapping[str, Any]  # crd.yaml
+    crd: Content  # crd.yaml
     questionnaire: str  # canonical URL (with |version) of the Prior Notification Questionnaire
     today: date
     window_days: int  # how long a PN on file covers the visit (its assertion's expiry)
     new_id: Callable[[], str]  # coverage-assertion-id
+    source_of: Callable[[Resource], Mapping[str, object]]  # a resource's JSON as the EHR sent it
 
 
-def render_system_actions(assertions: list[CoverageAssertion], ctx: CoverageContext) -> list[dict[str, Any]]:
+def render_system_actions(assertions: list[CoverageAssertion], ctx: CoverageContext) -> list[JsonObject]:
     actions = []
     for assertion in assertions:
         extension = coverage_information(assertion, ctx)
-        if already_says(assertion.target, extension):
+        sent = ctx.source_of(assertion.target)
+        if already_says(sent, extension):
             continue
-        resource = without_empty(thaw(assertion.target))
+        resource = without_empty(thaw(sent))
         kept = [e for e in resource.get("extension") or [] if not is_coverage_information(e)]
         resource["extension"] = [*kept, extension]
         description = ctx.crd["coverage_information"]["action_description"]
@@ -47,12 +50,12 @@ def render_system_actions(assertions: list[CoverageAssertion], ctx: CoverageCont
     return actions
 
 
-def coverage_information(assertion: CoverageAssertion, ctx: CoverageContext) -> dict[str, Any]:
+def coverage_information(assertion: CoverageAssertion, ctx: CoverageContext) -> JsonObject:
     """The extension, its sub-extensions in the order of the CRD profile."""
     info = ctx.crd["coverage_information"]
     state = info["states"][assertion.state.value]
     values = on_file_values(assertion)
-    parts: list[dict[str, Any]] = [
+    parts: list[JsonObject] = [
         {"url": "coverage", "valueReference": {"reference": assertion.coverage}},
         {"url": "covered", "valueCode": state["covered"]},
     ]
@@ -80,7 +83,7 @@ def on_file_values(assertion: CoverageAssertion) -> dict[str, str]:
     return {"filed_on": found.filed_on.isoformat(), "record_id": found.record_id} if found else {}
 
 
-def reason(text: Any, values: Mapping[str, str]) -> dict[str, Any]:
+def reason(text: JsonValue, values: Mapping[str, str]) -> JsonObject:
     if isinstance(text, str):
         return {"text": text.format_map(values)}
     return {
@@ -89,7 +92,7 @@ def reason(text: Any, values: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
-def detail(spec: Mapping[str, Any], values: Mapping[str, str]) -> dict[str, Any]:
+def detail(spec: Content, values: Mapping[str, str]) -> JsonObject:
     kind = "valueUrl" if spec["code"] == "policy-link" else "valueString"
     return {
         "url": "detail",
@@ -101,7 +104,7 @@ def detail(spec: Mapping[str, Any], values: Mapping[str, str]) -> dict[str, Any]
     }
 
 
-def without_empty(value: Any) -> Any:
+def without_empty(value: JsonValue) -> JsonValue:
     """The resource without null, empty strings, arrays and objects at any depth: FHIR JSON allows none, so
     an EHR's copy that has them says nothing more than this one (and the update is valid FHIR)."""
     if isinstance(value, dict):
@@ -112,20 +115,20 @@ def without_empty(value: Any) -> Any:
     return value
 
 
-EMPTY: tuple[Any, ...] = (None, "", [], {})
+EMPTY: tuple[JsonValue, ...] = (None, "", [], {})
 
 
-def is_coverage_information(extension: Any) -> bool:
+def is_coverage_information(extension: JsonValue) -> bool:
     return isinstance(extension, Mapping) and extension.get("url") == COVERAGE_INFORMATION
 
 
-def already_says(target: Mapping[str, Any], extension: Mapping[str, Any]) -> bool:
+def already_says(target: Content, extension: Content) -> bool:
     """The resource already carries this coverage information (only its date and id would change)."""
     wanted = essence(extension)
     return any(essence(e) == wanted for e in target.get("extension") or () if is_coverage_information(e))
 
 
-def essence(extension: Mapping[str, Any]) -> list[str]:
+def essence(extension: Content) -> list[str]:
     """Its sub-extensions but the volatile ones, in a canonical form (key and part order do not count)."""
     parts = [p for p in extension.get("extension") or () if isinstance(p, Mapping) and p.get("url") not in VOLATILE]
     return sorted(json.dumps(thaw(part), sort_keys=True) for part in parts)

@@ -10,6 +10,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+# The content (guideline_data YAML, checked against its JSON Schemas when loaded) and the JSON of an answer are
+# not FHIR data the rules read: these three names are the only `Any` in cards/ and hooks/ (FHIR data is typed,
+# hooks/model.py; mypy refuses any other explicit Any there).
+Content = Mapping[str, Any]  # type: ignore[explicit-any]
+JsonObject = dict[str, Any]  # type: ignore[explicit-any]
+JsonValue = Any  # type: ignore[explicit-any]
+
 # The {placeholders} card summaries, details, link labels and bases may use.
 PLACEHOLDERS = frozenset(
     {
@@ -52,17 +59,17 @@ class CardContent(Protocol):
     """The parts of the content a card is made of (read-only)."""
 
     @property
-    def cards(self) -> Mapping[str, Any]:
+    def cards(self) -> Content:
         """cards.yaml: card text, links, override reasons, bases."""
         ...
 
     @property
-    def orders(self) -> Mapping[str, Any]:
+    def orders(self) -> Content:
         """orders.yaml: the FHIR resources that suggestions create."""
         ...
 
     @property
-    def crd(self) -> Mapping[str, Any]:
+    def crd(self) -> Content:
         """crd.yaml: the CRD card type of each topic, configuration options, coverage-information text."""
         ...
 

@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
 from urllib.parse import urlencode
 
 from cards.model import (
@@ -22,12 +21,15 @@ from cards.model import (
     NO_REGION,
     SUMMARY_LIMIT,
     CardContent,
+    Content,
+    JsonObject,
+    JsonValue,
     Region,
 )
-from hooks import fhir
 from hooks.appointments import visit_with
 from hooks.decisions import Decision
-from hooks.fhir import References, Resource
+from hooks.fhir import References
+from hooks.model import Appointment, Resource
 
 SCALARS = frozenset({str, int, float, bool, type(None)})
 
@@ -59,26 +61,26 @@ class RenderContext:
     uuids: Uuids = field(default_factory=Uuids)
 
 
-def render_cards(decisions: list[Decision], ctx: RenderContext) -> list[dict[str, Any]]:
+def render_cards(decisions: list[Decision], ctx: RenderContext) -> list[JsonObject]:
     """The cards of one response. A suggestion that creates only orders an earlier card of the same
     response already offers is left out: accepting both would create the same order twice."""
     offered: set[str] = set()  # order templates (orders.yaml) a suggestion of this response creates
     return [render_card(decision, ctx, offered) for decision in decisions]
 
 
-def card_text(decision: Decision, template: Mapping[str, Any]) -> Mapping[str, Any]:
+def card_text(decision: Decision, template: Content) -> Content:
     """The card's text: its `when_<variant>` fields over the base ones when the rules chose a variant."""
     variant = template.get(f"when_{decision.variant}") if decision.variant else None
     return {**template, **variant} if variant else template
 
 
-def render_card(decision: Decision, ctx: RenderContext, offered: set[str]) -> dict[str, Any]:
+def render_card(decision: Decision, ctx: RenderContext, offered: set[str]) -> JsonObject:
     """One card; `offered` (the order templates earlier cards' suggestions create) grows with its own."""
     cards = ctx.content.cards
     template = cards["cards"][decision.topic]
     text = card_text(decision, template)
     values = placeholder_values(decision, ctx)
-    card: dict[str, Any] = {
+    card: JsonObject = {
         "uuid": ctx.uuids.new(),
         "summary": shorten(text["summary"].format_map(values)),
         "indicator": text["indicator"],
@@ -111,9 +113,9 @@ def render_card(decision: Decision, ctx: RenderContext, offered: set[str]) -> di
     return card
 
 
-def source_extension(topic: str, ctx: RenderContext) -> dict[str, Any]:
+def source_extension(topic: str, ctx: RenderContext) -> JsonObject:
     """The content version of the wording, and the card's Da Vinci CRD card type."""
-    extension: dict[str, Any] = {CONTENT_VERSION_EXTENSION: ctx.content.version}
+    extension: JsonObject = {CONTENT_VERSION_EXTENSION: ctx.content.version}
     crd = ctx.content.crd
     kind = crd.get("card_types", {}).get(topic)
     if kind is not None:
@@ -137,15 +139,13 @@ def placeholder_values(decision: Decision, ctx: RenderContext) -> dict[str, str]
     return values
 
 
-def appointment_values(appointment: Mapping[str, Any] | None) -> dict[str, str]:
+def appointment_values(appointment: Appointment | None) -> dict[str, str]:
     """When and with whom, as the EHR wrote them (its local time, without the offset)."""
     if appointment is None:
         return {"appointment_date": NO_APPOINTMENT_DATE, "appointment_with": NO_APPOINTMENT_WITH}
-    start = appointment.get("start")
-    when = (
-        f"{start[:10]} {start[11:16]}".strip() if isinstance(start, str) and len(start) >= 10 else NO_APPOINTMENT_DATE
-    )
-    with_whom = visit_with(dict(appointment), References())[:APPOINTMENT_WITH_LIMIT]
+    start = appointment.start
+    when = f"{start[:10]} {start[11:16]}".strip() if start is not None and len(start) >= 10 else NO_APPOINTMENT_DATE
+    with_whom = visit_with(appointment, References())[:APPOINTMENT_WITH_LIMIT]
     return {"appointment_date": when, "appointment_with": with_whom or NO_APPOINTMENT_WITH}
 
 
@@ -156,11 +156,11 @@ def shorten(summary: str) -> str:
     return summary[: SUMMARY_LIMIT - 1].rsplit(" ", 1)[0] + "…"
 
 
-def render_suggestion(template: Mapping[str, Any], decision: Decision, ctx: RenderContext) -> dict[str, Any] | None:
+def render_suggestion(template: Content, decision: Decision, ctx: RenderContext) -> JsonObject | None:
     actions = [a for t in template["actions"] for a in render_actions(t, decision, ctx)]
     if not actions:
         return None  # only deletes, and no draft order to delete
-    suggestion: dict[str, Any] = {"label": template["label"], "uuid": ctx.uuids.new()}
+    suggestion: JsonObject = {"label": template["label"], "uuid": ctx.uuids.new()}
     if template.get("recommended"):
         suggestion["isRecommended"] = True
     suggestion["actions"] = actions
@@ -169,10 +169,10 @@ def render_suggestion(template: Mapping[str, Any], decision: Decision, ctx: Rend
 
 def resource_keys(resources: Iterable[Resource]) -> list[str]:
     """'Type/id' of each of these resources that has one."""
-    return [key for resource in resources if (key := fhir.resource_key(resource))]
+    return [key for resource in resources if (key := resource.key)]
 
 
-def render_actions(template: Mapping[str, Any], decision: Decision, ctx: RenderContext) -> list[dict[str, Any]]:
+def render_actions(template: Content, decision: Decision, ctx: RenderContext) -> list[JsonObject]:
     """A create action carries a new order; a delete names each draft order the card is about (none
     when there is no draft order, or one without an id)."""
     if template["type"] == "delete":
@@ -184,8 +184,8 @@ def render_actions(template: Mapping[str, Any], decision: Decision, ctx: RenderC
     return [{"type": "create", "description": template["description"], "resource": resource}]
 
 
-def new_order(name: str, decision: Decision, ctx: RenderContext) -> dict[str, Any]:
-    resource: dict[str, Any] = thaw(ctx.content.orders[name])
+def new_order(name: str, decision: Decision, ctx: RenderContext) -> JsonObject:
+    resource: JsonObject = thaw(ctx.content.orders[name])
     resource["subject"] = {"reference": f"Patient/{ctx.patient_id}"}
     if decision.reason_codes:
         resource["reasonCode"] = [thaw(code) for code in decision.reason_codes]
@@ -207,7 +207,7 @@ def render_link(name: str, values: Mapping[str, str], ctx: RenderContext, decisi
     return {"label": link["label"].format_map(values), "url": url, "type": "absolute"}
 
 
-def thaw(value: Any) -> Any:
+def thaw(value: JsonValue) -> JsonValue:
     """Plain, JSON-serialisable copies of read-only content."""
     kind = type(value)
     # Exact types first: content is frozen into these, and isinstance() against the Mapping ABC

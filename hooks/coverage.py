@@ -13,14 +13,8 @@ from dataclasses import dataclass
 from datetime import date
 from enum import Enum
 
-from hooks import fhir
-from hooks.appointments import npis, providers
-from hooks.decisions import MSC_EVALUATION_FIRST
-from hooks.facts import PatientFacts
-from hooks.fhir import Resource
-from hooks.knowledge import Knowledge
+from hooks.model import Resource
 from hooks.notifications import PriorNotificationOnFile, on_file_for
-from hooks.rules import msc_exemption, program_referrals
 
 
 class PnState(Enum):
@@ -53,33 +47,3 @@ def pn_state(
         return PnState.UNCHECKED, None
     found = on_file_for(notifications, appointment_id=appointment_id, npis=npis, today=today, window_days=window_days)
     return (PnState.ON_FILE, found) if found is not None else (PnState.REQUIRED, None)
-
-
-def msc_step_applies(facts: PatientFacts, knowledge: Knowledge) -> bool:
-    """No MSC evaluation on record and none of the exemptions: Medicare Advantage, no MSC where the
-    member lives, a suspension of the MSC step (as the referral rules judge it)."""
-    return msc_exemption(facts, knowledge) is None
-
-
-def referral_assertions(orders: list[Resource], facts: PatientFacts, knowledge: Knowledge) -> list[CoverageAssertion]:
-    """order-sign: the Prior Notification requirement written on each spine-surgical referral for LBP.
-
-    The PN is filed later by the surgical practice; one already on file for this patient (and, when
-    the referral names its performer's NPI, for that practice) is said to satisfy it. The MSC detail
-    appears exactly when the referral's own card is the MSC card (not while the step is suspended).
-    """
-    if facts.primary_coverage_key is None:
-        return []
-    assertions = []
-    for referral, decisions in program_referrals(orders, facts, knowledge):
-        performers = fhir.references_in(referral.get("performer"))
-        state, found = pn_state(
-            facts.prior_notifications,
-            appointment_id=None,
-            npis=npis(providers(performers, referral, facts.references), performers),
-            today=facts.today,
-            window_days=knowledge.policy.prior_notification_window_days,
-        )
-        msc = any(d.topic == MSC_EVALUATION_FIRST and d.suspension is None for d in decisions)
-        assertions.append(CoverageAssertion(referral, facts.primary_coverage_key, state, found, msc))
-    return assertions

@@ -1,12 +1,18 @@
-"""What a hook decided: a card topic and what it is about. Wording comes later, from guideline_data."""
+"""What a hook decided: a card topic and what it is about. Wording comes later, from guideline_data.
+
+Which missing data can make a card wrong is derived here, never kept by hand: each topic names the
+facts its card rests on, and each fact declares the data it reads (hooks/facts.py `@reads`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from types import MappingProxyType
 
-from hooks.fhir import Resource
+from hooks.facts import FACT_READS
+from hooks.fhir import ConceptJson
+from hooks.model import Appointment, Resource
 from hooks.policy import Suspension
 
 # Card topics (source.topic.code): a stable contract for EHR analytics.
@@ -38,12 +44,12 @@ class Decision:
     suspension: Suspension | None = None  # the MSC requirement is suspended
     basis: str | None = None  # why a referral may proceed (cards.yaml `bases`)
     variant: str | None = None  # which `when_<variant>` text the card takes, if any
-    reason_codes: tuple[Any, ...] = ()  # CodeableConcepts to carry into suggested orders
+    reason_codes: tuple[ConceptJson, ...] = ()  # CodeableConcepts to carry into suggested orders
     reason_references: tuple[str, ...] = ()  # 'Condition/id' to carry into suggested orders
     # appointment-book: the proposed Appointment the card is about, what the PN form will ask about the
     # MSC step (a key of cards.yaml `form_needs`), and the signed reference to the pre-filled form (set
     # by the pipeline once it has stored the form's context).
-    appointment: Resource | None = None
+    appointment: Appointment | None = None
     form_needs: str | None = None
     form_token: str | None = None
 
@@ -56,52 +62,54 @@ class Decision:
 # What the PN form asks about the MSC step (cards.yaml `form_needs:`).
 FORM_NEEDS = frozenset({"msc-done", "no-msc"})
 
-# Data that is not a prefetch key of its own: resources reached by reference (contained, prefetched
-# or fetched by reference) that could not be had. Named per kind, like prefetch keys.
-REFERENCED_DATA = {
-    "Condition": "referencedConditions",
-    "Medication": "referencedMedications",
-    "PractitionerRole": "referencedPractitioners",
-    "Practitioner": "referencedPractitioners",
-}
-
-# Which patient data can turn each card into a wrong one when missing: red flags and exclusions
-# silence cards; MSC visits, spine-surgeon visits, lumbar surgery and coverage change the MSC card
-# into Prior Notification or nothing; the practitioners of past visits say whether they were MSC,
-# spine-surgeon or PT visits; recent PT silences the PT card; an order's reason Condition says whether
-# it is for LBP (or, for buprenorphine and methadone, for opioid use disorder). A card whose data was
-# all had is safe to show even when other data could not be fetched.
-CARD_DEPENDS_ON: dict[str, frozenset[str]] = {
-    MSC_EVALUATION_FIRST: frozenset(
-        {
-            "patient",
-            "conditions",
-            "coverages",
-            "encounters",
-            "serviceRequests",
-            "procedures",
-            "referencedConditions",
-            "referencedPractitioners",
-        }
-    ),
-    PRIOR_NOTIFICATION_REQUIRED: frozenset({"patient", "conditions", "referencedConditions"}),
-    PHYSICAL_THERAPY_FIRST_LINE: frozenset(
-        {"patient", "conditions", "encounters", "serviceRequests", "procedures", "referencedPractitioners"}
-    ),
-    OPIOID_SPARING_ALTERNATIVES: frozenset(
-        {"patient", "conditions", "encounters", "serviceRequests", "procedures", "referencedConditions"}
-    ),
-    RED_FLAG_REVIEW: frozenset({"patient", "conditions"}),
-}
-# Without these nothing can be decided (age, diagnoses): silence would be a guess.
-ESSENTIAL_KEYS = frozenset({"patient", "conditions"})
+# The facts each card rests on: missing data behind any of them can turn the card into a wrong one. Red
+# flags and exclusions silence cards; MSC visits, spine-surgeon visits, lumbar surgery and coverage change
+# the MSC card into Prior Notification or nothing; recent PT silences the PT card; an order's reason says
+# whether it is for LBP. A variant's facts (long-term opioid therapy) only change the wording.
+IN_SCOPE = ("is_adult", "red_flags")
+TOPIC_FACTS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        MSC_EVALUATION_FIRST: (
+            *IN_SCOPE,
+            "has_active_lbp",
+            "order_reason",
+            "msc_done",
+            "medicare_advantage",
+            "msc_access",
+            "established_spine_care",
+            "after_lumbar_surgery",
+        ),
+        PRIOR_NOTIFICATION_REQUIRED: (*IN_SCOPE, "has_active_lbp", "order_reason"),
+        PHYSICAL_THERAPY_FIRST_LINE: (*IN_SCOPE, "has_active_lbp", "red_flag_findings", "recent_pt"),
+        OPIOID_SPARING_ALTERNATIVES: (
+            *IN_SCOPE,
+            "has_active_lbp",
+            "order_reason",
+            "opioid_excluded",
+            "opioid_use_disorder",
+        ),
+        RED_FLAG_REVIEW: (*IN_SCOPE, "has_active_lbp", "red_flag_findings"),
+    }
+)
 
 
-def keys_that_matter(decisions: list[Decision], missing: set[str], unjudged: Iterable[str] = ()) -> set[str]:
+def data_read_by(facts: Iterable[str]) -> frozenset[str]:
+    return frozenset(data for name in facts for data in FACT_READS[name])
+
+
+# Which patient data can turn each card into a wrong one when missing (derived).
+CARD_DEPENDS_ON: Mapping[str, frozenset[str]] = MappingProxyType(
+    {topic: data_read_by(facts) for topic, facts in TOPIC_FACTS.items()}
+)
+# Without these nothing can be decided (age, red flags): silence would be a guess.
+ESSENTIAL_KEYS = data_read_by(IN_SCOPE)
+
+
+def keys_that_matter(decisions: Iterable[Decision], missing: set[str], unjudged: Iterable[str] = ()) -> set[str]:
     """The missing keys that could make one of these cards wrong, or leave nothing decidable.
 
-    `unjudged`: data without which an order under judgment cannot be classified (its Medication or
-    performer could not be had): answering no card for it would be a guess too.
+    `unjudged`: data without which an order under judgment cannot be classified (its Medication, or the
+    performer its classification hinges on, could not be had): answering no card for it would be a guess too.
     """
     matter = missing & (ESSENTIAL_KEYS | set(unjudged))
     for decision in decisions:

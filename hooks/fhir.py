@@ -1,91 +1,99 @@
-"""Navigation of FHIR R4 JSON: codings, statuses, dates and references.
+"""Reading the typed FHIR data: codings, statuses, dates and references.
 
-Every rule reads FHIR through these helpers, so the quirks of real EHR data
-(partial dates, missing statuses, contained resources) are handled once.
+Every rule reads FHIR through these helpers, so the quirks of real EHR data (partial dates, missing
+statuses, contained resources, absolute references) are handled once.
 """
 
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from dataclasses import field as dataclass_field
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date
-from types import MappingProxyType
-from typing import Any
+from functools import lru_cache
 
-Resource = dict[str, Any]
+from hooks.model import (
+    Appointment,
+    CodeableConcept,
+    Condition,
+    Encounter,
+    Medication,
+    MedicationRequest,
+    Period,
+    Practitioner,
+    PractitionerRole,
+    Reference,
+    Resource,
+    ServiceRequest,
+)
+
 Coding = tuple[str, str]  # (system, code)
+# A carried CodeableConcept, as JSON for a new resource.
+ConceptJson = dict[str, object]
 
 ACTIVE_CLINICAL_STATUSES = frozenset({"active", "recurrence", "relapse"})
 DISCARDED_VERIFICATION_STATUSES = frozenset({"entered-in-error", "refuted"})
+# Resources that hold contained resources the rules follow '#id' references into.
+Container = ServiceRequest | MedicationRequest | Appointment | Encounter | PractitionerRole
 
 
-def codings(concept: Any) -> Iterator[Coding]:
-    """Yield (system, code) of a CodeableConcept, a list of them, or a Coding."""
-    if isinstance(concept, list):
-        for item in concept:
-            yield from codings(item)
-        return
-    if not isinstance(concept, dict):
-        return
-    if "code" in concept and "coding" not in concept:
-        if isinstance(concept.get("system"), str) and isinstance(concept.get("code"), str):
-            yield concept["system"], concept["code"]
-        return
-    for coding in concept.get("coding") or []:
-        if isinstance(coding, dict):
-            system, code = coding.get("system"), coding.get("code")
-            if isinstance(system, str) and isinstance(code, str):
-                yield system, code.strip()
+def codings(concepts: Iterable[CodeableConcept | None]) -> Iterator[Coding]:
+    """(system, code) of each coding of these CodeableConcepts that has both."""
+    for concept in concepts:
+        if concept is None:
+            continue
+        for coding in concept.coding:
+            if coding.system is not None and coding.code is not None:
+                yield coding.system, coding.code.strip()
 
 
-def carried_concept(concept: Any) -> Resource | None:
+def carried_concept(concept: CodeableConcept) -> ConceptJson | None:
     """A CodeableConcept to carry into a new resource: its codings (system, code, display) and text,
-    without empty or foreign members (FHIR allows no empty values); None when nothing is coded."""
-    if not isinstance(concept, dict):
+    without empty members (FHIR allows no empty values); None when nothing is coded."""
+    coding: list[dict[str, str]] = []
+    for c in concept.coding:
+        if c.system is None or c.code is None or not c.system.strip() or not c.code.strip():
+            continue
+        item = {"system": c.system, "code": c.code}
+        if c.display is not None and c.display.strip():
+            item["display"] = c.display
+        coding.append(item)
+    if not coding:
         return None
-    carried: Resource = {}
-    coding = [
-        {key: c[key] for key in ("system", "code", "display") if isinstance(c.get(key), str) and c[key].strip()}
-        for c in concept.get("coding") or []
-        if isinstance(c, dict) and isinstance(c.get("system"), str) and isinstance(c.get("code"), str)
-    ]
-    coding = [c for c in coding if "system" in c and "code" in c]
-    if coding:
-        carried["coding"] = coding
-    if isinstance(concept.get("text"), str) and concept["text"].strip():
-        carried["text"] = concept["text"]
-    return carried if coding else None
+    carried: ConceptJson = {"coding": coding}
+    if concept.text is not None and concept.text.strip():
+        carried["text"] = concept.text
+    return carried
 
 
-def concept_text(concept: Any) -> str:
-    """All human text of a CodeableConcept (or list of them): text and displays."""
-    if isinstance(concept, list):
-        return " ".join(concept_text(item) for item in concept)
-    if not isinstance(concept, dict):
-        return ""
-    parts = [concept.get("text")]
-    parts += [c.get("display") for c in concept.get("coding") or [] if isinstance(c, dict)]
-    return " ".join(p for p in parts if isinstance(p, str))
+def concept_text(concepts: Iterable[CodeableConcept | None]) -> str:
+    """All human text of these CodeableConcepts: texts and displays."""
+    parts: list[str] = []
+    for concept in concepts:
+        if concept is None:
+            continue
+        if concept.text is not None:
+            parts.append(concept.text)
+        parts += [c.display for c in concept.coding if c.display is not None]
+    return " ".join(parts)
 
 
-def is_coded(concept: Any) -> bool:
-    return next(codings(concept), None) is not None
+def is_coded(concept: CodeableConcept | None) -> bool:
+    return next(codings((concept,)), None) is not None
 
 
-def status_code(concept: Any) -> str | None:
+def status_code(concept: CodeableConcept | None) -> str | None:
     """The code of a status CodeableConcept such as Condition.clinicalStatus."""
-    return next((code for _system, code in codings(concept)), None)
+    return next((code for _system, code in codings((concept,))), None)
 
 
-def parse_date(value: Any, *, latest: bool = False) -> date | None:
-    """Parse a FHIR date or dateTime, which may be partial (YYYY or YYYY-MM).
+@lru_cache(maxsize=8192)
+def parse_date(value: str | None, *, latest: bool = False) -> date | None:
+    """Parse a FHIR date or dateTime, which may be partial (YYYY or YYYY-MM); parsed once per distinct text.
 
     A partial date is a range; `latest` picks its last day instead of its first,
     so callers can decide conservatively (e.g. "certainly 18 or older").
     """
-    if not isinstance(value, str) or len(value) < 4:
+    if value is None or len(value) < 4:
         return None
     try:
         year = int(value[0:4])
@@ -96,6 +104,22 @@ def parse_date(value: Any, *, latest: bool = False) -> date | None:
         return None
 
 
+def period_end(period: Period | None) -> date | None:
+    """When a Period ended (else began), latest reading."""
+    if period is None:
+        return None
+    return parse_date(period.end, latest=True) or parse_date(period.start, latest=True)
+
+
+def first_date(*candidates: Period | str | None) -> date | None:
+    """The first date found among these Periods (end, else start) and dateTimes, latest reading."""
+    for candidate in candidates:
+        found = period_end(candidate) if isinstance(candidate, Period) else parse_date(candidate, latest=True)
+        if found is not None:
+            return found
+    return None
+
+
 def add_years(day: date, years: int) -> date:
     """The same calendar day `years` later; 29 February becomes 1 March."""
     try:
@@ -104,145 +128,147 @@ def add_years(day: date, years: int) -> date:
         return date(day.year + years, 3, 1)
 
 
-def reference_key(reference: Any) -> str | None:
-    """'Condition/123' from a Reference (absolute URLs and _history stripped)."""
-    if not isinstance(reference, dict) or not isinstance(reference.get("reference"), str):
-        return None
-    parts = reference["reference"].split("/_history/")[0].rstrip("/").split("/")
+@lru_cache(maxsize=16384)
+def key_of(reference: str) -> str | None:
+    """'Condition/123' from a reference string (absolute URLs and _history stripped)."""
+    parts = reference.split("/_history/")[0].rstrip("/").split("/")
     if len(parts) < 2:
         return parts[0] or None
     return f"{parts[-2]}/{parts[-1]}"
 
 
-def resource_key(resource: Resource) -> str | None:
-    if isinstance(resource.get("resourceType"), str) and isinstance(resource.get("id"), str):
-        return f"{resource['resourceType']}/{resource['id']}"
-    return None
+def reference_key(reference: Reference | None) -> str | None:
+    """'Condition/123' from a Reference; None for a local ('#id') or absent one."""
+    if reference is None or reference.reference is None or reference.reference.startswith("#"):
+        return None
+    return key_of(reference.reference)
 
 
-def bundle_resources(bundle: Any) -> list[Resource]:
-    """The resources of a Bundle, or the resource itself when it is not a Bundle."""
-    if not isinstance(bundle, dict):
-        return []
-    if bundle.get("resourceType") != "Bundle":
-        return [bundle]
-    entries = bundle.get("entry") or []
-    return [e["resource"] for e in entries if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
+def reference_type(reference: Reference | None) -> str:
+    """The resource type a (non-local) Reference names, or ''."""
+    return (reference_key(reference) or "").split("/")[0]
 
 
-def is_active_condition(condition: Resource) -> bool:
+def is_local(reference: Reference) -> bool:
+    return reference.reference is not None and reference.reference.startswith("#")
+
+
+def with_reference(references: Iterable[Reference | None]) -> list[Reference]:
+    """The References that carry a reference string."""
+    return [r for r in references if r is not None and r.reference is not None]
+
+
+def is_active_condition(condition: Condition) -> bool:
     """Active, recurrent or relapsed, and not refuted or entered in error.
 
     A Condition without clinicalStatus counts as active unless it has abated,
     as FHIR R4 allows clinicalStatus to be absent only when unknown.
     """
-    if status_code(condition.get("verificationStatus")) in DISCARDED_VERIFICATION_STATUSES:
+    if status_code(condition.verificationStatus) in DISCARDED_VERIFICATION_STATUSES:
         return False
-    clinical = status_code(condition.get("clinicalStatus"))
+    clinical = status_code(condition.clinicalStatus)
     if clinical is None:
-        return not any(key.startswith("abatement") for key in condition)
+        return not condition.has_abated
     return clinical in ACTIVE_CLINICAL_STATUSES
 
 
-def condition_date(condition: Resource) -> date | None:
+def condition_date(condition: Condition) -> date | None:
     """When the condition was noted: onset, else recorded date (latest reading)."""
-    onset = condition.get("onsetDateTime") or (condition.get("onsetPeriod") or {}).get("start")
-    return parse_date(onset, latest=True) or parse_date(condition.get("recordedDate"), latest=True)
-
-
-def period_date(resource: Resource, *fields: str) -> date | None:
-    """The first date found among the named fields (Period end/start or dateTime)."""
-    for field in fields:
-        value = resource.get(field)
-        if isinstance(value, dict):
-            found = parse_date(value.get("end"), latest=True) or parse_date(value.get("start"), latest=True)
-        else:
-            found = parse_date(value, latest=True)
-        if found:
-            return found
-    return None
-
-
-def references_in(value: Any) -> list[dict[str, Any]]:
-    """The Reference objects of a field that holds one Reference or a list of them."""
-    items = value if isinstance(value, list) else [value]
-    return [item for item in items if isinstance(item, dict) and isinstance(item.get("reference"), str)]
+    onset = condition.onsetDateTime or (condition.onsetPeriod.start if condition.onsetPeriod else None)
+    return parse_date(onset, latest=True) or parse_date(condition.recordedDate, latest=True)
 
 
 def contained(container: Resource | None, reference: str) -> Resource | None:
     """The resource contained in `container` that a local reference ('#id') points to."""
-    if container is None or not reference.startswith("#"):
+    if not isinstance(container, Container) or not reference.startswith("#"):
         return None
     wanted = reference[1:]
-    for item in container.get("contained") or []:
-        if isinstance(item, dict) and item.get("id") == wanted:
-            return item
-    return None
+    return next((item for item in container.contained if item.id == wanted), None)
 
 
-@dataclass(frozen=True)
 class References:
     """Resolves a Reference the one way every rule does: a resource contained in the referring resource
-    ('#id'), else one the call gathered (prefetched, fetched by search, or fetched by reference).
+    ('#id'), else one the call gathered (prefetched, fetched by search, or fetched by reference), by its
+    relative or absolute reference.
 
-    `unresolved` holds the 'Type/id' keys that were wanted but could not be had (no FHIR server, a failed
-    fetch): a rule can tell "not there" from "not known".
+    The gathered resources are indexed by id per resource type on the first lookup of that type: a call
+    looks up Conditions and practitioners, rarely anything else, and never needs its thousands of visits
+    keyed. `unresolved` holds the 'Type/id' keys that were wanted but could not be had (no FHIR server, a
+    failed fetch): a rule can tell "not there" from "not known".
     """
 
-    by_key: Mapping[str, Resource] = dataclass_field(default_factory=lambda: MappingProxyType({}))
-    roles_by_practitioner: Mapping[str, tuple[Resource, ...]] = dataclass_field(
-        default_factory=lambda: MappingProxyType({})
-    )
-    unresolved: frozenset[str] = frozenset()
-
-    @classmethod
-    def of(cls, resources: Iterable[Resource], unresolved: Iterable[str] = ()) -> References:
-        by_key: dict[str, Resource] = {}
-        roles: dict[str, list[Resource]] = {}
+    def __init__(self, resources: Iterable[Resource] = (), unresolved: Iterable[str] = ()) -> None:
+        by_type: dict[str, list[Resource]] = {}
         for resource in resources:
-            key = resource_key(resource)
-            if key is None:
-                continue
-            if key in by_key:
-                continue  # the same resource from two searches
-            by_key[key] = resource
-            practitioner = reference_key(resource.get("practitioner"))
-            if resource.get("resourceType") == "PractitionerRole" and practitioner:
-                roles.setdefault(practitioner, []).append(resource)
-        return cls(
-            MappingProxyType(by_key),
-            MappingProxyType({k: tuple(v) for k, v in roles.items()}),
-            frozenset(unresolved) - set(by_key),
-        )
+            by_type.setdefault(resource.resource_type, []).append(resource)
+        self._by_type = by_type
+        self._by_id: dict[str, dict[str, Resource]] = {}
+        wanted = frozenset(unresolved)
+        self.unresolved = frozenset(key for key in wanted if self.get(key) is None)
+        # A trace: each 'Type/id' a rule looked up and did not find. The pipeline fetches these and, when
+        # they cannot be had, judges again with them unresolved: what to fetch is what the rules read.
+        self.not_found: set[str] = set()
+        roles: dict[str, list[PractitionerRole]] = {}
+        for role in by_type.get("PractitionerRole", ()):
+            practitioner = reference_key(role.practitioner) if isinstance(role, PractitionerRole) else None
+            if practitioner and isinstance(role, PractitionerRole):
+                roles.setdefault(practitioner, []).append(role)
+        self._roles = {key: tuple(found) for key, found in roles.items()}
 
-    def resolve(self, reference: Any, container: Resource | None = None) -> Resource | None:
+    def of_type(self, resource_type: str) -> Sequence[Resource]:
+        """The gathered resources of one type, in the order they came."""
+        return self._by_type.get(resource_type, ())
+
+    def get(self, key: str) -> Resource | None:
+        """The gathered resource with this 'Type/id' (the first of duplicates from two searches)."""
+        kind, _, rid = key.partition("/")
+        ids = self._by_id.get(kind)
+        if ids is None:
+            ids = {}
+            for resource in self._by_type.get(kind, ()):
+                if resource.id is not None:
+                    ids.setdefault(resource.id, resource)
+            self._by_id[kind] = ids
+        return ids.get(rid)
+
+    def resolve(self, reference: Reference | None, container: Resource | None = None) -> Resource | None:
         """The resource a Reference points to, or None when it is neither contained nor gathered."""
-        if not isinstance(reference, dict) or not isinstance(reference.get("reference"), str):
+        if reference is None or reference.reference is None:
             return None
-        if reference["reference"].startswith("#"):
-            return contained(container, reference["reference"])
-        return self.by_key.get(reference_key(reference) or "")
+        if reference.reference.startswith("#"):
+            return contained(container, reference.reference)
+        key = key_of(reference.reference) or ""
+        found = self.get(key)
+        if found is None and "/" in key:
+            self.not_found.add(key)
+        return found
 
-    def is_unknown(self, reference: Any) -> bool:
+    def peek(self, reference: Reference | None, container: Resource | None = None) -> Resource | None:
+        """The resource, if at hand, without noting it as wanted: for details no answer hinges on (a role's
+        practitioner and organization, looked up for their NPIs and names)."""
+        if reference is None or reference.reference is None:
+            return None
+        if reference.reference.startswith("#"):
+            return contained(container, reference.reference)
+        return self.get(key_of(reference.reference) or "")
+
+    def is_unknown(self, reference: Reference | None) -> bool:
         """Wanted but could not be had: the rules must not read its absence as 'no such resource'."""
         return (reference_key(reference) or "") in self.unresolved
 
-    def roles_of(self, practitioner: Resource | None) -> tuple[Resource, ...]:
+    def roles_of(self, practitioner: Resource | None) -> tuple[PractitionerRole, ...]:
         """The PractitionerRoles gathered for a Practitioner (a contained Practitioner has none)."""
-        key = resource_key(practitioner or {})
-        return self.roles_by_practitioner.get(key, ()) if key else ()
+        if not isinstance(practitioner, Practitioner) or practitioner.key is None:
+            return ()
+        return self._roles.get(practitioner.key, ())
 
 
-def medication_concepts(request: Resource, references: References | None = None) -> list[Any]:
+def medication_concepts(request: MedicationRequest, references: References) -> list[CodeableConcept]:
     """The medication CodeableConcept of a MedicationRequest: coded inline, or its Medication resolved."""
-    concepts: list[Any] = []
-    if "medicationCodeableConcept" in request:
-        concepts.append(request["medicationCodeableConcept"])
-    medication = (references or References()).resolve(request.get("medicationReference"), request)
-    if medication is not None:
-        concepts.append(medication.get("code"))
+    concepts: list[CodeableConcept] = []
+    if request.medicationCodeableConcept is not None:
+        concepts.append(request.medicationCodeableConcept)
+    medication = references.resolve(request.medicationReference, request)
+    if isinstance(medication, Medication) and medication.code is not None:
+        concepts.append(medication.code)
     return concepts
-
-
-def all_codings(concepts: Iterable[Any]) -> list[Coding]:
-    return [coding for concept in concepts for coding in codings(concept)]

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from hooks import fhir
-from hooks.facts import (
-    PatientFacts,
-    is_red_flag_reason,
-    practitioner_specialties,
-    reason_concepts,
-)
-from hooks.fhir import References, Resource
+from hooks.facts import PatientFacts, is_red_flag_reason, practitioner_specialties, reason_concepts
+from hooks.fhir import References
 from hooks.knowledge import Knowledge
+from hooks.model import CodeableConcept, MedicationRequest, Reference, Resource, ServiceRequest
 
 NUCC = "http://nucc.org/provider-taxonomy"
 # Value sets whose codes name what a referral is for (a specialty or a kind of care): an order coded
@@ -29,30 +24,30 @@ SPECIALTY_SETS = (
 )
 
 
-def performer_specialties(order: Resource, references: References) -> list[Any]:
+def performer_specialties(order: ServiceRequest, references: References) -> list[CodeableConcept]:
     """What an order says about who is to perform it: performerType, and each performer's specialty
     (PractitionerRole.specialty, or the roles and qualifications of a Practitioner)."""
-    concepts: list[Any] = [order.get("performerType")]
-    for performer in fhir.references_in(order.get("performer")):
+    concepts: list[CodeableConcept] = [order.performerType] if order.performerType is not None else []
+    for performer in fhir.with_reference(order.performer):
         concepts += practitioner_specialties(performer, order, references)
-    return [c for c in concepts if c]
+    return concepts
 
 
-def is_physical_therapy_referral(order: Resource, knowledge: Knowledge, references: References) -> bool:
+def is_physical_therapy_referral(order: ServiceRequest, knowledge: Knowledge, references: References) -> bool:
     """A referral to physical therapy, by code, performer specialty or words."""
     vs = knowledge.valuesets
     performers = performer_specialties(order, references)
-    if vs.matches("pt-referral", order.get("code")) or vs.matches("pt-specialty", performers):
+    if vs.matches("pt-referral", order.code) or vs.matches("pt-specialty", performers):
         return True
-    text = f"{fhir.concept_text(order.get('code'))} {fhir.concept_text(performers)}"
+    text = f"{fhir.concept_text((order.code,))} {fhir.concept_text(performers)}"
     return any(p.search(text) for p in knowledge.policy.physical_therapy_text)
 
 
-def names_a_specialty(concepts: list[Any], knowledge: Knowledge) -> bool:
+def names_a_specialty(concepts: list[CodeableConcept | None], knowledge: Knowledge) -> bool:
     """A code that says what kind of care is wanted: any NUCC taxonomy code, or a code of our referral and
     specialty sets. A generic code (SNOMED CT 3457005 'Patient referral') says nothing."""
     vs = knowledge.valuesets
-    if any(system == NUCC for system, _code in fhir.all_codings(concepts)):
+    if any(system == NUCC for system, _code in fhir.codings(concepts)):
         return True
     return any(not vs.sets_of(concept).isdisjoint(SPECIALTY_SETS) for concept in concepts)
 
@@ -64,19 +59,25 @@ def is_spine_surgical_referral(order: Resource, knowledge: Knowledge, references
     performer specialty from our sets decides; when none does (a generic referral code, an EHR's
     own codes), the words of the code, the performer type and the performers' specialties are read.
     """
-    if order.get("resourceType") != "ServiceRequest":
+    if not isinstance(order, ServiceRequest):
         return False
     if is_physical_therapy_referral(order, knowledge, references):
         return False
     vs = knowledge.valuesets
-    code, performers = order.get("code"), performer_specialties(order, references)
+    performers = performer_specialties(order, references)
     if vs.matches("ortho-nonspine-specialty", performers):
         return False
-    if vs.matches("spine-surgery-referral", code) or vs.matches("spine-surgeon-specialty", performers):
+    if vs.matches("spine-surgery-referral", order.code) or vs.matches("spine-surgeon-specialty", performers):
         return True
-    if names_a_specialty([code, *performers], knowledge):
+    if names_a_specialty([order.code, *performers], knowledge):
         return False
-    return text_names_spine_referral(f"{fhir.concept_text(code)} {fhir.concept_text(performers)}", knowledge)
+    return text_names_spine_referral(f"{fhir.concept_text((order.code,))} {fhir.concept_text(performers)}", knowledge)
+
+
+def classified_by_its_code(order: ServiceRequest, knowledge: Knowledge) -> bool:
+    """Whether the order's own code says what kind of referral it is (spine surgery, PT, another specialty),
+    so that its performers cannot turn it into a spine-surgical referral or out of one."""
+    return names_a_specialty([order.code], knowledge)
 
 
 def text_names_spine_referral(text: str, knowledge: Knowledge) -> bool:
@@ -92,11 +93,12 @@ def is_emergent_order(order: Resource, facts: PatientFacts, knowledge: Knowledge
 
 
 def has_emergent_priority(order: Resource, knowledge: Knowledge) -> bool:
-    return order.get("priority") in knowledge.policy.emergent_priorities
+    priority = order.priority if isinstance(order, (ServiceRequest, MedicationRequest)) else None
+    return priority in knowledge.policy.emergent_priorities
 
 
 def has_red_flag_reason(order: Resource, facts: PatientFacts, knowledge: Knowledge) -> bool:
-    return any(is_red_flag_reason(c, knowledge) for c in reason_concepts(order, facts))
+    return any(is_red_flag_reason(c, knowledge) for c in reason_concepts(order, facts.references))
 
 
 def might_concern_program(orders: Iterable[Resource], knowledge: Knowledge) -> bool:
@@ -107,20 +109,19 @@ def might_concern_program(orders: Iterable[Resource], knowledge: Knowledge) -> b
     none = References()
     vs = knowledge.valuesets
     for order in orders:
-        kind = order.get("resourceType")
-        if kind == "ServiceRequest":
+        if isinstance(order, ServiceRequest):
             if is_spine_surgical_referral(order, knowledge, none):
                 return True
-            if not is_physical_therapy_referral(order, knowledge, none) and has_unresolved(order, "performer"):
+            if not is_physical_therapy_referral(order, knowledge, none) and has_unresolved(order, order.performer):
                 return True
-        elif kind == "MedicationRequest":
-            if vs.has_any("opioid-analgesics", fhir.all_codings(fhir.medication_concepts(order, none))):
+        elif isinstance(order, MedicationRequest):
+            if vs.has_any("opioid-analgesics", fhir.codings(fhir.medication_concepts(order, none))):
                 return True
-            if has_unresolved(order, "medicationReference"):
+            if has_unresolved(order, (order.medicationReference,)):
                 return True
     return False
 
 
-def has_unresolved(order: Resource, field: str) -> bool:
-    """The field holds a reference to a resource not contained in the order."""
-    return any(fhir.contained(order, ref["reference"]) is None for ref in fhir.references_in(order.get(field)))
+def has_unresolved(order: Resource, references: Iterable[Reference | None]) -> bool:
+    """These references name a resource not contained in the order."""
+    return any(fhir.contained(order, ref.reference or "") is None for ref in fhir.with_reference(references))

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from hooks.decisions import Decision
 from hooks.facts import PatientFacts
 from hooks.knowledge import Knowledge
-from hooks.rules import chart_review, in_scope, opioid_decisions, physical_therapy_decisions
+from hooks.rules import Judgement, judge_chart
 from hooks.service import (
     CONDITIONS,
     ENCOUNTERS,
@@ -21,13 +20,8 @@ from hooks.service import (
 )
 
 
-def decide(hook_input: HookInput, facts: PatientFacts, knowledge: Knowledge) -> list[Decision]:
-    """First-line PT and opioid-sparing care; a recent red-flag finding asks to rule out an emergency
-    first, in place of first-line PT advice."""
-    if not in_scope(facts):
-        return []
-    first = chart_review(facts) or physical_therapy_decisions(facts)
-    return first + opioid_decisions(facts.active_medication_requests, facts, knowledge)
+def judge(_hook_input: HookInput, facts: PatientFacts, knowledge: Knowledge) -> Judgement:
+    return judge_chart(facts, knowledge)
 
 
 SERVICE = ServiceDefinition(
@@ -48,5 +42,5 @@ SERVICE = ServiceDefinition(
         PRACTITIONER_ROLES,
         PRACTITIONERS,
     ),
-    decide=decide,
+    judge=judge,
 )

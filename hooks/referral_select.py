@@ -7,11 +7,11 @@ from hooks.decisions import (
     OPIOID_SPARING_ALTERNATIVES,
     PRIOR_NOTIFICATION_REQUIRED,
     RED_FLAG_REVIEW,
-    Decision,
 )
 from hooks.facts import PatientFacts
 from hooks.knowledge import Knowledge
-from hooks.rules import concerns_program, order_decisions
+from hooks.orders import might_concern_program
+from hooks.rules import Judgement, judge_orders
 from hooks.service import (
     CONDITIONS,
     COVERAGES,
@@ -27,13 +27,13 @@ from hooks.service import (
 )
 
 
-def decide(hook_input: HookInput, facts: PatientFacts, knowledge: Knowledge) -> list[Decision]:
+def judge(hook_input: HookInput, facts: PatientFacts, knowledge: Knowledge) -> Judgement:
     """Only the newly selected orders are judged; the other drafts are context."""
-    return order_decisions(hook_input.selected_orders(), facts, knowledge)
+    return judge_orders(hook_input.selected_orders(), facts, knowledge)
 
 
 def relevant(hook_input: HookInput, knowledge: Knowledge) -> bool:
-    return concerns_program(hook_input.selected_orders(), knowledge)
+    return might_concern_program(hook_input.selected_orders(), knowledge)
 
 
 SERVICE = ServiceDefinition(
@@ -48,8 +48,7 @@ SERVICE = ServiceDefinition(
     prefetch=prefetch(
         PATIENT, CONDITIONS, COVERAGES, ENCOUNTERS, SERVICE_REQUESTS, PROCEDURES, PRACTITIONER_ROLES, PRACTITIONERS
     ),
-    decide=decide,
+    judge=judge,
     relevant=relevant,
-    judged_orders=HookInput.selected_orders,
     crd_topics=(MSC_EVALUATION_FIRST, PRIOR_NOTIFICATION_REQUIRED, RED_FLAG_REVIEW, OPIOID_SPARING_ALTERNATIVES),
 )

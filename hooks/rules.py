@@ -1,41 +1,95 @@
-"""The program's rules over orders and PatientFacts. Pure functions, no HTTP."""
+"""The program's rules: each draft order, selection and proposed appointment judged once per call.
+
+A service's `judge` gives a Judgement: the cards that do not depend on Prior Notifications on file, the
+referrals and visits the PN requirement is about (PnSubject), and the data without which a judged order
+could not be classified. `settle` then adds what the PN records say (the booking cards, the CRD coverage
+information) without judging anything again. Pure functions, no HTTP.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import replace
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 
 from hooks import fhir
+from hooks.appointments import (
+    actors,
+    being_booked,
+    is_initial_spine_visit_for_lbp,
+    names_its_specialty,
+    npis,
+    providers,
+    referrals,
+    visit_npis,
+)
+from hooks.coverage import CoverageAssertion, PnState, pn_state
 from hooks.decisions import (
+    AT_BOOKING,
+    AT_BOOKING_UNCHECKED,
     LONG_TERM_OPIOID,
     MSC_EVALUATION_FIRST,
     OPIOID_SPARING_ALTERNATIVES,
     PHYSICAL_THERAPY_FIRST_LINE,
     PRIOR_NOTIFICATION_REQUIRED,
     RED_FLAG_REVIEW,
-    REFERENCED_DATA,
     SUSPENDED,
     Decision,
 )
 from hooks.facts import (
     PatientFacts,
-    appointment_participants,
     is_for_lbp,
     is_opioid_analgesic,
     is_red_flag_finding,
     is_red_flag_reason,
     reason_concepts,
 )
-from hooks.fhir import Resource
+from hooks.fhir import References
 from hooks.knowledge import Knowledge
+from hooks.model import Appointment, MedicationRequest, PractitionerRole, Reference, Resource, ServiceRequest
 from hooks.orders import (
+    classified_by_its_code,
     has_emergent_priority,
     has_red_flag_reason,
     is_spine_surgical_referral,
-    might_concern_program,
 )
+from hooks.record import REFERENCED_DATA
 
 MSC_SUSPENDED = "suspended"  # the exemption (and basis) while the plan has suspended the MSC step
+
+
+@dataclass(frozen=True)
+class PnSubject:
+    """A referral (order-sign) or a proposed visit (appointment-book) the Prior Notification rule is about."""
+
+    about: ServiceRequest | Appointment  # the referral, or the appointment
+    target: Resource  # where CRD coverage information is written
+    msc_expected: bool  # no MSC evaluation on record and no exemption: the MSC card (and detail) applies
+    at_booking: bool = False  # appointment-book: its cards depend on whether a PN is on file
+    form_needs: str | None = None  # what the PN form asks about the MSC step
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """What one call's targets came to, each judged once."""
+
+    decisions: tuple[Decision, ...] = ()  # cards that do not depend on the PN records
+    pn_subjects: tuple[PnSubject, ...] = ()
+    unjudged: frozenset[str] = frozenset()  # data without which a target could not be classified
+    # 'Type/id' of the targets' own references that only `unjudged` weighs (performers, Medications,
+    # participants): that one could not be had matters only when the target's classification hinges on it.
+    own_references: frozenset[str] = frozenset()
+
+    @property
+    def needs_prior_notifications(self) -> bool:
+        return bool(self.pn_subjects)
+
+
+@dataclass(frozen=True)
+class Settled:
+    """The call's answer as decided: cards, and the CRD coverage information."""
+
+    decisions: tuple[Decision, ...]
+    assertions: tuple[CoverageAssertion, ...]
 
 
 def in_scope(facts: PatientFacts) -> bool:
@@ -43,40 +97,52 @@ def in_scope(facts: PatientFacts) -> bool:
     return facts.is_adult and not facts.red_flags
 
 
-def order_decisions(orders: list[Resource], facts: PatientFacts, knowledge: Knowledge) -> list[Decision]:
-    """The order hooks' cards: spine-surgical referrals and opioid analgesics among these orders.
+# --------------------------------------------------------------------------
+# Orders (order-select, order-sign)
+# --------------------------------------------------------------------------
+
+
+def judge_orders(orders: Sequence[Resource], facts: PatientFacts, knowledge: Knowledge) -> Judgement:
+    """Spine-surgical referrals and opioid analgesics among these orders.
 
     Red-flag findings (urinary retention, saddle anesthesia, foot drop…) beside a spine referral for
-    LBP: only the red-flag review card; the MSC step waits until an emergency is ruled out.
+    LBP: only the red-flag review card; the MSC step waits until an emergency is ruled out, and no
+    referral is then said to need Prior Notification.
     """
+    unjudged = unjudged_order_data(orders, facts.references, knowledge)
+    own = own_references(orders)
     if not in_scope(facts):
-        return []
-    referrals = spine_referrals(orders, facts, knowledge)
-    spine = red_flag_review(referrals, facts, knowledge) or referral_decisions(referrals, facts, knowledge)
-    return spine + opioid_decisions(orders, facts, knowledge)
+        return Judgement(unjudged=unjudged, own_references=own)
+    referrals_ = spine_referrals(orders, facts, knowledge)
+    review = red_flag_review(referrals_, facts, knowledge)
+    judged = [] if review else judged_referrals(referrals_, facts, knowledge)
+    spine = review or merged([d for _referral, decisions in judged for d in decisions])
+    return Judgement(
+        decisions=tuple(spine + opioid_decisions(orders, facts, knowledge)),
+        pn_subjects=tuple(referral_subject(r, decisions) for r, decisions in judged),
+        unjudged=unjudged,
+        own_references=own,
+    )
 
 
-def spine_referrals(orders: Iterable[Resource], facts: PatientFacts, knowledge: Knowledge) -> list[Resource]:
+def spine_referrals(orders: Iterable[Resource], facts: PatientFacts, knowledge: Knowledge) -> list[ServiceRequest]:
     """The spine-surgical referrals among these orders, save those ordered stat or asap (silence)."""
     return [
         o
         for o in orders
-        if is_spine_surgical_referral(o, knowledge, facts.references) and not has_emergent_priority(o, knowledge)
+        if isinstance(o, ServiceRequest)
+        and is_spine_surgical_referral(o, knowledge, facts.references)
+        and not has_emergent_priority(o, knowledge)
     ]
 
 
-def concerns_program(orders: Iterable[Resource], knowledge: Knowledge) -> bool:
-    """Any order that is, or could be once its references are resolved, a spine referral or an opioid."""
-    return might_concern_program(orders, knowledge)
-
-
-def red_flag_review(referrals: list[Resource], facts: PatientFacts, knowledge: Knowledge) -> list[Decision]:
+def red_flag_review(referrals_: list[ServiceRequest], facts: PatientFacts, knowledge: Knowledge) -> list[Decision]:
     """One 'rule out cauda equina / progressive deficit now' card when a spine referral for a patient
     with LBP comes with a recent red-flag finding (on the problem list or as the referral's reason)."""
     vs = knowledge.valuesets
-    flagged = []
-    for referral in referrals:
-        reasons = reason_concepts(referral, facts)
+    flagged: list[Resource] = []
+    for referral in referrals_:
+        reasons = reason_concepts(referral, facts.references)
         if any(is_red_flag_reason(c, knowledge) for c in reasons):
             continue  # referred for the emergency itself: silence, as for any emergent order
         finding = any(is_red_flag_finding(c, knowledge) for c in reasons) or bool(facts.red_flag_findings)
@@ -85,20 +151,13 @@ def red_flag_review(referrals: list[Resource], facts: PatientFacts, knowledge: K
     return [Decision(RED_FLAG_REVIEW, orders=tuple(flagged))] if flagged else []
 
 
-def referral_decisions(referrals: Iterable[Resource], facts: PatientFacts, knowledge: Knowledge) -> list[Decision]:
-    """MSC evaluation first, or Prior Notification when the referral may proceed, or nothing for a
-    follow-up with the spine surgeon already caring for the patient. One card per kind, however many
-    referrals it is about."""
-    return merged([d for _referral, decisions in judged_referrals(referrals, facts, knowledge) for d in decisions])
-
-
 def judged_referrals(
-    referrals: Iterable[Resource], facts: PatientFacts, knowledge: Knowledge
-) -> list[tuple[Resource, list[Decision]]]:
+    referrals_: Iterable[ServiceRequest], facts: PatientFacts, knowledge: Knowledge
+) -> list[tuple[ServiceRequest, list[Decision]]]:
     """Each of these spine referrals that gets a card, with its decisions: for LBP, not for a red-flag
     reason (spine_referrals has already left out stat and asap ones), not a follow-up with a surgeon seen."""
     found = []
-    for referral in referrals:
+    for referral in referrals_:
         if has_red_flag_reason(referral, facts, knowledge) or not is_for_lbp(referral, facts, knowledge.valuesets):
             continue
         decisions = referral_decision(referral, facts, knowledge)
@@ -107,13 +166,15 @@ def judged_referrals(
     return found
 
 
-def referral_decision(referral: Resource, facts: PatientFacts, knowledge: Knowledge) -> list[Decision]:
+def referral_decision(referral: ServiceRequest, facts: PatientFacts, knowledge: Knowledge) -> list[Decision]:
     about = Decision(
         MSC_EVALUATION_FIRST,
         orders=(referral,),
-        reason_codes=tuple(c for c in map(fhir.carried_concept, referral.get("reasonCode") or ()) if c),
+        reason_codes=tuple(c for c in map(fhir.carried_concept, referral.reasonCode) if c),
         reason_references=tuple(
-            r["reference"] for r in fhir.references_in(referral.get("reasonReference")) if "/" in r["reference"]
+            r.reference
+            for r in fhir.with_reference(referral.reasonReference)
+            if r.reference is not None and "/" in r.reference
         ),
     )
     proceed = replace(about, topic=PRIOR_NOTIFICATION_REQUIRED)
@@ -133,6 +194,19 @@ def referral_decision(referral: Resource, facts: PatientFacts, knowledge: Knowle
         replace(about, suspension=suspension, variant=SUSPENDED),
         replace(proceed, suspension=suspension, basis=exemption),
     ]
+
+
+def referral_subject(referral: ServiceRequest, decisions: list[Decision]) -> PnSubject:
+    """The PN requirement written on a spine-surgical referral for LBP (order-sign's coverage information).
+
+    The PN is filed later by the surgical practice; one already on file for this patient (and, when the
+    referral names its performer's NPI, for that practice) is said to satisfy it. The MSC detail appears
+    exactly when the referral's own card is the MSC card (not while the step is suspended)."""
+    return PnSubject(
+        about=referral,
+        target=referral,
+        msc_expected=any(d.topic == MSC_EVALUATION_FIRST and d.suspension is None for d in decisions),
+    )
 
 
 def msc_exemption_on_record(facts: PatientFacts) -> str | None:
@@ -156,12 +230,14 @@ def msc_exemption(facts: PatientFacts, knowledge: Knowledge) -> str | None:
     return MSC_SUSPENDED if knowledge.policy.suspension_on(facts.today) is not None else None
 
 
-def to_a_surgeon_already_seen(referral: Resource, facts: PatientFacts) -> bool:
+def to_a_surgeon_already_seen(referral: ServiceRequest, facts: PatientFacts) -> bool:
     """The referral names as performer a spine surgeon the patient saw for LBP in the window."""
-    performers = {fhir.reference_key(ref) for ref in fhir.references_in(referral.get("performer"))}
-    for ref in fhir.references_in(referral.get("performer")):
-        role = facts.references.resolve(ref, referral) or {}
-        performers.add(fhir.reference_key(role.get("practitioner")))
+    performers: set[str | None] = set()
+    for ref in fhir.with_reference(referral.performer):
+        performers.add(fhir.reference_key(ref))
+        role = facts.references.resolve(ref, referral)
+        if isinstance(role, PractitionerRole):
+            performers.add(fhir.reference_key(role.practitioner))
     return bool({p for p in performers if p} & facts.spine_surgeons_seen)
 
 
@@ -190,14 +266,61 @@ def opioid_decisions(orders: Iterable[Resource], facts: PatientFacts, knowledge:
     for order in orders:
         if is_opioid_analgesic(order, facts, knowledge) and is_for_lbp(order, facts, knowledge.valuesets):
             variant = LONG_TERM_OPIOID if facts.long_term_opioid else None
-            return [Decision(OPIOID_SPARING_ALTERNATIVES, variant=variant, reason_references=facts.lbp_conditions)]
+            return [Decision(OPIOID_SPARING_ALTERNATIVES, variant=variant, reason_references=facts.lbp_condition_keys)]
     return []
+
+
+def own_references(orders: Iterable[Resource]) -> frozenset[str]:
+    """'Type/id' of what these orders name as performer, Medication or participant."""
+    found: list[Reference] = []
+    for order in orders:
+        if isinstance(order, MedicationRequest):
+            found += fhir.with_reference((order.medicationReference,))
+        elif isinstance(order, ServiceRequest):
+            found += fhir.with_reference(order.performer)
+        elif isinstance(order, Appointment):
+            found += actors(order)
+    return frozenset(key for ref in found if (key := fhir.reference_key(ref)))
+
+
+def unjudged_order_data(orders: Iterable[Resource], references: References, knowledge: Knowledge) -> frozenset[str]:
+    """Referenced data that could not be had without which an order cannot be judged: a prescription's
+    Medication; a referral's performer when the referral's own code does not say what kind of care it asks
+    for; whom a visit is with when it names no specialty."""
+    wanted: list[Reference] = []
+    for order in orders:
+        if isinstance(order, MedicationRequest):
+            wanted += fhir.with_reference((order.medicationReference,))
+        elif isinstance(order, ServiceRequest):
+            if not classified_by_its_code(order, knowledge):
+                wanted += fhir.with_reference(order.performer)
+        elif isinstance(order, Appointment) and not names_its_specialty(order):
+            wanted += actors(order)
+    return frozenset(
+        REFERENCED_DATA[kind]
+        for ref in wanted
+        if references.is_unknown(ref) and (kind := fhir.reference_type(ref)) in REFERENCED_DATA
+    )
+
+
+# --------------------------------------------------------------------------
+# patient-view
+# --------------------------------------------------------------------------
+
+
+def judge_chart(facts: PatientFacts, knowledge: Knowledge) -> Judgement:
+    """First-line PT and opioid-sparing care; a recent red-flag finding asks to rule out an emergency
+    first, in place of first-line PT advice."""
+    if not in_scope(facts):
+        return Judgement()
+    first = chart_review(facts) or physical_therapy_decisions(facts)
+    return Judgement(decisions=tuple(first + opioid_decisions(facts.active_medication_requests, facts, knowledge)))
 
 
 def physical_therapy_decisions(facts: PatientFacts) -> list[Decision]:
     """PT first-line for active LBP without physical therapy in the look-back window."""
     if facts.has_active_lbp and not facts.recent_pt:
-        return [Decision(PHYSICAL_THERAPY_FIRST_LINE, reason_references=facts.lbp_conditions)]
+        return [Decision(PHYSICAL_THERAPY_FIRST_LINE, reason_references=facts.lbp_condition_keys)]
     return []
 
 
@@ -208,39 +331,80 @@ def chart_review(facts: PatientFacts) -> list[Decision]:
     return []
 
 
-def unjudged_order_data(orders: Iterable[Resource], facts: PatientFacts) -> set[str]:
-    """Referenced data that could not be had without which an order cannot be classified: a
-    prescription's Medication, a referral's performer."""
-    keys: set[str] = set()
-    for order in orders:
-        if order.get("resourceType") == "MedicationRequest":
-            refs = fhir.references_in(order.get("medicationReference"))
-        elif order.get("resourceType") == "ServiceRequest":
-            refs = fhir.references_in(order.get("performer"))
-        elif order.get("resourceType") == "Appointment":
-            # Whom the visit is with matters when the appointment names neither service type nor specialty.
-            named = order.get("serviceType") or order.get("specialty")
-            refs = [] if named else appointment_participants(order)
-        else:
-            continue
-        for ref in refs:
-            kind = (fhir.reference_key(ref) or "").split("/")[0]
-            if facts.references.is_unknown(ref) and kind in REFERENCED_DATA:
-                keys.add(REFERENCED_DATA[kind])
-    return keys
+# --------------------------------------------------------------------------
+# appointment-book
+# --------------------------------------------------------------------------
 
 
-def program_referrals(
-    orders: Iterable[Resource], facts: PatientFacts, knowledge: Knowledge
-) -> list[tuple[Resource, list[Decision]]]:
-    """The spine-surgical referrals the Prior Notification rule is about, each with its cards' decisions.
-
-    What referral_decisions judges, one referral at a time: none while a red-flag finding waits to be
-    ruled out, none for an emergent referral, one not for LBP, or a follow-up with a surgeon already seen.
-    """
+def judge_bookings(appointments: Sequence[Appointment], facts: PatientFacts, knowledge: Knowledge) -> Judgement:
+    """The proposed initial spine-surgeon visits for LBP: each a PN subject (its cards come with the PN
+    records, in `settle`)."""
+    unjudged = unjudged_order_data(appointments, facts.references, knowledge)
+    own = own_references(appointments)
     if not in_scope(facts):
-        return []
-    referrals = spine_referrals(orders, facts, knowledge)
-    if red_flag_review(referrals, facts, knowledge):
-        return []
-    return judged_referrals(referrals, facts, knowledge)
+        return Judgement(unjudged=unjudged, own_references=own)
+    msc_expected = msc_exemption(facts, knowledge) is None
+    subjects = []
+    for appointment in being_booked(appointments):
+        if not is_initial_spine_visit_for_lbp(appointment, facts, knowledge):
+            continue
+        based_on = referrals(appointment, facts.references)
+        subjects.append(
+            PnSubject(
+                about=appointment,
+                target=based_on[0] if based_on else appointment,  # CRD: on the order the visit is based on
+                msc_expected=msc_expected,
+                at_booking=True,
+                form_needs="msc-done" if facts.msc_done else "no-msc",
+            )
+        )
+    return Judgement(pn_subjects=tuple(subjects), unjudged=unjudged, own_references=own)
+
+
+# --------------------------------------------------------------------------
+# With the Prior Notifications on file
+# --------------------------------------------------------------------------
+
+
+def settle(judgement: Judgement, facts: PatientFacts, knowledge: Knowledge) -> Settled:
+    """The judgement with the PN records (facts.prior_notifications) read: a booking's PN card unless one
+    is on file and its MSC card when expected; each subject's coverage information (none without a
+    primary Coverage to write it against: CRD requires one)."""
+    decisions = list(judgement.decisions)
+    assertions = []
+    for subject in judgement.pn_subjects:
+        state, on_file = pn_state(
+            facts.prior_notifications,
+            appointment_id=subject.about.id if isinstance(subject.about, Appointment) else None,
+            npis=subject_npis(subject.about, facts.references),
+            today=facts.today,
+            window_days=knowledge.policy.prior_notification_window_days,
+        )
+        if subject.at_booking and isinstance(subject.about, Appointment):
+            decisions += booking_decisions(subject, subject.about, state)
+        if facts.primary_coverage_key is not None:
+            assertions.append(
+                CoverageAssertion(subject.target, facts.primary_coverage_key, state, on_file, subject.msc_expected)
+            )
+    return Settled(tuple(decisions), tuple(assertions))
+
+
+def subject_npis(about: ServiceRequest | Appointment, references: References) -> frozenset[str]:
+    """The NPIs of the practice and clinicians a referral is to or a visit is with: a PN on file must name one
+    of them (looked up only when the PN records are read)."""
+    if isinstance(about, Appointment):
+        return visit_npis(about, references)
+    return npis(providers(fhir.with_reference(about.performer), about, references), about.performer)
+
+
+def booking_decisions(subject: PnSubject, appointment: Appointment, state: PnState) -> list[Decision]:
+    decisions = []
+    if state is not PnState.ON_FILE:
+        variant = AT_BOOKING if state is PnState.REQUIRED else AT_BOOKING_UNCHECKED
+        needs = subject.form_needs
+        decisions.append(
+            Decision(PRIOR_NOTIFICATION_REQUIRED, appointment=appointment, variant=variant, form_needs=needs)
+        )
+    if subject.msc_expected:
+        decisions.append(Decision(MSC_EVALUATION_FIRST, appointment=appointment, variant=AT_BOOKING))
+    return decisions

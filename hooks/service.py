@@ -1,19 +1,16 @@
-"""How a CDS service is declared: its discovery metadata beside its decide function."""
+"""How a CDS service is declared: its discovery metadata beside its judge function."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from hooks import fhir
-from hooks.coverage import CoverageAssertion
-from hooks.decisions import Decision
 from hooks.facts import PatientFacts
-from hooks.fhir import Resource
 from hooks.knowledge import Knowledge
+from hooks.model import Appointment, Resource
+from hooks.rules import Judgement
 
-# Prefetch templates use CDS Hooks 2.0 tokens only. Keys name PatientRecord fields.
+# Prefetch templates use CDS Hooks 2.0 tokens only. Keys name hooks/record.py's data.
 PATIENT = ("patient", "Patient/{{context.patientId}}")
 CONDITIONS = ("conditions", "Condition?patient={{context.patientId}}")
 COVERAGES = ("coverages", "Coverage?patient={{context.patientId}}&status=active")
@@ -36,37 +33,22 @@ BY_REFERENCE_KEYS = frozenset({PRACTITIONER_ROLES[0], PRACTITIONERS[0]})
 
 @dataclass(frozen=True)
 class HookInput:
-    """The validated CDS Hooks context of one call."""
+    """The typed CDS Hooks context of one call: what the services judge."""
 
-    context: Mapping[str, Any]
+    draft_orders: tuple[Resource, ...] = ()
+    selections: frozenset[str] = frozenset()  # order-select: 'Type/id' of the newly selected orders
+    appointments: tuple[Appointment, ...] = ()  # appointment-book: the proposed Appointments
 
-    def draft_orders(self) -> list[Resource]:
-        return fhir.bundle_resources(self.context.get("draftOrders"))
-
-    def selected_orders(self) -> list[Resource]:
-        selected = set(self.context.get("selections") or ())
-        return [r for r in self.draft_orders() if fhir.resource_key(r) in selected]
-
-    def appointments(self) -> list[Resource]:
-        """appointment-book: the proposed Appointments."""
-        found = fhir.bundle_resources(self.context.get("appointments"))
-        return [r for r in found if r.get("resourceType") == "Appointment"]
+    def selected_orders(self) -> tuple[Resource, ...]:
+        return tuple(r for r in self.draft_orders if r.key in self.selections)
 
 
-Decide = Callable[[HookInput, PatientFacts, Knowledge], list[Decision]]
+Judge = Callable[[HookInput, PatientFacts, Knowledge], Judgement]
 Relevant = Callable[[HookInput, Knowledge], bool]
-Orders = Callable[[HookInput], list[Resource]]
-# Da Vinci CRD Coverage Information: what the program requires of each request resource in scope.
-Cover = Callable[[HookInput, PatientFacts, Knowledge], list[CoverageAssertion]]
-Needs = Callable[[HookInput, PatientFacts, Knowledge], bool]
 
 
 def always(_hook_input: HookInput, _knowledge: Knowledge) -> bool:
     return True
-
-
-def no_orders(_hook_input: HookInput) -> list[Resource]:
-    return []
 
 
 @dataclass(frozen=True)
@@ -76,23 +58,17 @@ class ServiceDefinition:
     title: str
     description: str
     prefetch: Mapping[str, str]
-    decide: Decide
+    judge: Judge
     # Whether the call could produce a card at all, judged from the context alone; when it
     # cannot (an order-select for a lab test), no patient data is needed.
     relevant: Relevant = always
-    # The orders the service judges (order-select: the selections; order-sign: every draft): their
-    # references are resolved, and data without which one cannot be classified matters.
-    judged_orders: Orders = no_orders
     # Da Vinci CRD: the card topics this service can answer with (discovery offers a configuration
     # option for each one's CRD card type); empty for a service that is not a CRD service.
     crd_topics: tuple[str, ...] = ()
-    # CRD Coverage Information system actions (order-sign, appointment-book); None: none supplied.
-    coverage: Cover | None = None
-    # Whether this call's rules need the patient's Prior Notifications on file (the pipeline then reads
-    # them from storage); judged from the context and the facts, so other calls cost no database read.
-    needs_prior_notifications: Needs | None = None
+    # Whether the service supplies CRD Coverage Information system actions (order-sign, appointment-book).
+    coverage_information: bool = False
 
-    def discovery(self) -> dict[str, Any]:
+    def discovery(self) -> dict[str, object]:
         return {
             "hook": self.hook,
             "id": self.id,

@@ -8,10 +8,13 @@ once per resource that carries it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
 
 from hooks.fhir import Coding, codings
+from hooks.model import CodeableConcept
+
+# One CodeableConcept (or none), or several: what a rule asks about.
+Concepts = CodeableConcept | Sequence[CodeableConcept | None] | None
 
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 NO_SETS: frozenset[str] = frozenset()
@@ -74,16 +77,31 @@ class ValueSets:
             self._memo[sent] = found
         return found
 
-    def sets_of(self, concept: Any) -> frozenset[str]:
-        """Names of the value sets holding any coding of a CodeableConcept (or list of them, or a Coding)."""
+    def sets_of(self, concepts: Concepts) -> frozenset[str]:
+        """Names of the value sets holding any coding of these CodeableConcepts."""
+        if concepts is None or isinstance(concepts, CodeableConcept):
+            return self.concept_sets(concepts)
+        found = NO_SETS
+        for concept in concepts:
+            names = self.concept_sets(concept)
+            if names:
+                found = found | names if found else names
+        return found
+
+    def concept_sets(self, concept: CodeableConcept | None) -> frozenset[str]:
+        """Names of the value sets holding any coding of one CodeableConcept: the hot path of indexing a
+        record, written out (a concept nearly always has one coding, met before)."""
         found = NO_SETS
         if concept is None:
             return found
         memo = self._memo
-        for sent in codings(concept):
-            names = memo.get(sent)
+        for coding in concept.coding:
+            system, code = coding.system, coding.code
+            if system is None or code is None:
+                continue
+            names = memo.get((system, code))
             if names is None:
-                names = self.sets_of_coding(*sent)
+                names = self.sets_of_coding(system, code)
             if names:
                 found = found | names if found else names
         return found
@@ -100,8 +118,12 @@ class ValueSets:
                 return True
         return False
 
-    def matches(self, name: str, concept: Any) -> bool:
-        """Whether a CodeableConcept (or list of them) has a coding in the set."""
-        if concept is None and name in self._sets:
+    def matches(self, name: str, concepts: Concepts) -> bool:
+        """Whether a CodeableConcept (or any of several) has a coding in the set."""
+        if concepts is None and name in self._sets:
             return False
-        return self.has_any(name, codings(concept))
+        return self.has_any(name, codings(as_sequence(concepts)))
+
+
+def as_sequence(concepts: Concepts) -> Sequence[CodeableConcept | None]:
+    return (concepts,) if concepts is None or isinstance(concepts, CodeableConcept) else concepts

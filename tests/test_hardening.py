@@ -17,6 +17,7 @@ from cds_service.pipeline import validation
 from cds_service.wiring import services_of
 from tests.builders import medication_request, patient
 from tests.databases import migrated
+from tests.metrics_reading import metric
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE = json.loads((ROOT / "guideline_data/examples/baseline-lbp-referral.json").read_text())
@@ -149,18 +150,6 @@ def test_elements_read_to_resolve_references_and_coverage_are_shape_checked(clie
     entry_of(body, key, resource_type)[element] = wrong
     response = client.post(SELECT, json=body)
     assert response.status_code < 500, response.get_json()
-
-
-def metric(client, name: str, **labels: str) -> float:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    text = client.get("/metrics").get_data(as_text=True)
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
-    )
 
 
 # --- text that is not Unicode -----------------------------------------------------------------------

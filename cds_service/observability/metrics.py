@@ -47,3 +47,11 @@ def exposition() -> tuple[bytes, str]:
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE
     return generate_latest(REGISTRY), CONTENT_TYPE
+
+
+SHAPES_REPAIRED = Counter(
+    "lbp_shapes_repaired_total",
+    "Elements FHIR makes arrays that arrived as one object and were read as an array of one, by source "
+    "(context, prefetch, fetch) and element name.",
+    ["source", "element"],
+)

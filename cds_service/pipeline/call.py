@@ -1,4 +1,6 @@
-"""One hook call, free of HTTP: validate → gather the patient's facts → decide → render.
+"""One hook call, free of HTTP: validate → decode the context → gather the patient's record → judge each
+order or appointment once (fetching the references the rules looked up, in rounds) → settle with the Prior
+Notifications on file → render.
 
 Da Vinci CRD rides along: the request's CRD configuration chooses which card types (and whether the
 Coverage Information system actions) are answered, and services that supply coverage information
@@ -19,10 +21,11 @@ from cards.coverage import CoverageContext, render_system_actions
 from cards.render import RenderContext, Uuids, render_cards
 from cds_service.content.forms import PN_FORM_ID
 from cds_service.content.loader import Content
-from cds_service.errors import PrefetchUnavailable
+from cds_service.errors import BadRequest, PrefetchUnavailable
 from cds_service.pipeline import crd
+from cds_service.pipeline.decode import decode, decode_many, note_repairs
 from cds_service.pipeline.fhir_client import FhirFetcher
-from cds_service.pipeline.prefetch import Gathered, gather
+from cds_service.pipeline.prefetch import FetchSession, Gathered, gather
 from cds_service.pipeline.prior_notification import (
     FormLinks,
     NotificationStore,
@@ -31,13 +34,20 @@ from cds_service.pipeline.prior_notification import (
     prefill,
     questionnaire_canonical,
 )
-from cds_service.pipeline.validation import validate_request
+from cds_service.pipeline.validation import check_selections, format_path, log_path, validate_request
 from cds_service.storage.prior_notifications import Scope
 from hooks.coverage import CoverageAssertion
 from hooks.decisions import MSC_EVALUATION_FIRST, PRIOR_NOTIFICATION_REQUIRED, Decision, keys_that_matter
-from hooks.facts import PatientFacts, PatientRecord, build_facts, references_needed
-from hooks.rules import unjudged_order_data
+from hooks.facts import PatientFacts, build_facts
+from hooks.knowledge import Knowledge
+from hooks.model import Appointment, Resource
+from hooks.record import REFERENCED_DATA, PatientRecord
+from hooks.rules import Judgement, settle
 from hooks.service import HookInput, ServiceDefinition
+
+# Rounds of fetching referenced resources: what the rules looked up and did not find is fetched, and the
+# call judged again (a reason Condition found may lead a rule to read another reference).
+REFERENCE_ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -96,42 +106,124 @@ def answer_hook(service: ServiceDefinition, body: Any, deps: CallDependencies) -
     content = deps.content
     knowledge = content.knowledge
     configuration = crd.read_configuration(service, body, content.crd)
-    hook_input = HookInput(body["context"])
+    sources: dict[int, dict[str, Any]] = {}
+    hook_input = decode_context(body["context"], sources)
     silent = CallResult(hook_instance=body["hookInstance"], content_version=content.version)
     if not service.relevant(hook_input, knowledge):
         return silent
-    orders = service.judged_orders(hook_input)
-
-    def needs(record: PatientRecord) -> set[str]:
-        return references_needed(record, orders, knowledge, deps.today)
-
-    gathered = gather(service, body, deps.fetcher, needs)
-    fetched = {key: round(ms, 1) for key, ms in gathered.fetched.items()}
-    facts = build_facts(gathered.record, knowledge, deps.today)
+    session = gather(service, body, deps.fetcher)
+    judged = judge(service, hook_input, session, knowledge, deps.today)
+    facts, judgement = judged.facts, judged.judgement
     patient_id = body["context"]["patientId"]
-    if service.needs_prior_notifications and service.needs_prior_notifications(hook_input, facts, knowledge):
+    coverage_wanted = configuration.coverage_info and service.coverage_information
+    if any(subject.at_booking or coverage_wanted for subject in judgement.pn_subjects):
         since = deps.today - timedelta(days=knowledge.policy.prior_notification_window_days)
         found = notifications_on_file(deps.notifications, deps.scope, patient_id, since)
         facts = replace(facts, prior_notifications=found)
-    decisions = [d for d in service.decide(hook_input, facts, knowledge) if configuration.allows(d, content.crd)]
-    coverage = service.coverage if configuration.coverage_info else None
-    assertions = coverage(hook_input, facts, knowledge) if coverage else []
-    unjudged = unjudged_order_data(orders, facts)
+    settled = settle(judgement, facts, knowledge)
+    decisions = [d for d in settled.decisions if configuration.allows(d, content.crd)]
+    assertions = list(settled.assertions) if coverage_wanted else []
+    gathered = session.out
+    fetched = {key: round(ms, 1) for key, ms in gathered.fetched.items()}
     concerns = decisions + coverage_concerns(assertions)
-    refuse_if_unsafe(service, body["hookInstance"], concerns, gathered, fetched, unjudged)
-    decisions = [with_form_link(d, gathered, facts, deps, patient_id) for d in decisions]
+    refuse_if_unsafe(service, body["hookInstance"], concerns, judged.missing(gathered.missing), fetched, judgement)
+    decisions = [with_form_link(d, judged.record, facts, deps, patient_id) for d in decisions]
     region = content.directory.region_for(facts.postal_code)
     uuids = Uuids()
     context = RenderContext(content, deps.base_url, patient_id, region, uuids)
+    gathered.sources.update(sources)
     return CallResult(
         hook_instance=silent.hook_instance,
         content_version=silent.content_version,
         cards=render_cards(decisions, context),
         decisions=tuple(decisions),
-        system_actions=render_system_actions(assertions, coverage_context(deps, uuids)),
+        system_actions=render_system_actions(assertions, coverage_context(deps, uuids, gathered)),
         fetched=fetched,
         missing=dict(sorted(gathered.missing.items())),
     )
+
+
+def decode_context(context: Mapping[str, Any], sources: dict[int, dict[str, Any]]) -> HookInput:
+    """The draft orders and proposed appointments, typed; 400 naming the path for one not shaped as FHIR says.
+    Each typed resource's JSON is noted in `sources` (CRD coverage information echoes it)."""
+    found: dict[str, list[Resource]] = {"draftOrders": [], "appointments": []}
+    for key, what in (("draftOrders", "A draft order"), ("appointments", "A proposed appointment")):
+        sent = [entry["resource"] for entry in context[key]["entry"]] if key in context else []
+        typed = decode_many(sent)  # nearly always: all of them read as they are, in one call
+        if typed is not None:
+            found[key] = typed
+            sources.update(zip(map(id, typed), sent, strict=True))
+            continue
+        for index, entry in enumerate(context[key]["entry"] if key in context else ()):
+            decoded = decode(entry["resource"])
+            if decoded.problem is not None:
+                path = ("context", key, "entry", index, "resource", *decoded.problem.path)
+                raise BadRequest(
+                    f"{what} is not shaped as FHIR R4 says: {format_path(path)}: {decoded.problem.expectation}",
+                    where=f"{log_path(path)} (shape)",
+                )
+            if decoded.resource is not None:
+                note_repairs(decoded, "context", decoded.resource.resource_type)
+                found[key].append(decoded.resource)
+                sources[id(decoded.resource)] = entry["resource"]
+    if "selections" in context:  # any draft order, whether or not of a type the rules read
+        drafted = {
+            f"{entry['resource'].get('resourceType')}/{entry['resource'].get('id')}"
+            for entry in context["draftOrders"]["entry"]
+        }
+        check_selections(context["selections"], drafted)
+    return HookInput(
+        draft_orders=tuple(found["draftOrders"]),
+        selections=frozenset(context.get("selections") or ()),
+        appointments=tuple(a for a in found["appointments"] if isinstance(a, Appointment)),
+    )
+
+
+@dataclass(frozen=True)
+class Judged:
+    """The call judged on all the data that could be had; which references it read and could not have."""
+
+    record: PatientRecord
+    facts: PatientFacts
+    judgement: Judgement
+    unknown_read: frozenset[str]  # 'Type/id' a fact or a judged order's reason read and could not have
+
+    def missing(self, missing: Mapping[str, str]) -> dict[str, str]:
+        """The missing data that could bear on this answer: a referenced kind only when a rule read a
+        reference of that kind that could not be had (a target's own references weigh through `unjudged`)."""
+        read = {REFERENCED_DATA[key.split("/")[0]] for key in self.unknown_read} | set(self.judgement.unjudged)
+        return {k: why for k, why in missing.items() if k not in REFERENCED_KINDS or k in read}
+
+
+REFERENCED_KINDS = frozenset(REFERENCED_DATA.values())
+
+
+def judge(
+    service: ServiceDefinition, hook_input: HookInput, session: FetchSession, knowledge: Knowledge, today: date
+) -> Judged:
+    """Facts and judgement, in rounds: the references the rules looked up and did not find are fetched (one
+    search per type) and the call judged again, until nothing new is wanted. A reference that could not be
+    had is then unresolved: the rules read it as unknown, never as absent."""
+    absent: set[str] = set()  # fetched, and the server has no such resource: no data
+    unresolved: set[str] = set()  # could not be had
+    for _round in range(REFERENCE_ROUNDS + 1):
+        record = PatientRecord.of(session.out.resources, unresolved)
+        facts = build_facts(record, knowledge, today)
+        read_by_facts = set(record.references.not_found)
+        judgement = service.judge(hook_input, facts, knowledge)
+        looked_up = record.references.not_found - absent
+        wanted = {key for key in looked_up - unresolved if key.split("/")[0] in REFERENCED_DATA}
+        if not wanted:
+            read = (read_by_facts | (looked_up - judgement.own_references)) - absent
+            return Judged(record, facts, judgement, frozenset(k for k in read if k in unresolved))
+        if _round == REFERENCE_ROUNDS:
+            unresolved |= wanted  # rounds spent: what is still wanted counts as unknown
+            continue
+        found, failed = session.by_reference(wanted)
+        session.out.resources += found
+        unresolved |= failed
+        absent |= wanted - failed - {resource.key for resource in found}
+    raise AssertionError("unreachable: the last round leaves nothing wanted")
 
 
 def coverage_concerns(assertions: list[CoverageAssertion]) -> list[Decision]:
@@ -140,7 +232,7 @@ def coverage_concerns(assertions: list[CoverageAssertion]) -> list[Decision]:
 
 
 def with_form_link(
-    decision: Decision, gathered: Gathered, facts: PatientFacts, deps: CallDependencies, patient_id: str
+    decision: Decision, record: PatientRecord, facts: PatientFacts, deps: CallDependencies, patient_id: str
 ) -> Decision:
     """A Prior Notification card for a booking gets a signed link to its pre-filled form."""
     if decision.topic != PRIOR_NOTIFICATION_REQUIRED or decision.appointment is None:
@@ -152,13 +244,13 @@ def with_form_link(
         scope=deps.scope,
         patient_id=patient_id,
         appointment=decision.appointment,
-        prefill=prefill(decision.appointment, gathered.record, facts, form),
+        prefill=prefill(decision.appointment, record, facts, form),
         now=datetime.now(UTC),
     )
     return replace(decision, form_token=token)
 
 
-def coverage_context(deps: CallDependencies, uuids: Uuids) -> CoverageContext:
+def coverage_context(deps: CallDependencies, uuids: Uuids, gathered: Gathered) -> CoverageContext:
     form = deps.content.forms[PN_FORM_ID]
     return CoverageContext(
         crd=deps.content.crd,
@@ -166,6 +258,7 @@ def coverage_context(deps: CallDependencies, uuids: Uuids) -> CoverageContext:
         today=deps.today,
         window_days=deps.content.knowledge.policy.prior_notification_window_days,
         new_id=uuids.new,
+        source_of=gathered.source_of,
     )
 
 
@@ -173,16 +266,17 @@ def refuse_if_unsafe(
     service: ServiceDefinition,
     hook_instance: str,
     decisions: list[Decision],
-    gathered: Gathered,
+    missing: Mapping[str, str],
     fetched: Mapping[str, float],
-    unjudged: set[str],
+    judgement: Judgement,
 ) -> None:
-    """412 when data that could not be had could make a card wrong, or leaves nothing to decide on."""
-    matter = keys_that_matter(decisions, set(gathered.missing), unjudged)
+    """412 when data that could not be had could change this answer: make a card wrong, leave a judged
+    order unclassified, or leave nothing to decide on."""
+    matter = keys_that_matter(decisions, set(missing), judgement.unjudged)
     if matter:
         reasons = "; ".join(
             f"{key} ({service.prefetch.get(key, 'resources referenced by the request or the patient data')}): "
-            f"{gathered.missing[key]}"
+            f"{missing[key]}"
             for key in sorted(matter)
         )
         raise PrefetchUnavailable(
@@ -190,6 +284,6 @@ def refuse_if_unsafe(
             "Prefetch these keys, or send a fhirServer this service may call with fhirAuthorization.",
             hook_instance=hook_instance,
             fetched=fetched,
-            missing=gathered.missing,
+            missing=dict(missing),
             keys=tuple(sorted(matter)),
         )

@@ -40,7 +40,7 @@ class Configuration:
 
 def option_codes(service: ServiceDefinition, crd: Mapping[str, Any]) -> list[str]:
     """coverage-info (when the service supplies coverage information), then each card type, once."""
-    codes = [COVERAGE_INFO] if service.coverage is not None else []
+    codes = [COVERAGE_INFO] if service.coverage_information else []
     for topic in service.crd_topics:
         kind = crd["card_types"][topic]
         if kind not in codes:

@@ -25,8 +25,10 @@ from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
 from cds_service.observability import metrics
-from cds_service.pipeline.validation import is_shaped
-from hooks.fhir import Resource, bundle_resources
+from cds_service.pipeline.decode import bundle_resources, is_readable_bundle
+
+# A resource as the FHIR server sent it (JSON); pipeline/decode.py types it.
+Resource = dict[str, Any]
 
 log = logging.getLogger("lbp_cds.fhir")
 
@@ -188,10 +190,10 @@ class FhirFetcher:
                 if not is_resource(body) or body.get("resourceType") == "OperationOutcome":
                     problem = "FHIR server answered something that is not a FHIR resource"
                     return self._failed(key, problem, status, started, pages)
-                if body["resourceType"] == "Bundle" and not is_shaped(body):
+                if body["resourceType"] == "Bundle" and not is_readable_bundle(body):
                     problem = "FHIR server answered a Bundle not shaped as FHIR R4 says (entry or link)"
                     return self._failed(key, problem, status, started, pages)
-                resources += bundle_resources(body)
+                resources += [r for r in bundle_resources(body) if isinstance(r, dict)]
                 pages += 1
                 url = next_link(body)
                 if url and not is_allowed(url, (server,)):

@@ -5,37 +5,46 @@ re-query), a Bundle or a resource. An OperationOutcome, or anything that is not 
 FHIR resource (EHRs have sent HTML error pages, Bundles whose `entry` is not an
 array), means it must be fetched.
 
-Then references, resolved one way: the rules say which referenced resources they would read
-(hooks.facts.references_needed: reason Conditions, Medications, the practitioners of visits and
-orders); those neither contained nor gathered are fetched by id in a second round, by type, within
-what is left of the call's budget. What cannot be had is reported per kind (referencedConditions…).
+Then references, resolved one way: the referenced resources the rules looked up and did not find
+(hooks.fhir.References.not_found, noted while the call was judged) are fetched by id in a further
+round, by type, within what is left of the call's budget (pipeline/call.py drives the rounds). What
+cannot be had is reported per kind (referencedConditions…).
 
-A resource (prefetched or fetched) whose elements the rules read are not shaped as FHIR R4 says
-(pipeline/schemas/fhir-shapes.schema.json) is set aside: never read by the rules, logged with where
-and what kind of problem (never its values) and counted; its key then counts as incompletely had,
-so a card that data could change is refused with 412 rather than guessed.
+Every resource is decoded into typed data at one boundary (pipeline/decode.py). One whose elements the
+rules read are not shaped as FHIR R4 says is set aside: never read by the rules, logged with where and
+what kind of problem (never its values) and counted; its key then counts as incompletely had, so a
+card that data could change is refused with 412 rather than guessed.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+import msgspec
+
 from cds_service.observability import metrics
+from cds_service.pipeline.decode import (
+    ENVELOPE,
+    SearchBundle,
+    bundle_resources,
+    decode,
+    decode_many,
+    is_readable_bundle,
+    note_repairs,
+    typed_resources,
+)
 from cds_service.pipeline.fhir_client import FhirFetcher, is_resource
-from cds_service.pipeline.validation import expectation, format_path, is_shaped, log_path, shape_of, shape_problems
-from hooks import fhir
-from hooks.decisions import REFERENCED_DATA
-from hooks.facts import PatientRecord
+from cds_service.pipeline.validation import format_path, log_path
+from hooks.model import READ_TYPES, Resource
+from hooks.record import REFERENCED_DATA
 from hooks.service import BY_REFERENCE_KEYS, ServiceDefinition
 
 IDS_PER_QUERY = 50  # a GET URL stays well under common server limits
-# Which referenced resources the rules would read that a record does not hold ('Type/id').
-Needs = Callable[[PatientRecord], set[str]]
 
 log = logging.getLogger("lbp_cds.prefetch")
 TOKEN = re.compile(r"\{\{\s*([A-Za-z.]+)\s*\}\}")
@@ -49,16 +58,37 @@ USER_TOKENS = {
 
 @dataclass
 class Gathered:
-    record: PatientRecord = field(default_factory=PatientRecord)
+    resources: list[Resource] = field(default_factory=list)  # typed, as the rules read them
     missing: dict[str, str] = field(default_factory=dict)  # key → why it could not be had
     fetched: dict[str, float] = field(default_factory=dict)  # key → milliseconds
+    # Each typed resource's JSON as the EHR sent it (by object identity): CRD coverage information
+    # echoes a resource unchanged but for its extension. Resources decoded straight from a prefetched
+    # value's text are found in it only when asked for (rarely: a booking's prefetched referral).
+    sources: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # Prefetched values typed straight from the request's text: key, resources and the entry of each.
+    typed_prefetch: list[tuple[str, tuple[Resource, ...], tuple[int, ...] | None]] = field(default_factory=list)
+    request_text: bytes | None = None
+
+    def source_of(self, resource: Resource) -> dict[str, Any]:
+        """The JSON of a resource this call decoded (the context's, or one gathered), as it was sent."""
+        found = self.sources.get(id(resource))
+        if found is not None:
+            return found
+        for key, resources, entries in self.typed_prefetch:
+            position = next((i for i, r in enumerate(resources) if r is resource), None)
+            if position is not None and self.request_text is not None:
+                texts = ENVELOPE.decode(ENVELOPE.decode(self.request_text)["prefetch"])
+                value = msgspec.json.decode(texts[key])
+                sent: dict[str, Any] = value if entries is None else value["entry"][entries[position]]["resource"]
+                return sent
+        raise KeyError("a resource this call did not decode")
 
 
 def usable(value: Any) -> bool:
     """A FHIR resource other than an OperationOutcome; a Bundle only when its entries can be read."""
     if not is_resource(value) or value["resourceType"] == "OperationOutcome":
         return False
-    return value["resourceType"] != "Bundle" or is_shaped(value)
+    return value["resourceType"] != "Bundle" or is_readable_bundle(value)
 
 
 def render_template(template: str, context: Mapping[str, Any]) -> str | None:
@@ -83,63 +113,69 @@ def render_template(template: str, context: Mapping[str, Any]) -> str | None:
     return None if failed else rendered
 
 
-def gather(
-    service: ServiceDefinition, body: Mapping[str, Any], fetcher: FhirFetcher | None, needs: Needs | None = None
-) -> Gathered:
+def gather(service: ServiceDefinition, body: Mapping[str, Any], fetcher: FhirFetcher | None) -> FetchSession:
+    """The patient's data by the service's prefetch templates: prefetched, else fetched. The session it
+    returns fetches referenced resources in later rounds (pipeline/call.py)."""
     prefetch = body.get("prefetch") or {}
-    resources: list[fhir.Resource] = []
     to_fetch = []
-    gathered = Gathered()
+    session = FetchSession(body, fetcher, Gathered(request_text=getattr(body, "text", None)))
     for key in service.prefetch:
         value = prefetch.get(key)
+        if isinstance(value, (SearchBundle, Resource)):  # typed as the request was read (validation.py)
+            typed, entries = typed_resources(value)
+            session.out.resources += typed
+            session.out.typed_prefetch.append((key, typed, entries))
+            continue
         if key in prefetch and value is None:
             continue  # the EHR has no data for this template
-        if usable(value):
-            resources += readable(key, "prefetch", fhir.bundle_resources(value), gathered)
+        if usable(value) and isinstance(value, dict):
+            session.out.resources += readable(key, "prefetch", bundle_resources(value), session.out)
         elif key not in BY_REFERENCE_KEYS:
             to_fetch.append(key)
-    session = FetchSession(body, fetcher, gathered)
     if to_fetch:
-        resources += session.by_template(service, to_fetch)
-    gathered.record = PatientRecord.from_resources(resources)
-    if needs is not None:
-        wanted = needs(gathered.record)
-        if wanted:
-            found, unresolved = session.by_reference(wanted)
-            gathered.record = PatientRecord.from_resources(resources + found, unresolved)
-    return gathered
+        session.out.resources += session.by_template(service, to_fetch)
+    return session
 
 
-def readable(key: str, source: str, resources: Iterable[fhir.Resource], out: Gathered) -> list[fhir.Resource]:
-    """The resources shaped as FHIR says; the others are set aside, logged, counted, and make `key` incomplete."""
-    kept: list[fhir.Resource] = []
+def readable(key: str, source: str, resources: Iterable[object], out: Gathered) -> list[Resource]:
+    """The resources decoded into typed data; those not shaped as FHIR says are set aside, logged, counted,
+    and make `key` incomplete. Resources of types no rule reads are left out."""
+    resources = list(resources)
+    typed = decode_many(resources)
+    if typed is not None:  # all of them read as they are: one call
+        out.sources.update(zip(map(id, typed), resources, strict=True))  # type: ignore[arg-type]
+        return typed
+    kept: list[Resource] = []
     aside = 0
     first = ""
-    for index, resource in enumerate(resources):
-        if is_shaped(resource):
-            kept.append(resource)
+    for index, raw in enumerate(resources):
+        decoded = decode(raw)
+        if decoded.resource is not None:
+            kept.append(decoded.resource)
+            out.sources[id(decoded.resource)] = raw  # type: ignore[assignment]
+            if decoded.repairs:
+                note_repairs(decoded, source, decoded.resource.resource_type)
             continue
+        problem = decoded.problem
+        if problem is None:
+            continue  # a type no rule reads (an OperationOutcome among the search results, an include)
         aside += 1
-        problems = shape_problems(resource)
-        kind = shape_of(resource)
+        kind = raw.get("resourceType") if isinstance(raw, dict) else None
+        kind = kind if isinstance(kind, str) and kind in READ_TYPES else "Resource"
         log.warning(
             "%s resource set aside: key=%s entry=%s type=%s problems=%s",
             source,
             key,
             index,
             kind,
-            "; ".join(f"{log_path(p.absolute_path)} ({p.validator})" for p in problems),
+            log_path(problem.path),
             extra={"event": "resource_set_aside", "key": key, "source": source, "resource_type": kind},
         )
         metrics.RESOURCES_SET_ASIDE.labels(key=key, source=source).inc()
-        if not first and problems:
-            first = f"entry {index} ({kind}) {format_path(problems[0].absolute_path)}: {expectation(problems[0])}"
+        if not first:
+            first = f"entry {index} ({kind}) {format_path(problem.path)}: {problem.expectation}"
     if aside:
-        out.missing[key] = (
-            f"{aside} resource(s) not shaped as FHIR R4 were set aside (the first: {first})"
-            if first
-            else f"{aside} resource(s) not shaped as FHIR R4 were set aside"
-        )
+        out.missing[key] = f"{aside} resource(s) not shaped as FHIR R4 were set aside (the first: {first})"
     return kept
 
 
@@ -168,7 +204,7 @@ class FetchSession:
         token = (self.body.get("fhirAuthorization") or {}).get("access_token")
         return self.fetcher.fetch_all(self.body["fhirServer"], token, queries, self.deadline)
 
-    def by_template(self, service: ServiceDefinition, keys: list[str]) -> list[fhir.Resource]:
+    def by_template(self, service: ServiceDefinition, keys: list[str]) -> list[Resource]:
         why = self.unavailable()
         if why is not None:
             self.out.missing.update({k: why for k in keys})
@@ -180,7 +216,7 @@ class FetchSession:
                 self.out.missing[key] = "its prefetch template needs a context value the request lacks"
             else:
                 queries[key] = (service.prefetch[key], rendered)
-        resources: list[fhir.Resource] = []
+        resources: list[Resource] = []
         for outcome in self.fetch(queries):
             self.out.fetched[outcome.key] = outcome.ms
             if outcome.resources is None:
@@ -189,7 +225,7 @@ class FetchSession:
                 resources += readable(outcome.key, "fetch", outcome.resources, self.out)
         return resources
 
-    def by_reference(self, wanted: set[str]) -> tuple[list[fhir.Resource], set[str]]:
+    def by_reference(self, wanted: set[str]) -> tuple[list[Resource], set[str]]:
         """Fetch referenced resources by id, one search per type (and a Practitioner's roles with it).
 
         Returns what was found and the keys that could not be had. A key the server does not know is
@@ -200,7 +236,7 @@ class FetchSession:
             self.miss(wanted, why)
             return [], set(wanted)
         queries = reference_queries(wanted)
-        found: list[fhir.Resource] = []
+        found: list[Resource] = []
         unresolved: set[str] = set()
         for outcome in self.fetch({name: (template, query) for name, (template, query, _keys) in queries.items()}):
             keys = queries[outcome.key][2]

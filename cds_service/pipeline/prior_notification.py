@@ -28,9 +28,10 @@ from cds_service.pipeline.questionnaire_response import Answers, CheckedResponse
 from cds_service.storage.prior_notifications import FormContext, PriorNotificationRecord, Scope
 from hooks import fhir
 from hooks.appointments import NPI_SYSTEM, participant_resources, specialty_concepts
-from hooks.facts import PatientFacts, PatientRecord
-from hooks.fhir import Resource
+from hooks.facts import PatientFacts
+from hooks.model import Appointment, HumanName, Identifier, Organization, Practitioner, lenient
 from hooks.notifications import PriorNotificationOnFile
+from hooks.record import PatientRecord
 from hooks.rules import msc_exemption_on_record
 from hooks.terminology import ICD10CM, normalize
 
@@ -112,7 +113,7 @@ def new_form_context(
     *,
     scope: Scope,
     patient_id: str,
-    appointment: Resource,
+    appointment: Appointment,
     prefill: Mapping[str, Any],
     now: datetime,
 ) -> str | None:
@@ -123,7 +124,7 @@ def new_form_context(
         id=str(uuid.uuid4()),
         scope=scope,
         patient_id=patient_id,
-        appointment_id=appointment.get("id") if isinstance(appointment.get("id"), str) else None,
+        appointment_id=appointment.id,
         prefill=prefill,
         created_at=now,
         expires_at=now + links.max_age,
@@ -141,25 +142,22 @@ def new_form_context(
 # --------------------------------------------------------------------------
 
 
-def prefill(appointment: Resource, record: PatientRecord, facts: PatientFacts, form: Form) -> dict[str, Any]:
-    """Answers the form can start with (the practice checks and completes them); only items the form has.
-
-    Read as leniently as the rules read: an element of another JSON type than FHIR gives it (the shapes
-    schema does not check the elements only this reads) is no answer, never an error."""
+def prefill(appointment: Appointment, record: PatientRecord, facts: PatientFacts, form: Form) -> dict[str, Any]:
+    """Answers the form can start with (the practice checks and completes them); only items the form has."""
+    patient = record.patient
     values: dict[str, Any] = {
-        "member-name": patient_name(record.patient),
-        "member-birth-date": full_date((record.patient or {}).get("birthDate")),
-        "member-id": member_id(record, facts),
-        "visit-date": full_date(appointment.get("start")),
+        "member-name": person_name(patient.name if patient else None),
+        "member-birth-date": full_date(patient.birthDate if patient else None),
+        "member-id": member_id(facts),
+        "visit-date": full_date(appointment.start),
     }
     for resource in participant_resources(appointment, facts.references):
-        kind, npi = resource.get("resourceType"), npi_of(resource)
-        if kind == "Organization":
-            values.setdefault("practice-name", text(resource.get("name")))
-            values.setdefault("practice-npi", npi)
-        elif kind == "Practitioner":
-            values.setdefault("surgeon-name", patient_name(resource))
-            values.setdefault("surgeon-npi", npi)
+        if isinstance(resource, Organization):
+            values.setdefault("practice-name", text(lenient(resource.name, str, "")))
+            values.setdefault("practice-npi", npi_of(resource.identifier))
+        elif isinstance(resource, Practitioner):
+            values.setdefault("surgeon-name", person_name(resource.name))
+            values.setdefault("surgeon-npi", npi_of(resource.identifier))
     values.update(diagnosis(appointment, facts))
     specialty = specialty_option(appointment, facts, form)
     if specialty is not None:
@@ -168,75 +166,56 @@ def prefill(appointment: Resource, record: PatientRecord, facts: PatientFacts, f
     return {k: v for k, v in values.items() if v not in (None, "") and k in form.by_link_id}
 
 
-def patient_name(resource: Resource | None) -> str | None:
-    names = [n for n in listed((resource or {}).get("name")) if isinstance(n, dict)]
-    names.sort(key=lambda n: n.get("use") not in ("official", "usual", None))
-    for name in names:
-        given = [part for part in listed(name.get("given")) if isinstance(part, str)]
-        whole = text(name.get("text")) or text(" ".join([*given, text(name.get("family")) or ""]))
+def person_name(sent: object) -> str | None:
+    """The first official (or usual, or unlabelled) name of those sent; a name not shaped as FHIR says is none."""
+    names = [lenient(name, HumanName, None) for name in lenient(sent, list[object], [])]
+    ranked = sorted((n for n in names if n is not None), key=lambda n: n.use not in ("official", "usual", None))
+    for name in ranked:
+        whole = text(name.text) or text(" ".join([*name.given, text(name.family) or ""]))
         if whole:
             return whole
     return None
 
 
-def listed(value: Any) -> list[Any]:
-    """A FHIR array element as a list (anything else is no entries)."""
-    return value if isinstance(value, list) else []
+def text(value: str | None) -> str | None:
+    """A FHIR string element, trimmed; None when it is blank or absent."""
+    return value.strip() or None if value is not None else None
 
 
-def text(value: Any) -> str | None:
-    """A FHIR string element, trimmed; None when it is not a non-blank string."""
-    return value.strip() or None if isinstance(value, str) else None
+def full_date(value: str | None) -> str | None:
+    return value[:10] if value is not None and len(value) >= 10 else None
 
 
-def full_date(value: Any) -> str | None:
-    return value[:10] if isinstance(value, str) and len(value) >= 10 else None
-
-
-def member_id(record: PatientRecord, facts: PatientFacts) -> str | None:
+def member_id(facts: PatientFacts) -> str | None:
     """The member number of the primary coverage (identifier of type MB), else its subscriber id."""
-    for coverage in record.coverages:
-        if fhir.resource_key(coverage) != facts.primary_coverage_key:
-            continue
-        for identifier in listed(coverage.get("identifier")):
-            if isinstance(identifier, dict) and MEMBER_ID_TYPE in set(fhir.codings(identifier.get("type"))):
-                value = identifier.get("value")
-                if isinstance(value, str):
-                    return value
-        if isinstance(coverage.get("subscriberId"), str):
-            return str(coverage["subscriberId"])
-    return None
+    coverage = facts.primary_coverage
+    if coverage is None:
+        return None
+    for sent in lenient(coverage.identifier, list[object], []):
+        identifier = lenient(sent, Identifier, None)
+        if identifier and MEMBER_ID_TYPE in set(fhir.codings((identifier.type,))) and identifier.value is not None:
+            return identifier.value
+    return lenient(coverage.subscriberId, str, None)
 
 
-def npi_of(resource: Resource) -> str | None:
-    return next(
-        (
-            text(i.get("value"))
-            for i in listed(resource.get("identifier"))
-            if isinstance(i, dict) and i.get("system") == NPI_SYSTEM
-        ),
-        None,
-    )
+def npi_of(identifiers: tuple[Identifier, ...]) -> str | None:
+    return next((text(i.value) for i in identifiers if i.system == NPI_SYSTEM), None)
 
 
-def diagnosis(appointment: Resource, facts: PatientFacts) -> dict[str, Any]:
+def diagnosis(appointment: Appointment, facts: PatientFacts) -> dict[str, Any]:
     """The visit's ICD-10-CM reason, else the patient's active LBP diagnosis."""
-    concepts = list(listed(appointment.get("reasonCode")))
-    for key in facts.lbp_conditions:
-        condition = facts.references.by_key.get(key)
-        if condition is not None:
-            concepts.append(condition.get("code"))
+    concepts = [*appointment.reasonCode, *(c.code for c in facts.lbp_conditions if c.code is not None)]
     for concept in concepts:
-        for coding in listed(concept.get("coding") if isinstance(concept, dict) else None):
-            if not isinstance(coding, dict) or not isinstance(coding.get("code"), str):
+        for coding in concept.coding:
+            if coding.code is None:
                 continue
-            system, code = normalize(str(coding.get("system") or ""), coding["code"])
+            system, code = normalize(coding.system or "", coding.code)
             if system == ICD10CM:
-                return {"diagnosis-code": code, "diagnosis-text": text(coding.get("display"))}
+                return {"diagnosis-code": code, "diagnosis-text": text(coding.display)}
     return {}
 
 
-def specialty_option(appointment: Resource, facts: PatientFacts, form: Form) -> dict[str, Any] | None:
+def specialty_option(appointment: Appointment, facts: PatientFacts, form: Form) -> dict[str, Any] | None:
     """The form's surgeon-specialty option the visit's specialty codes name, if any."""
     item = form.by_link_id.get("surgeon-specialty")
     if item is None:

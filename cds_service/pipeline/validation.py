@@ -9,22 +9,22 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import cache
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
+import msgspec
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from cds_service.errors import BadRequest
-from hooks import fhir
+from cds_service.pipeline.decode import ENVELOPE, Prefetched, decode_prefetched, element_names
 from hooks.service import ServiceDefinition
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
-SHAPES = "fhir-shapes.schema.json"
 MAX_REPORTED_ERRORS = 5
 # Deeper than any CDS Hooks context or feedback body (a draft order's extension inside a coding is
 # about 12 levels down): beyond this the body is refused before any code walks into it.
@@ -54,36 +54,6 @@ def fast_validator(name: str) -> jsonschema_rs.Draft202012Validator:
 
 
 @cache
-def shaped_types() -> frozenset[str]:
-    """The resource types the shapes schema describes (its capitalised definitions that are resources)."""
-    definitions = schema_document(SHAPES)["$defs"]
-    return frozenset(
-        name for name, shape in definitions.items() if {"$ref": "#/$defs/Resource"} in shape.get("allOf", [])
-    )
-
-
-def shape_of(resource: Any) -> str:
-    kind = resource.get("resourceType") if isinstance(resource, dict) else None
-    return kind if isinstance(kind, str) and kind in shaped_types() else "Resource"
-
-
-@cache
-def shape_validator(definition: str) -> jsonschema_rs.Draft202012Validator:
-    """One definition of the FHIR shapes schema (a resource type, or Resource), compiled by jsonschema-rs."""
-    return jsonschema_rs.Draft202012Validator(shape_view(definition))
-
-
-@cache
-def shape_explainer(definition: str) -> Draft202012Validator:
-    return Draft202012Validator(shape_view(definition))
-
-
-def shape_view(definition: str) -> dict[str, Any]:
-    document = schema_document(SHAPES)
-    return {"$schema": document["$schema"], "$ref": f"#/$defs/{definition}", "$defs": document["$defs"]}
-
-
-@cache
 def schema_vocabulary() -> frozenset[str]:
     """Every member name our schemas define: safe to log, unlike names the client chose."""
     names: set[str] = set()
@@ -101,15 +71,13 @@ def schema_vocabulary() -> frozenset[str]:
 
     for path in SCHEMA_DIR.rglob("*.schema.json"):
         collect(schema_document(path.relative_to(SCHEMA_DIR).as_posix()))
-    return frozenset(names)
+    return frozenset(names) | element_names()
 
 
 def prepare(hooks: Iterable[str]) -> None:
     """Compile every schema at start-up, so that no worker's first hook call or feedback pays for it."""
     for name in ["request.schema.json", "feedback.schema.json", *(f"context/{hook}.schema.json" for hook in hooks)]:
         fast_validator(name)
-    for definition in (*shaped_types(), "Resource"):
-        shape_validator(definition)
     schema_vocabulary()
 
 
@@ -122,8 +90,77 @@ def refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+class TypedHookRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """A hook request as nearly every EHR sends it, read in one pass: the prefetched values straight into
+    typed resources (pipeline/decode.py), the rest as JSON values for the schemas."""
+
+    hook: object = msgspec.UNSET
+    hookInstance: object = msgspec.UNSET
+    fhirServer: object = msgspec.UNSET
+    fhirAuthorization: object = msgspec.UNSET
+    context: object = msgspec.UNSET
+    prefetch: dict[str, Prefetched | None] | msgspec.UnsetType = msgspec.UNSET
+    extension: object = msgspec.UNSET
+
+
+TYPED_REQUEST = msgspec.json.Decoder(TypedHookRequest)
+
+
+class HookRequestBody(dict[str, Any]):
+    """A hook request's members, its prefetched values typed where they could be, and its text (a prefetched
+    resource's JSON is read from it only when it must be echoed: CRD coverage information)."""
+
+    def __init__(self, members: Mapping[str, Any], text: bytes) -> None:
+        super().__init__(members)
+        self.text = text
+
+
+def parse_hook_request(raw: bytes) -> Any:
+    """A hook request read once: typed in one pass; else each member on its own, the prefetched values typed
+    where they can be (pipeline/decode.py); else (not an object, a lone surrogate escape, a number msgspec
+    cannot hold…) as parse_json reads any body."""
+    if SURROGATE_ESCAPE.search(raw) is None:
+        try:
+            typed = TYPED_REQUEST.decode(raw)
+            members = {f: v for f in typed.__struct_fields__ if (v := getattr(typed, f)) is not msgspec.UNSET}
+            return HookRequestBody(members, raw)
+        except (msgspec.MsgspecError, RecursionError):
+            pass
+        try:
+            texts = ENVELOPE.decode(raw)
+            members = {name: msgspec.json.decode(text) for name, text in texts.items() if name != "prefetch"}
+            if "prefetch" in texts:
+                members["prefetch"] = prefetch_values(texts["prefetch"])
+            return HookRequestBody(members, raw)
+        except (msgspec.MsgspecError, RecursionError):
+            pass
+    return parse_json(raw)
+
+
+def prefetch_values(raw: msgspec.Raw) -> Any:
+    """{key: value typed where it can be} for a prefetch object; anything else parsed as it is (the schema
+    refuses it)."""
+    try:
+        return {key: decode_prefetched(text) for key, text in ENVELOPE.decode(raw).items()}
+    except msgspec.ValidationError:
+        return msgspec.json.decode(raw)
+
+
 def parse_json(raw: bytes) -> Any:
-    """The JSON value of a request body; BadRequest when it is not JSON text (RFC 8259) a service can read."""
+    """The JSON value of a request body; BadRequest when it is not JSON text (RFC 8259) a service can read.
+
+    msgspec parses it (a third faster than the standard library on a large body); what msgspec refuses
+    (malformed text, numbers beyond 64 bits, very deep nesting) or may let through (a lone surrogate escape)
+    is parsed again by the standard library, which says where the problem is, or reads the numbers."""
+    if SURROGATE_ESCAPE.search(raw) is None:
+        try:
+            return msgspec.json.decode(raw)
+        except (msgspec.MsgspecError, RecursionError):
+            pass
+    return parse_json_exactly(raw)
+
+
+def parse_json_exactly(raw: bytes) -> Any:
     try:
         value = json.loads(raw, parse_constant=refuse_constant)
     except RecursionError:
@@ -206,7 +243,9 @@ def validate_request(service: ServiceDefinition, body: Any) -> None:
     """Raise BadRequest saying what is wrong with a hook request for this service."""
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object (a CDS Hooks request).", where="body (type)")
-    report("request.schema.json", body, "")
+    # Prefetched values may be JSON text still (parse_hook_request): the schema accepts any value there.
+    prefetch = body.get("prefetch")
+    report("request.schema.json", {**body, "prefetch": {}} if isinstance(prefetch, dict) else body, "")
     if body["hook"] != service.hook:
         raise BadRequest(
             f"hook: service '{service.id}' answers the '{service.hook}' hook only (this request is for another).",
@@ -214,8 +253,6 @@ def validate_request(service: ServiceDefinition, body: Any) -> None:
         )
     refuse_deep_nesting(body["context"], "context")
     report(f"context/{service.hook}.schema.json", body["context"], "context")
-    check_draft_orders(body["context"])
-    check_selections(body["context"])
 
 
 def report(schema_name: str, instance: Any, prefix: str, title: str = "Invalid CDS Hooks request") -> None:
@@ -242,39 +279,9 @@ def raise_first_errors(errors: Iterable[ValidationError], prefix: tuple[str | in
     )
 
 
-def check_draft_orders(context: Mapping[str, Any]) -> None:
-    """Draft orders (and an appointment-book's proposed appointments) are defined by the spec and read by
-    the rules: each must be shaped as FHIR says."""
-    for key, what in (("draftOrders", "A draft order"), ("appointments", "A proposed appointment")):
-        if key not in context:
-            continue
-        for index, entry in enumerate(context[key]["entry"]):
-            resource = entry["resource"]
-            errors = shape_problems(resource)
-            if errors:
-                prefix: tuple[str | int, ...] = ("context", key, "entry", index, "resource")
-                raise_first_errors(errors, prefix, f"{what} is not shaped as FHIR R4 says")
-
-
-def shape_problems(resource: Any) -> list[ValidationError]:
-    """What is wrong with the shape of the elements the rules read (empty: nothing); the first few only."""
-    definition = shape_of(resource)
-    if shape_validator(definition).is_valid(resource):
-        return []
-    return list(islice(shape_explainer(definition).iter_errors(resource), MAX_REPORTED_ERRORS + 1))
-
-
-def is_shaped(resource: Any) -> bool:
-    """Whether a resource's elements that the rules read are shaped as FHIR R4 says (a few microseconds)."""
-    return bool(shape_validator(shape_of(resource)).is_valid(resource))
-
-
-def check_selections(context: Mapping[str, Any]) -> None:
+def check_selections(selections: Sequence[str], drafted: set[str]) -> None:
     """Every selection must name an order in draftOrders (order-select)."""
-    if "selections" not in context:
-        return
-    drafted = {fhir.resource_key(r) for r in fhir.bundle_resources(context["draftOrders"])}
-    missing = [index for index, selection in enumerate(context["selections"]) if selection not in drafted]
+    missing = [index for index, selection in enumerate(selections) if selection not in drafted]
     if missing:
         paths = ", ".join(f"context/selections/{index}" for index in missing)
         raise BadRequest(

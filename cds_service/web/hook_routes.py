@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +20,7 @@ from cds_service.observability import metrics
 from cds_service.pipeline import crd
 from cds_service.pipeline.call import CallResult, answer_hook
 from cds_service.pipeline.feedback import parse_feedback
-from cds_service.pipeline.validation import parse_json
+from cds_service.pipeline.validation import parse_hook_request, parse_json
 from cds_service.storage.database import IssuedCard
 from cds_service.web.auth import Caller
 from cds_service.web.errors import route
@@ -48,7 +49,7 @@ def call_service(service_id: str) -> Response:
     started = time.perf_counter()
     try:
         caller = authenticate(services)
-        body = read_json_body(services)
+        body = read_json_body(services, parse_hook_request)
         result = answer_hook(service, body, services.call_dependencies(public_base_url(services), caller))
     except ClientError as error:
         log_call(service.id, error.status, started, refused=error)
@@ -133,10 +134,10 @@ def authenticate(services: AppServices) -> Caller | None:
     )
 
 
-def read_json_body(services: AppServices) -> Any:
+def read_json_body(services: AppServices, parse: Callable[[bytes], Any] = parse_json) -> Any:
     if not request.mimetype or not (request.mimetype == "application/json" or request.mimetype.endswith("+json")):
         raise UnsupportedMediaType("Send the request as application/json (Content-Type).")
-    return parse_json(read_body(services.settings.max_body_bytes))
+    return parse(read_body(services.settings.max_body_bytes))
 
 
 def read_body(limit: int) -> bytes:
