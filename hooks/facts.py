@@ -112,6 +112,7 @@ class PatientFacts:
     # A fact the pipeline adds (not from FHIR): the patient's Prior Notifications on file (None: they
     # could not be read).
     prior_notifications: tuple[PriorNotificationOnFile, ...] | None = ()
+    deceased: bool = False  # recorded as deceased (deceasedBoolean true, or a deceasedDateTime)
 
     @property
     def is_initial_spine_visit(self) -> bool:
@@ -137,6 +138,7 @@ def build_facts(record: PatientRecord, knowledge: Knowledge, today: date) -> Pat
     facts = PatientFacts(
         today=today,
         is_adult=is_adult(found.patient, knowledge.policy.adult_age, today),
+        deceased=is_deceased(found.patient),
         postal_code=code,
         has_active_lbp=bool(lbp),
         red_flags=red_flags(active, knowledge, today),
@@ -178,6 +180,12 @@ def is_adult(patient: Patient | None, adult_age: int, today: date) -> bool:
     """
     born = fhir.parse_date(patient.birthDate if patient else None, latest=True)
     return born is not None and fhir.add_years(born, adult_age) <= today
+
+
+@reads("patient", fact="deceased")
+def is_deceased(patient: Patient | None) -> bool:
+    """Recorded as deceased: `deceasedBoolean` true, or any `deceasedDateTime` (FHIR R4 Patient.deceased[x])."""
+    return patient is not None and (patient.deceasedBoolean is True or patient.deceasedDateTime is not None)
 
 
 @reads("patient")

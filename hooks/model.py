@@ -134,6 +134,8 @@ class Resource(Struct, frozen=True, gc=False, tag_field="resourceType"):
 
 class Patient(Resource, frozen=True, tag=True):
     birthDate: str | None = None
+    deceasedBoolean: bool | None = None
+    deceasedDateTime: str | None = None
     address: tuple[Address, ...] = ()
     name: object = None  # form only
 

@@ -1,0 +1,120 @@
+"""Clinical depth, round 2 (issue 18): orders that are not being placed, deceased patients, references to other
+servers. Each rule with its negative case; where data is fetched, in the prefetch and the fallback form."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.builders import (
+    LBP,
+    SPINE_SURGEON,
+    appointment,
+    medication_request,
+    ortho_referral,
+    patient,
+    practitioner_role,
+    with_fhir_server,
+)
+from tests.conftest import topics
+from tests.ehr_forms import FORMS, TOKEN
+
+MSC = "msc-evaluation-first"
+PN = "prior-notification-required"
+PT = "physical-therapy-first-line"
+OPIOID = "opioid-sparing-alternatives"
+SIGN = "lbp-referral-sign"
+
+
+# --- orders that are not being placed -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", ["revoked", "entered-in-error", "completed"])
+def test_a_spine_referral_that_is_not_being_placed_gets_no_card_and_no_coverage_information(hooks, status):
+    body = patient(45).with_lbp().with_coverage("5").order_sign(ortho_referral(status=status))
+    answer = hooks.answer(SIGN, body)
+    assert answer["cards"] == [] and "systemActions" not in answer
+
+
+@pytest.mark.parametrize("status", ["draft", "active"])
+def test_a_spine_referral_being_placed_is_judged(hooks, status):
+    body = patient(45).with_lbp().with_coverage("5").order_sign(ortho_referral(status=status))
+    answer = hooks.answer(SIGN, body)
+    assert topics(answer["cards"]) == [MSC] and len(answer["systemActions"]) == 1
+
+
+@pytest.mark.parametrize("status", ["cancelled", "stopped", "entered-in-error", "completed"])
+def test_a_prescription_that_is_not_being_placed_gets_no_opioid_card(hooks, status):
+    assert hooks.select(patient(45).with_lbp().order_select(medication_request(status=status))) == []
+
+
+def test_a_prescription_being_placed_gets_the_opioid_card(hooks):
+    assert topics(hooks.select(patient(45).with_lbp().order_select(medication_request(status="draft")))) == [OPIOID]
+
+
+# --- deceased patients ----------------------------------------------------------------------------------
+
+
+DECEASED = [{"deceasedBoolean": True}, {"deceasedDateTime": "2026-10-02"}, {"deceasedDateTime": "2025"}]
+
+
+@pytest.mark.parametrize("recorded", DECEASED, ids=["boolean", "date-time", "year"])
+def test_a_deceased_patient_gets_no_card_at_any_hook(hooks, recorded):
+    record = patient(60).with_lbp().with_coverage("5").with_medication(medication_request(status="active"))
+    record.with_patient(**recorded)
+    assert hooks.view(record.patient_view()) == []
+    assert hooks.select(record.order_select(ortho_referral())) == []
+    answer = hooks.answer(SIGN, record.order_sign(ortho_referral(), medication_request()))
+    assert answer["cards"] == [] and "systemActions" not in answer
+    booked = hooks.answer("lbp-appointment-book", record.appointment_book(appointment(aid="apt-1")))
+    assert booked["cards"] == [] and "systemActions" not in booked
+
+
+def test_a_patient_recorded_as_not_deceased_gets_the_cards(hooks):
+    record = patient(60).with_lbp().with_patient(deceasedBoolean=False)
+    assert topics(hooks.view(record.patient_view())) == [PT]
+    assert topics(hooks.select(record.order_select(ortho_referral()))) == [MSC]
+
+
+# --- references to other servers -------------------------------------------------------------------------
+
+
+def visit_with(record, participant: str):
+    """A finished LBP visit whose only participant is `participant`, and a spine surgeon's PractitionerRole
+    with id spine-1 on the EHR's server."""
+    record.with_referenced(practitioner_role(SPINE_SURGEON, rid="spine-1"))
+    return record.with_encounter(days=60, reason=LBP, participant=participant)
+
+
+@pytest.mark.processes
+def test_a_visit_with_a_practitioner_on_another_server_is_never_credited_to_the_ehrs_namesake(ehr):
+    """http://example.org/fhir/PractitionerRole/spine-1 is not the EHR's PractitionerRole/spine-1: it is data
+    that cannot be had, and the MSC card could change with it, so the answer is refused, never guessed."""
+    record = visit_with(patient(45).with_lbp(), "http://example.org/fhir/PractitionerRole/spine-1")
+    ehr.server.load(record.resources())
+    body = with_fhir_server(record.order_select(ortho_referral()), ehr.server.base_url, TOKEN)
+    response = ehr.hooks.client.post("/cds-services/lbp-referral-select", json=body)
+    assert response.status_code == 412
+    message = response.get_json()["issue"][0]["diagnostics"]
+    assert "referencedPractitioners" in message and "on another server than fhirServer" in message
+    assert not any("spine-1" in url for url in ehr.fetched())
+
+
+@pytest.mark.processes
+def test_a_practitioner_on_another_server_decides_nothing_where_it_cannot_change_the_answer(ehr):
+    record = visit_with(patient(45).with_lbp(), "http://example.org/fhir/PractitionerRole/spine-1")
+    assert topics(ehr.cards("fallback", record, lambda r: r.order_select(medication_request()))) == [OPIOID]
+    assert not any("spine-1" in url for url in ehr.fetched())
+
+
+@pytest.mark.processes
+@pytest.mark.parametrize("form", FORMS)
+def test_a_practitioner_on_the_ehrs_own_server_is_credited(ehr, form):
+    """The same id under the request's fhirServer (absolute), or relative: the visit was with the EHR's spine
+    surgeon, so the patient is under a spine surgeon's care (Prior Notification, not the MSC step)."""
+    participant = (
+        "PractitionerRole/spine-1" if form == "prefetch" else f"{ehr.server.base_url}/PractitionerRole/spine-1"
+    )
+    record = visit_with(patient(45).with_lbp(), participant)
+    if form == "prefetch":
+        record.referenced = [("practitionerRoles", resource) for _key, resource in record.referenced]
+    assert topics(ehr.cards(form, record, lambda r: r.order_select(ortho_referral()))) == [PN]
