@@ -370,15 +370,15 @@ def reason_concepts(resource: Resource, references: References) -> list[Codeable
 def reason_of(resource: Resource, facts: PatientFacts, vs: ValueSets) -> Reason:
     """Whether an order or visit is for low back pain, by its coded or referenced reason.
 
-    Context-only back codes (e.g. dorsalgia, unspecified) count as LBP only for a
-    patient with an active LBP diagnosis.
+    Context-only back codes (e.g. dorsalgia, unspecified) and generic pain (chronic pain, pain unspecified)
+    count as LBP only for a patient with an active LBP diagnosis.
     """
     coded = reason_concepts(resource, facts.references)
     if not coded:
         return Reason.NONE
     if any(vs.matches("lbp-trigger", c) for c in coded):
         return Reason.LBP
-    if facts.has_active_lbp and any(vs.matches("lbp-context", c) for c in coded):
+    if facts.has_active_lbp and any(vs.matches("lbp-context", c) or vs.matches("generic-pain", c) for c in coded):
         return Reason.LBP
     return Reason.OTHER
 

@@ -12,6 +12,7 @@ VALUESETS_USED = frozenset(
     {
         "lbp-trigger",
         "lbp-context",
+        "generic-pain",
         "red-flags-emergent",
         "red-flags-emergent-non-spine",
         "red-flags-urgent",

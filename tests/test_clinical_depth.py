@@ -118,3 +118,34 @@ def test_a_practitioner_on_the_ehrs_own_server_is_credited(ehr, form):
     if form == "prefetch":
         record.referenced = [("practitionerRoles", resource) for _key, resource in record.referenced]
     assert topics(ehr.cards(form, record, lambda r: r.order_select(ortho_referral()))) == [PN]
+
+
+# --- generic pain reasons -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "reason", ["G89.29", "G89.4", "R52", "g8929"], ids=["chronic", "syndrome", "unspecified", "undotted"]
+)
+def test_an_opioid_for_generic_pain_counts_as_for_lbp_beside_an_active_lbp_diagnosis(hooks, reason):
+    assert topics(hooks.select(patient(45).with_lbp().order_select(medication_request(reason=reason)))) == [OPIOID]
+
+
+def test_an_opioid_for_snomed_chronic_pain_counts_as_for_lbp_beside_an_active_lbp_diagnosis(hooks):
+    order = medication_request()
+    order["reasonCode"] = [{"coding": [{"system": "http://snomed.info/sct", "code": "82423001"}]}]
+    assert topics(hooks.select(patient(45).with_lbp().order_select(order))) == [OPIOID]
+
+
+def test_a_spine_referral_for_pain_unspecified_counts_as_for_lbp_beside_an_active_lbp_diagnosis(hooks):
+    assert topics(hooks.select(patient(45).with_lbp().order_select(ortho_referral(reason="R52")))) == [MSC]
+
+
+@pytest.mark.parametrize("reason", ["G89.29", "R52"])
+def test_generic_pain_without_an_active_lbp_diagnosis_is_not_low_back_pain(hooks, reason):
+    assert hooks.select(patient(45).order_select(medication_request(reason=reason))) == []
+    assert hooks.select(patient(45).order_select(ortho_referral(reason=reason))) == []
+
+
+@pytest.mark.parametrize("reason", ["G89.3", "G89.22", "G89.11"], ids=["neoplasm", "post-thoracotomy", "trauma"])
+def test_pain_with_a_cause_of_its_own_is_another_problem_even_beside_lbp(hooks, reason):
+    assert hooks.select(patient(45).with_lbp().order_select(medication_request(reason=reason))) == []
