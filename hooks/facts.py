@@ -300,12 +300,20 @@ def is_medicare_advantage(coverage: Coverage, knowledge: Knowledge, today: date)
     return bool(plan_identifiers(coverage) & knowledge.policy.medicare_advantage_plan_ids)
 
 
+def medical_coverages(record: RecordIndex, knowledge: Knowledge, today: date) -> list[Coverage]:
+    """The coverages in force that pay for medical care: a stand-alone dental, vision or pharmacy benefit
+    (`non-medical-coverage`) never decides which coverage pays first."""
+    vs = knowledge.valuesets
+    return [c for c in record.coverages if in_force(c, today) and not vs.matches("non-medical-coverage", c.type)]
+
+
 @reads("coverages")
 def primary_coverage(record: RecordIndex, knowledge: Knowledge, today: date) -> Coverage | None:
-    """The coverage that pays first: the one in force, or among several the lowest Coverage.order, else the
-    plan's own coverage (its payor identifier configured in policy.yaml). None when it cannot be told.
+    """The coverage that pays first for medical care: the one in force, or among several the lowest
+    Coverage.order, else the plan's own coverage (its payor identifier configured in policy.yaml). None when
+    it cannot be told.
     """
-    live = [c for c in record.coverages if in_force(c, today)]
+    live = medical_coverages(record, knowledge, today)
     if len(live) <= 1:
         return live[0] if live else None
     ordered = sorted((c.order, index) for index, c in enumerate(live) if c.order is not None)
@@ -326,7 +334,7 @@ def primary_is_medicare_advantage(
     """
     if primary is not None:
         return is_medicare_advantage(primary, knowledge, today)
-    live = [c for c in record.coverages if in_force(c, today)]
+    live = medical_coverages(record, knowledge, today)
     return bool(live) and all(is_medicare_advantage(c, knowledge, today) for c in live)
 
 

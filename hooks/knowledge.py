@@ -26,6 +26,7 @@ VALUESETS_USED = frozenset(
         "pt-evaluation",
         "pt-specialty",
         "medicare-advantage-payer",
+        "non-medical-coverage",
         "opioid-analgesics",
         "moud",
         "opioid-exclusion-conditions",

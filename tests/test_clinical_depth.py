@@ -149,3 +149,22 @@ def test_generic_pain_without_an_active_lbp_diagnosis_is_not_low_back_pain(hooks
 @pytest.mark.parametrize("reason", ["G89.3", "G89.22", "G89.11"], ids=["neoplasm", "post-thoracotomy", "trauma"])
 def test_pain_with_a_cause_of_its_own_is_another_problem_even_beside_lbp(hooks, reason):
     assert hooks.select(patient(45).with_lbp().order_select(medication_request(reason=reason))) == []
+
+
+# --- coverage that pays for no medical services --------------------------------------------------------
+
+
+@pytest.mark.parametrize("other", ["313", "562", "122"], ids=["dental", "vision", "drug-benefit"])
+def test_a_medicare_advantage_member_with_a_separate_dental_vision_or_drug_plan_is_exempt(hooks, other):
+    record = patient(70).with_lbp().with_coverage("111").with_coverage(other)
+    [card] = hooks.select(record.order_select(ortho_referral()))
+    assert card["source"]["topic"]["code"] == PN and "Medicare Advantage" in card["detail"]
+
+
+def test_a_medicare_advantage_coverage_beside_another_medical_coverage_of_unknown_order_does_not_exempt(hooks):
+    record = patient(70).with_lbp().with_coverage("111").with_coverage("5")  # commercial medical coverage
+    assert topics(hooks.select(record.order_select(ortho_referral()))) == [MSC]
+
+
+def test_a_dental_plan_alone_is_no_medicare_advantage(hooks):
+    assert topics(hooks.select(patient(70).with_lbp().with_coverage("313").order_select(ortho_referral()))) == [MSC]
