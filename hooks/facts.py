@@ -292,12 +292,31 @@ def in_force(coverage: Coverage, today: date) -> bool:
 
 
 def is_medicare_advantage(coverage: Coverage, knowledge: Knowledge, today: date) -> bool:
-    """A Coverage in force whose payer type is Medicare Advantage, or a configured MA plan."""
+    """A Coverage in force whose payer type is Medicare Advantage, a configured MA plan, or, where its type
+    leaves it open, a plan or group named Medicare Advantage (Medicare Part C)."""
     if not in_force(coverage, today):
         return False
     if knowledge.valuesets.matches("medicare-advantage-payer", coverage.type):
         return True
-    return bool(plan_identifiers(coverage) & knowledge.policy.medicare_advantage_plan_ids)
+    if plan_identifiers(coverage) & knowledge.policy.medicare_advantage_plan_ids:
+        return True
+    return type_leaves_medicare_advantage_open(coverage, knowledge) and plan_named_medicare_advantage(
+        coverage, knowledge
+    )
+
+
+def type_leaves_medicare_advantage_open(coverage: Coverage, knowledge: Knowledge) -> bool:
+    """No coded type, or only Medicare codes that do not say which (medicare-unspecified-payer): a coded type
+    that says otherwise is never overruled by a name."""
+    coded = list(fhir.codings((coverage.type,)))
+    vs = knowledge.valuesets
+    return all(vs.has_any("medicare-unspecified-payer", [coding]) for coding in coded)
+
+
+def plan_named_medicare_advantage(coverage: Coverage, knowledge: Knowledge) -> bool:
+    """A Coverage.class (plan, group…) whose name or value says Medicare Advantage or Medicare Part C."""
+    texts = [text for c in coverage.class_ for text in (c.name, c.value) if text]
+    return any(p.search(text) for p in knowledge.policy.medicare_advantage_text for text in texts)
 
 
 def medical_coverages(record: RecordIndex, knowledge: Knowledge, today: date) -> list[Coverage]:

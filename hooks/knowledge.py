@@ -27,6 +27,7 @@ VALUESETS_USED = frozenset(
         "pt-specialty",
         "medicare-advantage-payer",
         "non-medical-coverage",
+        "medicare-unspecified-payer",
         "opioid-analgesics",
         "moud",
         "opioid-exclusion-conditions",

@@ -92,6 +92,7 @@ class Qualification(Element, frozen=True):
 
 class CoverageClass(Element, frozen=True):
     value: str | None = None
+    name: str | None = None
 
 
 class Diagnosis(Element, frozen=True):

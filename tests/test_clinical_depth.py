@@ -168,3 +168,44 @@ def test_a_medicare_advantage_coverage_beside_another_medical_coverage_of_unknow
 
 def test_a_dental_plan_alone_is_no_medicare_advantage(hooks):
     assert topics(hooks.select(patient(70).with_lbp().with_coverage("313").order_select(ortho_referral()))) == [MSC]
+
+
+# --- Medicare Advantage as payers and members' apps code it ---------------------------------------------
+
+
+def named_plan(record, name: str, sopt: str | None):
+    """A coverage whose plan is named `name` (Coverage.class, as CARIN Blue Button sends it), typed `sopt`."""
+    record.with_coverage(sopt or "1")
+    coverage = record.coverages[-1]
+    if sopt is None:
+        del coverage["type"]
+    coverage["class"] = [
+        {
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/coverage-class", "code": "plan"}]},
+            "value": "H1234-001",
+            "name": name,
+        }
+    ]
+    return record
+
+
+@pytest.mark.parametrize(
+    ("name", "sopt"),
+    [("Medicare Advantage PPO", None), ("MEDICARE PART C", "1"), ("Gold Medicare Advantage Plan", "19")],
+    ids=["no-type", "medicare-category", "medicare-other"],
+)
+def test_a_plan_named_medicare_advantage_is_exempt_where_its_type_leaves_it_open(hooks, name, sopt):
+    record = named_plan(patient(70).with_lbp(), name, sopt)
+    [card] = hooks.select(record.order_select(ortho_referral()))
+    assert card["source"]["topic"]["code"] == PN and "Medicare Advantage" in card["detail"]
+
+
+@pytest.mark.parametrize("sopt", ["121", "5"], ids=["medicare-ffs", "commercial"])
+def test_a_coded_type_that_says_otherwise_is_never_overruled_by_a_plan_name(hooks, sopt):
+    record = named_plan(patient(70).with_lbp(), "Medicare Advantage PPO", sopt)
+    assert topics(hooks.select(record.order_select(ortho_referral()))) == [MSC]
+
+
+def test_a_plan_name_that_is_not_medicare_advantage_does_not_exempt(hooks):
+    record = named_plan(patient(70).with_lbp(), "Medicare Supplement Plan G", None)
+    assert topics(hooks.select(record.order_select(ortho_referral()))) == [MSC]
