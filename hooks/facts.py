@@ -547,15 +547,15 @@ def after_lumbar_surgery(record: RecordIndex, knowledge: Knowledge) -> bool:
 
 @reads("encounters", "serviceRequests", "procedures", "referencedPractitioners")
 def recent_pt(record: RecordIndex, knowledge: Knowledge, today: date) -> bool:
-    """A PT evaluation visit or procedure, a visit with a physical therapist (by service type or practitioner
-    specialty), or an active or completed PT referral, within the window."""
+    """A PT evaluation or treatment visit or procedure, a visit with a physical therapist (by service type or
+    practitioner specialty), or an active or completed PT referral, within the window."""
     vs, days = knowledge.valuesets, knowledge.policy.pt_lookback_days
     for _day, encounter in record.encounters_since(*window(today, days)):
         if encounter.status not in PT_ENCOUNTER_STATUSES:
             continue
-        if vs.matches("pt-evaluation", encounter.type) or is_visit_in(
-            encounter, "pt-specialty", knowledge, record.references
-        ):
+        if vs.matches("pt-evaluation", encounter.type) or vs.matches("pt-treatment", visit_kinds(encounter)):
+            return True
+        if is_visit_in(encounter, "pt-specialty", knowledge, record.references):
             return True
     for request in (*record.requests_coded("pt-referral"), *record.requests_for_performer_type("pt-specialty")):
         if request.status not in LIVE_REQUEST_STATUSES:
@@ -566,8 +566,13 @@ def recent_pt(record: RecordIndex, knowledge: Knowledge, today: date) -> bool:
             return True
     return any(
         p.status in DONE_PROCEDURE_STATUSES and within(procedure_date(p), today, days)
-        for p in record.procedures_coded("pt-evaluation")
+        for p in (*record.procedures_coded("pt-evaluation"), *record.procedures_coded("pt-treatment"))
     )
+
+
+def visit_kinds(encounter: Encounter) -> list[CodeableConcept | None]:
+    """What kind of visit an Encounter says it was: its types and its service type."""
+    return [*encounter.type, encounter.serviceType]
 
 
 def procedure_date(procedure: Procedure) -> date | None:

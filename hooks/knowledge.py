@@ -24,6 +24,7 @@ VALUESETS_USED = frozenset(
         "msc-referral",
         "pt-referral",
         "pt-evaluation",
+        "pt-treatment",
         "pt-specialty",
         "medicare-advantage-payer",
         "non-medical-coverage",

@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 
 from tests.builders import (
+    CPT,
     LBP,
+    SNOMED,
     SPINE_SURGEON,
     appointment,
     medication_request,
@@ -209,3 +211,22 @@ def test_a_coded_type_that_says_otherwise_is_never_overruled_by_a_plan_name(hook
 def test_a_plan_name_that_is_not_medicare_advantage_does_not_exempt(hooks):
     record = named_plan(patient(70).with_lbp(), "Medicare Supplement Plan G", None)
     assert topics(hooks.select(record.order_select(ortho_referral()))) == [MSC]
+
+
+# --- physical therapy already under way -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", [(CPT, "97110"), (CPT, "97140"), (CPT, "97530"), (SNOMED, "91251008")])
+def test_a_pt_treatment_procedure_in_the_window_means_pt_is_under_way(hooks, code):
+    assert hooks.view(patient(45).with_lbp().with_procedure(code, days=20).patient_view()) == []
+
+
+@pytest.mark.parametrize("where", ["type_code", "service_type"])
+def test_a_visit_typed_as_pt_treatment_means_pt_is_under_way(hooks, where):
+    record = patient(45).with_lbp().with_encounter(days=20, **{where: (CPT, "97112")})
+    assert hooks.view(record.patient_view()) == []
+
+
+def test_pt_treatment_outside_the_window_or_a_modality_alone_leaves_the_pt_card(hooks):
+    assert topics(hooks.view(patient(45).with_lbp().with_procedure((CPT, "97110"), days=200).patient_view())) == [PT]
+    assert topics(hooks.view(patient(45).with_lbp().with_procedure((CPT, "97010"), days=20).patient_view())) == [PT]
