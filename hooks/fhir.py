@@ -288,11 +288,12 @@ class References:
 
 
 def medication_concepts(request: MedicationRequest, references: References) -> list[CodeableConcept]:
-    """The medication CodeableConcept of a MedicationRequest: coded inline, or its Medication resolved."""
+    """What a MedicationRequest prescribes: coded inline, or its Medication resolved, with the ingredients a
+    compounded Medication names."""
     concepts: list[CodeableConcept] = []
     if request.medicationCodeableConcept is not None:
         concepts.append(request.medicationCodeableConcept)
     medication = references.resolve(request.medicationReference, request)
-    if isinstance(medication, Medication) and medication.code is not None:
-        concepts.append(medication.code)
+    if isinstance(medication, Medication):
+        concepts += [c for c in (medication.code, *(i.itemCodeableConcept for i in medication.ingredient)) if c]
     return concepts

@@ -201,8 +201,13 @@ class Procedure(Resource, frozen=True, tag=True):
     performedDateTime: str | None = None
 
 
+class MedicationIngredient(Element, frozen=True):
+    itemCodeableConcept: CodeableConcept | None = None
+
+
 class Medication(Resource, frozen=True, tag=True):
     code: CodeableConcept | None = None
+    ingredient: tuple[MedicationIngredient, ...] = ()  # a compounded Medication names what it is made of
 
 
 class Practitioner(Resource, frozen=True, tag=True):

@@ -230,3 +230,46 @@ def test_a_visit_typed_as_pt_treatment_means_pt_is_under_way(hooks, where):
 def test_pt_treatment_outside_the_window_or_a_modality_alone_leaves_the_pt_card(hooks):
     assert topics(hooks.view(patient(45).with_lbp().with_procedure((CPT, "97110"), days=200).patient_view())) == [PT]
     assert topics(hooks.view(patient(45).with_lbp().with_procedure((CPT, "97010"), days=20).patient_view())) == [PT]
+
+
+# --- medications by their ingredient --------------------------------------------------------------------
+
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+
+
+def ordered(rxcui: str, *, reason: str | None = LBP) -> dict:
+    order = medication_request(reason=reason)
+    order["medicationCodeableConcept"] = {"coding": [{"system": RXNORM, "code": rxcui}]}
+    return order
+
+
+@pytest.mark.parametrize("rxcui", ["7804", "5489", "10689"], ids=["oxycodone", "hydrocodone", "tramadol"])
+def test_an_opioid_named_by_its_ingredient_gets_the_opioid_card(hooks, rxcui):
+    assert topics(hooks.select(patient(45).with_lbp().order_select(ordered(rxcui)))) == [OPIOID]
+
+
+def test_a_compounded_medication_whose_ingredient_is_an_opioid_gets_the_opioid_card(hooks):
+    order = medication_request(reason=LBP)
+    del order["medicationCodeableConcept"]
+    order["contained"] = [
+        {
+            "resourceType": "Medication",
+            "id": "compound",
+            "code": {"text": "Compounded oral suspension"},
+            "ingredient": [{"itemCodeableConcept": {"coding": [{"system": RXNORM, "code": "7804"}]}}],
+        }
+    ]
+    order["medicationReference"] = {"reference": "#compound"}
+    assert topics(hooks.select(patient(45).with_lbp().order_select(order))) == [OPIOID]
+
+
+@pytest.mark.parametrize(
+    "rxcui", ["7242", "6468", "7238"], ids=["naloxone", "loperamide", "nalbuphine-in-no-cdc-product"]
+)
+def test_an_ingredient_that_is_no_opioid_analgesic_gets_no_card(hooks, rxcui):
+    assert hooks.select(patient(45).with_lbp().order_select(ordered(rxcui))) == []
+
+
+def test_buprenorphine_by_its_ingredient_is_judged_by_its_reason(hooks):
+    assert topics(hooks.select(patient(45).with_lbp().order_select(ordered("1819")))) == [OPIOID]
+    assert hooks.select(patient(45).with_lbp().order_select(ordered("1819", reason="F11.20"))) == []
