@@ -194,7 +194,7 @@ class Judged:
         References to another server than the EHR's are such data too."""
         read = {REFERENCED_DATA[key.split("/")[0]] for key in self.unknown_read} | set(self.judgement.unjudged)
         found = {k: why for k, why in missing.items() if k not in REFERENCED_KINDS or k in read}
-        foreign = sorted(self.record.references.foreign)
+        foreign = sorted(key for key in self.record.references.foreign if key.split("/")[0] in REFERENCED_DATA)
         for kind in sorted({REFERENCED_DATA[key.split("/")[0]] for key in foreign} & read - set(found)):
             named = [key for key in foreign if REFERENCED_DATA[key.split("/")[0]] == kind]
             found[kind] = f"{', '.join(named[:3])}: on another server than fhirServer, never looked up there"
@@ -216,12 +216,14 @@ def judge(
     for _round in range(REFERENCE_ROUNDS + 1):
         record = PatientRecord.of(session.out.resources, unresolved, server if isinstance(server, str) else None)
         facts = build_facts(record, knowledge, today)
-        read_by_facts = record.references.not_found | record.references.foreign
+        read_by_facts = record.references.not_found | {
+            key for key in record.references.foreign if key.split("/")[0] in REFERENCED_DATA
+        }
         judgement = service.judge(hook_input, facts, knowledge)
         looked_up = record.references.not_found - absent
         wanted = {key for key in looked_up - unresolved if key.split("/")[0] in REFERENCED_DATA}
         if not wanted:
-            foreign = record.references.foreign
+            foreign = {key for key in record.references.foreign if key.split("/")[0] in REFERENCED_DATA}
             read = (read_by_facts | ((looked_up | foreign) - judgement.own_references)) - absent
             return Judged(record, facts, judgement, frozenset(k for k in read if k in unresolved | foreign))
         if _round == REFERENCE_ROUNDS:
