@@ -66,7 +66,7 @@ FORM_NEEDS = frozenset({"msc-done", "no-msc"})
 # flags and exclusions silence cards; MSC visits, spine-surgeon visits, lumbar surgery and coverage change
 # the MSC card into Prior Notification or nothing; recent PT silences the PT card; an order's reason says
 # whether it is for LBP. A variant's facts (long-term opioid therapy) only change the wording.
-IN_SCOPE = ("is_adult", "red_flags")
+IN_SCOPE = ("is_adult", "deceased", "red_flags")
 TOPIC_FACTS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
         MSC_EVALUATION_FIRST: (

@@ -112,6 +112,7 @@ class PatientFacts:
     # A fact the pipeline adds (not from FHIR): the patient's Prior Notifications on file (None: they
     # could not be read).
     prior_notifications: tuple[PriorNotificationOnFile, ...] | None = ()
+    deceased: bool = False  # recorded as deceased (deceasedBoolean true, or a deceasedDateTime)
 
     @property
     def is_initial_spine_visit(self) -> bool:
@@ -137,6 +138,7 @@ def build_facts(record: PatientRecord, knowledge: Knowledge, today: date) -> Pat
     facts = PatientFacts(
         today=today,
         is_adult=is_adult(found.patient, knowledge.policy.adult_age, today),
+        deceased=is_deceased(found.patient),
         postal_code=code,
         has_active_lbp=bool(lbp),
         red_flags=red_flags(active, knowledge, today),
@@ -178,6 +180,12 @@ def is_adult(patient: Patient | None, adult_age: int, today: date) -> bool:
     """
     born = fhir.parse_date(patient.birthDate if patient else None, latest=True)
     return born is not None and fhir.add_years(born, adult_age) <= today
+
+
+@reads("patient", fact="deceased")
+def is_deceased(patient: Patient | None) -> bool:
+    """Recorded as deceased: `deceasedBoolean` true, or any `deceasedDateTime` (FHIR R4 Patient.deceased[x])."""
+    return patient is not None and (patient.deceasedBoolean is True or patient.deceasedDateTime is not None)
 
 
 @reads("patient")
@@ -284,20 +292,47 @@ def in_force(coverage: Coverage, today: date) -> bool:
 
 
 def is_medicare_advantage(coverage: Coverage, knowledge: Knowledge, today: date) -> bool:
-    """A Coverage in force whose payer type is Medicare Advantage, or a configured MA plan."""
+    """A Coverage in force whose payer type is Medicare Advantage, a configured MA plan, or, where its type
+    leaves it open, a plan or group named Medicare Advantage (Medicare Part C)."""
     if not in_force(coverage, today):
         return False
     if knowledge.valuesets.matches("medicare-advantage-payer", coverage.type):
         return True
-    return bool(plan_identifiers(coverage) & knowledge.policy.medicare_advantage_plan_ids)
+    if plan_identifiers(coverage) & knowledge.policy.medicare_advantage_plan_ids:
+        return True
+    return type_leaves_medicare_advantage_open(coverage, knowledge) and plan_named_medicare_advantage(
+        coverage, knowledge
+    )
+
+
+def type_leaves_medicare_advantage_open(coverage: Coverage, knowledge: Knowledge) -> bool:
+    """No coded type, or only Medicare codes that do not say which (medicare-unspecified-payer): a coded type
+    that says otherwise is never overruled by a name."""
+    coded = list(fhir.codings((coverage.type,)))
+    vs = knowledge.valuesets
+    return all(vs.has_any("medicare-unspecified-payer", [coding]) for coding in coded)
+
+
+def plan_named_medicare_advantage(coverage: Coverage, knowledge: Knowledge) -> bool:
+    """A Coverage.class (plan, group…) whose name or value says Medicare Advantage or Medicare Part C."""
+    texts = [text for c in coverage.class_ for text in (c.name, c.value) if text]
+    return any(p.search(text) for p in knowledge.policy.medicare_advantage_text for text in texts)
+
+
+def medical_coverages(record: RecordIndex, knowledge: Knowledge, today: date) -> list[Coverage]:
+    """The coverages in force that pay for medical care: a stand-alone dental, vision or pharmacy benefit
+    (`non-medical-coverage`) never decides which coverage pays first."""
+    vs = knowledge.valuesets
+    return [c for c in record.coverages if in_force(c, today) and not vs.matches("non-medical-coverage", c.type)]
 
 
 @reads("coverages")
 def primary_coverage(record: RecordIndex, knowledge: Knowledge, today: date) -> Coverage | None:
-    """The coverage that pays first: the one in force, or among several the lowest Coverage.order, else the
-    plan's own coverage (its payor identifier configured in policy.yaml). None when it cannot be told.
+    """The coverage that pays first for medical care: the one in force, or among several the lowest
+    Coverage.order, else the plan's own coverage (its payor identifier configured in policy.yaml). None when
+    it cannot be told.
     """
-    live = [c for c in record.coverages if in_force(c, today)]
+    live = medical_coverages(record, knowledge, today)
     if len(live) <= 1:
         return live[0] if live else None
     ordered = sorted((c.order, index) for index, c in enumerate(live) if c.order is not None)
@@ -318,7 +353,7 @@ def primary_is_medicare_advantage(
     """
     if primary is not None:
         return is_medicare_advantage(primary, knowledge, today)
-    live = [c for c in record.coverages if in_force(c, today)]
+    live = medical_coverages(record, knowledge, today)
     return bool(live) and all(is_medicare_advantage(c, knowledge, today) for c in live)
 
 
@@ -362,15 +397,15 @@ def reason_concepts(resource: Resource, references: References) -> list[Codeable
 def reason_of(resource: Resource, facts: PatientFacts, vs: ValueSets) -> Reason:
     """Whether an order or visit is for low back pain, by its coded or referenced reason.
 
-    Context-only back codes (e.g. dorsalgia, unspecified) count as LBP only for a
-    patient with an active LBP diagnosis.
+    Context-only back codes (e.g. dorsalgia, unspecified) and generic pain (chronic pain, pain unspecified)
+    count as LBP only for a patient with an active LBP diagnosis.
     """
     coded = reason_concepts(resource, facts.references)
     if not coded:
         return Reason.NONE
     if any(vs.matches("lbp-trigger", c) for c in coded):
         return Reason.LBP
-    if facts.has_active_lbp and any(vs.matches("lbp-context", c) for c in coded):
+    if facts.has_active_lbp and any(vs.matches("lbp-context", c) or vs.matches("generic-pain", c) for c in coded):
         return Reason.LBP
     return Reason.OTHER
 
@@ -512,15 +547,15 @@ def after_lumbar_surgery(record: RecordIndex, knowledge: Knowledge) -> bool:
 
 @reads("encounters", "serviceRequests", "procedures", "referencedPractitioners")
 def recent_pt(record: RecordIndex, knowledge: Knowledge, today: date) -> bool:
-    """A PT evaluation visit or procedure, a visit with a physical therapist (by service type or practitioner
-    specialty), or an active or completed PT referral, within the window."""
+    """A PT evaluation or treatment visit or procedure, a visit with a physical therapist (by service type or
+    practitioner specialty), or an active or completed PT referral, within the window."""
     vs, days = knowledge.valuesets, knowledge.policy.pt_lookback_days
     for _day, encounter in record.encounters_since(*window(today, days)):
         if encounter.status not in PT_ENCOUNTER_STATUSES:
             continue
-        if vs.matches("pt-evaluation", encounter.type) or is_visit_in(
-            encounter, "pt-specialty", knowledge, record.references
-        ):
+        if vs.matches("pt-evaluation", encounter.type) or vs.matches("pt-treatment", visit_kinds(encounter)):
+            return True
+        if is_visit_in(encounter, "pt-specialty", knowledge, record.references):
             return True
     for request in (*record.requests_coded("pt-referral"), *record.requests_for_performer_type("pt-specialty")):
         if request.status not in LIVE_REQUEST_STATUSES:
@@ -531,8 +566,13 @@ def recent_pt(record: RecordIndex, knowledge: Knowledge, today: date) -> bool:
             return True
     return any(
         p.status in DONE_PROCEDURE_STATUSES and within(procedure_date(p), today, days)
-        for p in record.procedures_coded("pt-evaluation")
+        for p in (*record.procedures_coded("pt-evaluation"), *record.procedures_coded("pt-treatment"))
     )
+
+
+def visit_kinds(encounter: Encounter) -> list[CodeableConcept | None]:
+    """What kind of visit an Encounter says it was: its types and its service type."""
+    return [*encounter.type, encounter.serviceType]
 
 
 def procedure_date(procedure: Procedure) -> date | None:

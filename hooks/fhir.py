@@ -197,7 +197,15 @@ class References:
     failed fetch): a rule can tell "not there" from "not known".
     """
 
-    def __init__(self, resources: Iterable[Resource] = (), unresolved: Iterable[str] = ()) -> None:
+    def __init__(
+        self, resources: Iterable[Resource] = (), unresolved: Iterable[str] = (), server: str | None = None
+    ) -> None:
+        # The EHR's FHIR server (the request's fhirServer): an absolute reference to another server names a
+        # resource there, never the EHR's resource that happens to share its id. Without one, an absolute
+        # reference is matched by type and id, as prefetch alone cannot say which server it meant.
+        self.server = server.rstrip("/") if server else None
+        # A trace: each 'Type/id' looked up on another server: data that cannot be had, never fetched.
+        self.foreign: set[str] = set()
         by_type: dict[str, list[Resource]] = {}
         for resource in resources:
             by_type.setdefault(resource.resource_type, []).append(resource)
@@ -231,12 +239,23 @@ class References:
             self._by_id[kind] = ids
         return ids.get(rid)
 
+    def elsewhere(self, reference: str) -> str | None:
+        """The 'Type/id' of an absolute reference to another server than the EHR's, else None."""
+        if self.server is None or not reference.startswith(("http://", "https://")):
+            return None
+        key = key_of(reference)
+        base = reference.split("/_history/")[0].rstrip("/").removesuffix(f"/{key}")
+        return key if key and base.rstrip("/") != self.server else None
+
     def resolve(self, reference: Reference | None, container: Resource | None = None) -> Resource | None:
         """The resource a Reference points to, or None when it is neither contained nor gathered."""
         if reference is None or reference.reference is None:
             return None
         if reference.reference.startswith("#"):
             return contained(container, reference.reference)
+        if (foreign := self.elsewhere(reference.reference)) is not None:
+            self.foreign.add(foreign)
+            return None
         key = key_of(reference.reference) or ""
         found = self.get(key)
         if found is None and "/" in key:
@@ -250,10 +269,15 @@ class References:
             return None
         if reference.reference.startswith("#"):
             return contained(container, reference.reference)
+        if self.elsewhere(reference.reference) is not None:
+            return None
         return self.get(key_of(reference.reference) or "")
 
     def is_unknown(self, reference: Reference | None) -> bool:
-        """Wanted but could not be had: the rules must not read its absence as 'no such resource'."""
+        """Wanted but could not be had (or on another server): the rules must not read its absence as 'no such
+        resource'."""
+        if reference is not None and reference.reference is not None and self.elsewhere(reference.reference):
+            return True
         return (reference_key(reference) or "") in self.unresolved
 
     def roles_of(self, practitioner: Resource | None) -> tuple[PractitionerRole, ...]:
@@ -264,11 +288,12 @@ class References:
 
 
 def medication_concepts(request: MedicationRequest, references: References) -> list[CodeableConcept]:
-    """The medication CodeableConcept of a MedicationRequest: coded inline, or its Medication resolved."""
+    """What a MedicationRequest prescribes: coded inline, or its Medication resolved, with the ingredients a
+    compounded Medication names."""
     concepts: list[CodeableConcept] = []
     if request.medicationCodeableConcept is not None:
         concepts.append(request.medicationCodeableConcept)
     medication = references.resolve(request.medicationReference, request)
-    if isinstance(medication, Medication) and medication.code is not None:
-        concepts.append(medication.code)
+    if isinstance(medication, Medication):
+        concepts += [c for c in (medication.code, *(i.itemCodeableConcept for i in medication.ingredient)) if c]
     return concepts

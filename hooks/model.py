@@ -92,6 +92,7 @@ class Qualification(Element, frozen=True):
 
 class CoverageClass(Element, frozen=True):
     value: str | None = None
+    name: str | None = None
 
 
 class Diagnosis(Element, frozen=True):
@@ -134,6 +135,8 @@ class Resource(Struct, frozen=True, gc=False, tag_field="resourceType"):
 
 class Patient(Resource, frozen=True, tag=True):
     birthDate: str | None = None
+    deceasedBoolean: bool | None = None
+    deceasedDateTime: str | None = None
     address: tuple[Address, ...] = ()
     name: object = None  # form only
 
@@ -198,8 +201,13 @@ class Procedure(Resource, frozen=True, tag=True):
     performedDateTime: str | None = None
 
 
+class MedicationIngredient(Element, frozen=True):
+    itemCodeableConcept: CodeableConcept | None = None
+
+
 class Medication(Resource, frozen=True, tag=True):
     code: CodeableConcept | None = None
+    ingredient: tuple[MedicationIngredient, ...] = ()  # a compounded Medication names what it is made of
 
 
 class Practitioner(Resource, frozen=True, tag=True):

@@ -24,6 +24,20 @@ SPECIALTY_SETS = (
 )
 
 
+# Statuses of a draft order that is not being placed: withdrawn, recorded in error, or already done (FHIR R4
+# request-status for ServiceRequest; medicationrequest-status adds cancelled and stopped). The order hooks may be
+# called again when an order is cancelled or re-signed: such an order is never judged as a new referral or
+# prescription, so it gets no card and no coverage information.
+NOT_BEING_PLACED = frozenset({"revoked", "entered-in-error", "completed", "cancelled", "stopped"})
+
+
+def being_placed(orders: Iterable[Resource]) -> list[Resource]:
+    """The draft orders being placed (any other status, or none)."""
+    return [
+        o for o in orders if not (isinstance(o, (ServiceRequest, MedicationRequest)) and o.status in NOT_BEING_PLACED)
+    ]
+
+
 def performer_specialties(order: ServiceRequest, references: References) -> list[CodeableConcept]:
     """What an order says about who is to perform it: performerType, and each performer's specialty
     (PractitionerRole.specialty, or the roles and qualifications of a Practitioner)."""
@@ -108,7 +122,7 @@ def might_concern_program(orders: Iterable[Resource], knowledge: Knowledge) -> b
     """
     none = References()
     vs = knowledge.valuesets
-    for order in orders:
+    for order in being_placed(orders):
         if isinstance(order, ServiceRequest):
             if is_spine_surgical_referral(order, knowledge, none):
                 return True

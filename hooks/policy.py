@@ -45,6 +45,8 @@ class Policy:
     prior_notification_window_days: int = 90  # a PN filed this recently covers the visit (the episode)
     # appointmentType text that marks a follow-up visit, when it carries no standard code.
     follow_up_text_patterns: tuple[re.Pattern[str], ...] = field(default=())
+    # Coverage.class names and values that say Medicare Advantage, read when the type leaves it open.
+    medicare_advantage_text: tuple[re.Pattern[str], ...] = field(default=())
 
     def suspension_on(self, day: date) -> Suspension | None:
         return next((s for s in self.suspensions if s.covers(day)), None)

@@ -64,10 +64,13 @@ class PatientRecord:
     references: References = field(default_factory=References)
 
     @classmethod
-    def of(cls, resources: Iterable[Resource], unresolved: Iterable[str] = ()) -> PatientRecord:
+    def of(
+        cls, resources: Iterable[Resource], unresolved: Iterable[str] = (), server: str | None = None
+    ) -> PatientRecord:
         """Sort resources by type (a search Bundle may carry includes); index each by 'Type/id' for
-        reference resolution. `unresolved` are the references that were wanted but could not be had."""
-        references = References(resources, unresolved)
+        reference resolution. `unresolved` are the references that were wanted but could not be had; `server`
+        the EHR's FHIR server (absolute references elsewhere are never matched by id)."""
+        references = References(resources, unresolved, server)
 
         def of_type(kind: type[T]) -> tuple[T, ...]:
             return tuple(r for r in references.of_type(kind.__name__) if isinstance(r, kind))

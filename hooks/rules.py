@@ -47,6 +47,7 @@ from hooks.fhir import References
 from hooks.knowledge import Knowledge
 from hooks.model import Appointment, MedicationRequest, PractitionerRole, Reference, Resource, ServiceRequest
 from hooks.orders import (
+    being_placed,
     classified_by_its_code,
     has_emergent_priority,
     has_red_flag_reason,
@@ -93,8 +94,8 @@ class Settled:
 
 
 def in_scope(facts: PatientFacts) -> bool:
-    """Adults without an emergent or urgent presentation; everyone else gets silence."""
-    return facts.is_adult and not facts.red_flags
+    """Living adults without an emergent or urgent presentation; everyone else gets silence."""
+    return facts.is_adult and not facts.deceased and not facts.red_flags
 
 
 # --------------------------------------------------------------------------
@@ -109,6 +110,7 @@ def judge_orders(orders: Sequence[Resource], facts: PatientFacts, knowledge: Kno
     LBP: only the red-flag review card; the MSC step waits until an emergency is ruled out, and no
     referral is then said to need Prior Notification.
     """
+    orders = being_placed(orders)
     unjudged = unjudged_order_data(orders, facts.references, knowledge)
     own = own_references(orders)
     if not in_scope(facts):

@@ -288,6 +288,7 @@ class PatientRecordBuilder:
     # Resources the patient's data refers to (PractitionerRoles, Practitioners, Medications, Conditions
     # held elsewhere): prefetched under the key named, or only on the FHIR server when key is None.
     referenced: list[tuple[str | None, dict[str, Any]]] = field(default_factory=list)
+    patient_elements: dict[str, Any] = field(default_factory=dict)  # more elements of the Patient resource
 
     def with_condition(
         self,
@@ -429,7 +430,12 @@ class PatientRecordBuilder:
             patient["birthDate"] = self.birth_date
         if self.postal_code:
             patient["address"] = [{"use": "home", "postalCode": self.postal_code}]
-        return patient
+        return {**patient, **self.patient_elements}
+
+    def with_patient(self, **elements: Any) -> PatientRecordBuilder:
+        """More elements of the Patient resource (deceasedBoolean, deceasedDateTime…)."""
+        self.patient_elements.update(elements)
+        return self
 
     def prefetch(self) -> dict[str, Any]:
         extra: dict[str, list[dict[str, Any]]] = {}

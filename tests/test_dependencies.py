@@ -111,6 +111,7 @@ def active(ix: Any, today: date) -> list[f.CodedCondition]:
 RUN: dict[str, Fact] = {
     "is_adult": lambda ix, _facts, k, t: f.is_adult(ix.patient, k.policy.adult_age, t),
     "postal_code": lambda ix, _facts, _k, _t: f.postal_code(ix.patient),
+    "deceased": lambda ix, _facts, _k, _t: f.is_deceased(ix.patient),
     "msc_access": lambda ix, _facts, k, _t: f.has_msc_access(f.postal_code(ix.patient), k),
     "has_active_lbp": lambda ix, _facts, _k, t: any("lbp-trigger" in sets for _c, sets in active(ix, t)),
     "lbp_conditions": lambda ix, _facts, _k, t: [c for c, sets in active(ix, t) if "lbp-trigger" in sets],

@@ -324,6 +324,9 @@ def build_policy(data: Mapping[str, Any], problems: list[Problem]) -> Policy:
         ),
         prior_notification_window_days=lookback["prior_notification"],
         follow_up_text_patterns=compile_patterns(data["visit_text"]["follow_up"], "follow_up", problems, "visit_text"),
+        medicare_advantage_text=compile_patterns(
+            data["coverage_text"]["medicare_advantage"], "medicare_advantage", problems, "coverage_text"
+        ),
     )
 
 

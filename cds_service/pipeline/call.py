@@ -190,9 +190,15 @@ class Judged:
 
     def missing(self, missing: Mapping[str, str]) -> dict[str, str]:
         """The missing data that could bear on this answer: a referenced kind only when a rule read a
-        reference of that kind that could not be had (a target's own references weigh through `unjudged`)."""
+        reference of that kind that could not be had (a target's own references weigh through `unjudged`).
+        References to another server than the EHR's are such data too."""
         read = {REFERENCED_DATA[key.split("/")[0]] for key in self.unknown_read} | set(self.judgement.unjudged)
-        return {k: why for k, why in missing.items() if k not in REFERENCED_KINDS or k in read}
+        found = {k: why for k, why in missing.items() if k not in REFERENCED_KINDS or k in read}
+        foreign = sorted(key for key in self.record.references.foreign if key.split("/")[0] in REFERENCED_DATA)
+        for kind in sorted({REFERENCED_DATA[key.split("/")[0]] for key in foreign} & read - set(found)):
+            named = [key for key in foreign if REFERENCED_DATA[key.split("/")[0]] == kind]
+            found[kind] = f"{', '.join(named[:3])}: on another server than fhirServer, never looked up there"
+        return found
 
 
 REFERENCED_KINDS = frozenset(REFERENCED_DATA.values())
@@ -206,16 +212,20 @@ def judge(
     had is then unresolved: the rules read it as unknown, never as absent."""
     absent: set[str] = set()  # fetched, and the server has no such resource: no data
     unresolved: set[str] = set()  # could not be had
+    server = session.body.get("fhirServer")
     for _round in range(REFERENCE_ROUNDS + 1):
-        record = PatientRecord.of(session.out.resources, unresolved)
+        record = PatientRecord.of(session.out.resources, unresolved, server if isinstance(server, str) else None)
         facts = build_facts(record, knowledge, today)
-        read_by_facts = set(record.references.not_found)
+        read_by_facts = record.references.not_found | {
+            key for key in record.references.foreign if key.split("/")[0] in REFERENCED_DATA
+        }
         judgement = service.judge(hook_input, facts, knowledge)
         looked_up = record.references.not_found - absent
         wanted = {key for key in looked_up - unresolved if key.split("/")[0] in REFERENCED_DATA}
         if not wanted:
-            read = (read_by_facts | (looked_up - judgement.own_references)) - absent
-            return Judged(record, facts, judgement, frozenset(k for k in read if k in unresolved))
+            foreign = {key for key in record.references.foreign if key.split("/")[0] in REFERENCED_DATA}
+            read = (read_by_facts | ((looked_up | foreign) - judgement.own_references)) - absent
+            return Judged(record, facts, judgement, frozenset(k for k in read if k in unresolved | foreign))
         if _round == REFERENCE_ROUNDS:
             unresolved |= wanted  # rounds spent: what is still wanted counts as unknown
             continue
