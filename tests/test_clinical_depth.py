@@ -273,3 +273,46 @@ def test_an_ingredient_that_is_no_opioid_analgesic_gets_no_card(hooks, rxcui):
 def test_buprenorphine_by_its_ingredient_is_judged_by_its_reason(hooks):
     assert topics(hooks.select(patient(45).with_lbp().order_select(ordered("1819")))) == [OPIOID]
     assert hooks.select(patient(45).with_lbp().order_select(ordered("1819", reason="F11.20"))) == []
+
+
+# --- the same rules when the data is fetched from the EHR's FHIR server ----------------------------------
+
+
+@pytest.mark.processes
+@pytest.mark.parametrize("form", FORMS)
+def test_fetched_deceased_patient_gets_no_card(ehr, form):
+    record = patient(60).with_lbp().with_patient(deceasedDateTime="2026-10-02")
+    assert ehr.cards(form, record, lambda r: r.order_select(ortho_referral())) == []
+
+
+@pytest.mark.processes
+@pytest.mark.parametrize("form", FORMS)
+def test_fetched_dental_plan_beside_medicare_advantage_leaves_the_exemption(ehr, form):
+    record = patient(70).with_lbp().with_coverage("111").with_coverage("313")
+    assert topics(ehr.cards(form, record, lambda r: r.order_select(ortho_referral()))) == [PN]
+
+
+@pytest.mark.processes
+@pytest.mark.parametrize("form", FORMS)
+def test_fetched_pt_treatment_silences_the_pt_card(ehr, form):
+    record = patient(45).with_lbp().with_procedure((CPT, "97140"), days=20)
+    assert ehr.cards(form, record, lambda r: r.patient_view(), hook="view") == []
+
+
+@pytest.mark.processes
+@pytest.mark.parametrize("form", FORMS)
+def test_a_referenced_compounded_medication_naming_an_opioid_ingredient_gets_the_opioid_card(ehr, form):
+    record = patient(45).with_lbp()
+    compound = {
+        "resourceType": "Medication",
+        "id": "compound-1",
+        "code": {"text": "Compounded oral suspension"},
+        "ingredient": [{"itemCodeableConcept": {"coding": [{"system": RXNORM, "code": "7804"}]}}],
+    }
+    record.with_referenced(compound, prefetched_as="medicationRequests" if form == "prefetch" else None)
+    order = medication_request(reason=LBP, medication="compound-1")
+    if form == "prefetch":  # prefetch holds no Medication key: the EHR contains it in the order
+        order["contained"] = [compound]
+        order["medicationReference"] = {"reference": "#compound-1"}
+        record.referenced = []
+    assert topics(ehr.cards(form, record, lambda r: r.order_select(order))) == [OPIOID]
