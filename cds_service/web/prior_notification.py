@@ -187,23 +187,32 @@ def blank_form() -> Response:
     return page("pn_form.html", form=pn_form(services), values={}, errors={}, action=None, context=None)
 
 
-@blueprint.route("/prior-notification/form/<token>", methods=["GET", "POST"])
+@blueprint.get("/prior-notification/form/<token>")
 def prefilled_form(token: str) -> Response:
+    """The pre-filled form (HEAD too, which Flask answers with this view's headers and no body)."""
     services = current_services()
-    form = pn_form(services)
     context, failure = open_context(services, token)
     if context is None:
         return failure
-    if request.method == "GET":
-        values = {key: field_value(value) for key, value in context.prefill.items()}
-        return page("pn_form.html", form=form, values=values, errors={}, action=request.path, context=context)
+    values = {key: field_value(value) for key, value in context.prefill.items()}
+    return page("pn_form.html", form=pn_form(services), values=values, errors={}, action=request.path, context=context)
+
+
+@blueprint.post("/prior-notification/form/<token>")
+def submit_form(token: str) -> Response:
+    """Only a POST files a Prior Notification: its own view, so no other method can reach this code."""
+    services = current_services()
+    form = pn_form(services)
+    fields = {name: value for name, value in request.form.items()}
+    context, failure = open_context(services, token, typed=fields)
+    if context is None:
+        return failure
     base = public_base_url(services)
     uploads = {
         name: Upload(upload.filename or "", upload.mimetype or "", upload.read())
         for name, upload in request.files.items()
         if upload.filename
     }
-    fields = {name: value for name, value in request.form.items()}
     response = response_from_fields(form, fields, uploads, context, base, datetime.now(UTC))
     checked, problems = check_response(response, form)
     if problems or checked is None:
@@ -216,7 +225,7 @@ def prefilled_form(token: str) -> Response:
     try:
         stored, _created = services.prior_notifications.record(record)
     except StorageUnavailable:
-        return unavailable_page(form, fields, context)
+        return unavailable_page(form, fields)
     return make_response(redirect(url_for("prior_notification.saved", token=token, record_id=stored["id"]), 303))
 
 
@@ -242,8 +251,11 @@ def saved(token: str, record_id: str) -> Response:
     return page("pn_saved.html", record=stored, answers=answer_rows(stored.response))
 
 
-def open_context(services: AppServices, token: str) -> tuple[FormContext | None, Response]:
-    """The form link's context, or the page that says why it cannot be opened."""
+def open_context(
+    services: AppServices, token: str, typed: Mapping[str, str] | None = None
+) -> tuple[FormContext | None, Response]:
+    """The form link's context, or the page that says why it cannot be opened (for a submission the database
+    cannot take, the form again with what was `typed`, to send once more)."""
     try:
         context_id = services.form_links.context_id(token)
     except FormLinkExpired:
@@ -261,16 +273,9 @@ def open_context(services: AppServices, token: str) -> tuple[FormContext | None,
     try:
         context = services.prior_notifications.form_context(context_id, datetime.now(UTC))
     except StorageUnavailable:
-        posted = request.method == "POST"
-        response = page(
-            "pn_message.html",
-            status=503,
-            title="Not saved: try again in a minute" if posted else "The form cannot be opened right now",
-            message="The Prior Notification could not be saved right now, so it was NOT filed. Go back (your "
-            "browser keeps what you typed) and send it again in a minute."
-            if posted
-            else UNAVAILABLE,
-        )
+        if typed is not None:
+            return None, unavailable_page(pn_form(services), typed)
+        response = page("pn_message.html", status=503, title="The form cannot be opened right now", message=UNAVAILABLE)
         response.headers["Retry-After"] = "30"
         return None, response
     if context is None:
@@ -280,15 +285,14 @@ def open_context(services: AppServices, token: str) -> tuple[FormContext | None,
     return context, Response()
 
 
-def unavailable_page(form: Form, fields: Mapping[str, str], context: FormContext) -> Response:
-    """Nothing was stored: say so, keep what was typed, and let the practice send it again."""
+def unavailable_page(form: Form, fields: Mapping[str, str]) -> Response:
+    """Nothing was stored: say so, keep what was typed, and let the practice send it again (an attachment must
+    be chosen again: no browser lets a page pre-fill a file)."""
     errors = {
         None: "The Prior Notification could not be saved right now, so it was NOT filed. "
         "Send the form again in a minute."
     }
-    response = page(
-        "pn_form.html", status=503, form=form, values=fields, errors=errors, action=request.path, context=context
-    )
+    response = page("pn_form.html", status=503, form=form, values=fields, errors=errors, action=request.path)
     response.headers["Retry-After"] = "30"
     return response
 
