@@ -140,7 +140,7 @@ def reader_scope(services: AppServices, caller: Caller | None) -> Scope | None:
 def last_updated(values: list[str]) -> tuple[date | None, date | None]:
     since = until = None
     for value in values:
-        match = LAST_UPDATED.match(value)
+        match = LAST_UPDATED.fullmatch(value)
         if match is None:
             raise BadRequest("_lastUpdated: write geYYYY-MM-DD or leYYYY-MM-DD (whole UTC days).")
         try:
@@ -152,7 +152,7 @@ def last_updated(values: list[str]) -> tuple[date | None, date | None]:
 
 
 def patient_id(value: str | None) -> str | None:
-    if value is not None and not FHIR_ID_PATTERN.match(value):
+    if value is not None and not FHIR_ID_PATTERN.fullmatch(value):
         raise BadRequest("patient: a FHIR Patient id (letters, digits, '-' and '.', at most 64).")
     return value
 
