@@ -453,7 +453,10 @@ class Settings(EnvironmentSettings):
 class ServerSettings(EnvironmentSettings):
     """gunicorn's settings (read by gunicorn.conf.py)."""
 
-    bind: str = Field("0.0.0.0:8080", description="address to listen on")
+    # Loopback unless told otherwise: a development instance (no JWT, CORS *) is never reachable from the
+    # network by default, and a production one is reached through nginx on the same host (gunicorn alone can
+    # be stalled by a few slow clients). The container and Kubernetes set 0.0.0.0:8080 explicitly.
+    bind: str = Field("127.0.0.1:8080", description="address to listen on")
     workers: int | None = Field(
         None,
         ge=1,
