@@ -83,6 +83,13 @@ class RedisReplayStore:
             log.warning("JWT replay store (Redis) unavailable: %s", type(error).__name__)
             raise StorageUnavailable("The JWT replay store cannot be reached.") from error
 
+    def reachable(self) -> bool:
+        """For /readyz: Redis answers a PING now, so an outage shows before a hook call fails."""
+        try:
+            return bool(self.client.ping())
+        except redis.RedisError:
+            return False
+
     def close(self) -> None:
         self.client.close()
 
