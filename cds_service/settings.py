@@ -291,6 +291,13 @@ class Settings(EnvironmentSettings):
     pn_link_days: int = Field(
         30, ge=1, description="how many days a Prior Notification form link on a card stays valid"
     )
+    pn_search_max_bytes: int = Field(
+        2 * 1024 * 1024,
+        ge=64 * 1024,
+        description="the largest answer of a Prior Notification records search: a page holds records (their "
+        "attachments left out, each by a link to its record) until the next would pass this size, and links the "
+        "next page (a page always holds one record)",
+    )
     pn_reader_issuers: CommaList = Field(
         (),
         description="comma-separated JWT issuers (among `CDS_TRUSTED_ISSUERS`) of the plan's staff tools, which "

@@ -19,7 +19,9 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
+from urllib.parse import urlencode
 
+import orjson
 from flask import Blueprint, Response, jsonify, make_response, redirect, render_template, request, url_for
 
 from cds_service.content.forms import PN_FORM_ID, Form, FormItem
@@ -35,7 +37,7 @@ from cds_service.pipeline.prior_notification import (
 )
 from cds_service.pipeline.questionnaire_response import FHIR_ID_PATTERN, ItemProblem, check_response, raise_if_invalid
 from cds_service.pipeline.validation import refuse_deep_nesting
-from cds_service.storage.prior_notifications import FormContext, Scope
+from cds_service.storage.prior_notifications import FormContext, Scope, SearchCriteria
 from cds_service.web.auth import Caller
 from cds_service.web.hook_routes import authenticate, public_base_url, read_json_body
 from cds_service.wiring import AppServices, current_services, scope_of
@@ -49,7 +51,10 @@ FORM_CSP = (
 )
 DEFAULT_COUNT, MAX_COUNT = 100, 1000
 LAST_UPDATED = re.compile(r"^(ge|le)([0-9]{4}-[0-9]{2}-[0-9]{2})$")
-SEARCH_PARAMETERS = frozenset({"patient", "_lastUpdated", "_count"})
+SEARCH_PARAMETERS = frozenset({"patient", "_lastUpdated", "_count", "_offset"})
+# Room left in a search answer for the Bundle around its entries (type, total, links).
+BUNDLE_ENVELOPE_BYTES = 4096
+SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
 UNAVAILABLE = "The plan's records are unavailable for a moment. Try again in a minute."
 
 
@@ -103,31 +108,76 @@ def search_responses() -> Response:
     unknown = sorted(set(request.args) - SEARCH_PARAMETERS)
     if unknown:
         raise BadRequest(
-            f"Unsupported search parameter(s) {', '.join(unknown)}; supported: patient, _lastUpdated, _count."
+            f"Unsupported search parameter(s) {', '.join(unknown)}; supported: patient, _lastUpdated, _count, _offset."
         )
     since, until = last_updated(request.args.getlist("_lastUpdated"))
-    rows = services.prior_notifications.search(
-        reader_scope(services, caller),
-        patient_id=patient_id(request.args.get("patient")),
-        since=since,
-        until=until,
-        limit=count(request.args.get("_count")),
-    )
+    scope = reader_scope(services, caller)
+    criteria = SearchCriteria(patient_id(request.args.get("patient")), since, until)
+    limit, offset = count(request.args.get("_count")), number("_offset", request.args.get("_offset"), 0)
     base = public_base_url(services)
-    bundle = {
+    budget = services.settings.pn_search_max_bytes - BUNDLE_ENVELOPE_BYTES
+    entries: list[dict[str, Any]] = []
+    more = False
+    with services.prior_notifications.search(scope, criteria, offset=offset, limit=limit + 1) as rows:
+        for row in rows:
+            entry = search_entry(base, row.id, row.response)
+            size = len(orjson.dumps(entry))
+            if len(entries) == limit or (entries and size > budget):
+                more = True  # the next page starts with this record
+                break
+            entries.append(entry)
+            budget -= size
+    bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "type": "searchset",
-        "total": len(rows),
-        "entry": [
-            {
-                "fullUrl": f"{base}/fhir/QuestionnaireResponse/{row.id}",
-                "resource": row.response,
-                "search": {"mode": "match"},
-            }
-            for row in rows
-        ],
+        "total": services.prior_notifications.count(scope, criteria),
+        "link": [{"relation": "self", "url": page_url(base, offset, limit)}],
+        "entry": entries,
     }
+    if more:
+        bundle["link"].append({"relation": "next", "url": page_url(base, offset + len(entries), limit)})
     return fhir_json(bundle)
+
+
+def search_entry(base: str, record_id: str, response: Mapping[str, Any]) -> dict[str, Any]:
+    """A record as a search shows it: each attachment's data left out, linked to the record that holds it
+    (FHIR's SUBSETTED tag says so); the read of the record returns it whole."""
+    url = f"{base}/fhir/QuestionnaireResponse/{record_id}"
+    items, subsetted = without_attachment_data(response.get("item") or [], url)
+    resource = {**response, "item": items} if subsetted else response
+    if subsetted:
+        meta = dict(resource.get("meta") or {})
+        meta["tag"] = [*meta.get("tag", []), SUBSETTED]
+        resource = {**resource, "meta": meta}
+    return {"fullUrl": url, "resource": resource, "search": {"mode": "match"}}
+
+
+def without_attachment_data(items: list[Any], url: str) -> tuple[list[Any], bool]:
+    """The items with every attachment's `data` replaced by `url`; whether any was."""
+    changed = False
+    result = []
+    for item in items:
+        answers = []
+        for answer in item.get("answer") or []:
+            attachment = answer.get("valueAttachment")
+            if isinstance(attachment, Mapping) and "data" in attachment:
+                kept = {k: v for k, v in attachment.items() if k != "data"}
+                answer = {**answer, "valueAttachment": {**kept, "url": url}}
+                changed = True
+            answers.append(answer)
+        children, nested = without_attachment_data(item.get("item") or [], url)
+        changed = changed or nested
+        copy = {**item, "answer": answers} if "answer" in item else dict(item)
+        if "item" in item:
+            copy["item"] = children
+        result.append(copy)
+    return result, changed
+
+
+def page_url(base: str, offset: int, limit: int) -> str:
+    """This search's URL at another page: the same parameters, with _offset and _count."""
+    kept = [(k, v) for k, v in request.args.items(multi=True) if k not in ("_offset", "_count")]
+    return f"{base}/fhir/QuestionnaireResponse?" + urlencode([*kept, ("_count", limit), ("_offset", offset)])
 
 
 def reader_scope(services: AppServices, caller: Caller | None) -> Scope | None:
@@ -155,6 +205,14 @@ def patient_id(value: str | None) -> str | None:
     if value is not None and not FHIR_ID_PATTERN.fullmatch(value):
         raise BadRequest("patient: a FHIR Patient id (letters, digits, '-' and '.', at most 64).")
     return value
+
+
+def number(name: str, value: str | None, default: int) -> int:
+    if value is None:
+        return default
+    if not value.isdecimal() or len(value) > 9:
+        raise BadRequest(f"{name}: a whole number (at most 9 digits).")
+    return int(value)
 
 
 def count(value: str | None) -> int:
