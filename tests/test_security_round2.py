@@ -357,3 +357,8 @@ def test_the_pn_export_streams_its_rows(settings, content, tmp_path):
         assert peak < written / 2  # before: every row held at once (several times the file)
     finally:
         services_of(app).close()
+
+
+def test_the_form_pages_send_no_referer_carrying_the_link(stored_app):
+    client = stored_app.test_client()
+    assert client.get(form_link(pn_card(client))).headers["Referrer-Policy"] == "no-referrer"

@@ -356,9 +356,11 @@ def unavailable_page(form: Form, fields: Mapping[str, str]) -> Response:
 
 
 def page(template: str, status: int = 200, **values: Any) -> Response:
-    """An HTML page of the form: never cached (it shows patient data), strict CSP."""
+    """An HTML page of the form: never cached (it shows patient data), strict CSP, and no Referer sent from it
+    (its address holds the form link's token)."""
     response = make_response(render_template(template, **values), status)
     response.headers["Content-Security-Policy"] = FORM_CSP
+    response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["Cache-Control"] = "no-store"
     return response
 
