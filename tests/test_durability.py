@@ -37,7 +37,7 @@ from tests.clinical_date import TODAY
 from tests.pn import completed_fields, response_json
 from tests.test_appointment_book import adult_with_lbp
 from tests.test_startup import free_port, gunicorn, service_env, wait_for_service
-from tests.topology import migrate_database
+from tests.topology import feedback_item, migrate_database
 
 pytestmark = pytest.mark.processes
 
@@ -47,6 +47,7 @@ CRASH_AFTER_SECONDS = 1.0
 STAGGER_SECONDS = 0.1  # submission n is first sent n × this after the start: before, during and after the outage
 DEADLINE_SECONDS = 45.0
 RESPONSES = "/fhir/QuestionnaireResponse"
+APPOINTMENT_BOOK = "/cds-services/lbp-appointment-book"
 
 
 def postgres_bin() -> Path | None:
@@ -104,9 +105,12 @@ class ScratchPostgres:
             os.kill(self.process.pid, signal.SIGINT)  # fast shutdown
             self.process.wait(timeout=30)
 
-    def rows(self) -> dict[str, dict[str, Any]]:
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
         with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres") as connection:
-            found = connection.execute("SELECT id, response, member_id FROM prior_notifications").fetchall()
+            return connection.execute(sql).fetchall()
+
+    def rows(self) -> dict[str, dict[str, Any]]:
+        found = self.query("SELECT id, response, member_id FROM prior_notifications")
         return {row[0]: {"response": row[1], "member_id": row[2]} for row in found}
 
 
@@ -136,6 +140,7 @@ class Tally:
     statuses: Counter[int] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
     acknowledged: dict[str, Any] = field(default_factory=dict)  # record id -> what was acknowledged
+    feedback: list[str] = field(default_factory=list)  # the card uuid of each feedback answered 200
 
     def saw(self, status: int) -> None:
         with self.lock:
@@ -213,6 +218,28 @@ def submit_form(base: str, link: str, typed: dict[str, str], tally: Tally, delay
     tally.problem("a form submission was never acknowledged")
 
 
+def send_feedback(base: str, card: dict[str, Any], tally: Tally, delay: float) -> None:
+    """Feedback under the same outage: answered 200 only once stored, else 503 with Retry-After."""
+    time.sleep(delay)
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    body = {"feedback": [feedback_item(card, accept=False)]}
+    while time.monotonic() < deadline:
+        try:
+            answer = requests.post(f"{base}{APPOINTMENT_BOOK}/feedback", json=body, timeout=20)
+        except requests.RequestException as error:
+            tally.problem(f"feedback: {type(error).__name__}")
+            return
+        tally.saw(answer.status_code)
+        if answer.status_code == 200:
+            with tally.lock:
+                tally.feedback.append(card["uuid"])
+            return
+        if not refused_well(tally, answer, None):
+            return
+        time.sleep(0.3)
+    tally.problem("feedback was never acknowledged")
+
+
 def test_every_acknowledged_prior_notification_survives_a_database_crash(tmp_path, scratch_postgres):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -223,10 +250,11 @@ def test_every_acknowledged_prior_notification_survives_a_database_crash(tmp_pat
     log = tmp_path / "gunicorn.log"
     with gunicorn(env, log) as process:
         wait_for_service(base, process, log)
-        links = []
+        links, cards_issued = [], []
         for index in range(SUBMISSIONS_PER_KIND):
             request = adult_with_lbp().appointment_book(appointment(aid=f"apt-{index}"))
-            cards = requests.post(base + "/cds-services/lbp-appointment-book", json=request, timeout=20).json()["cards"]
+            cards = requests.post(base + APPOINTMENT_BOOK, json=request, timeout=20).json()["cards"]
+            cards_issued += cards
             urls = [link["url"] for card in cards for link in card.get("links", [])]
             links.append(urlsplit(next(url for url in urls if "/prior-notification/form/" in url)).path)
         tally = Tally()
@@ -252,6 +280,10 @@ def test_every_acknowledged_prior_notification_survives_a_database_crash(tmp_pat
                 )
                 for n, link in enumerate(links)
             ]
+            futures += [
+                pool.submit(send_feedback, base, card, tally, n * STAGGER_SECONDS)
+                for n, card in enumerate(cards_issued[:SUBMISSIONS_PER_KIND])
+            ]
             time.sleep(CRASH_AFTER_SECONDS)  # some acknowledged before the crash
             scratch_postgres.crash()
             time.sleep(OUTAGE_SECONDS)
@@ -259,11 +291,17 @@ def test_every_acknowledged_prior_notification_survives_a_database_crash(tmp_pat
             for future in futures:
                 future.result()
         stored = scratch_postgres.rows()
+        process.send_signal(signal.SIGTERM)  # a graceful stop: each worker stores the issued-card records it holds
+        process.wait(timeout=30)
+    issued = {row[0] for row in scratch_postgres.query("SELECT card_uuid FROM issued_cards")}
+    feedback_stored = Counter(row[0] for row in scratch_postgres.query("SELECT card_uuid FROM feedback"))
     requests_sent = sum(tally.statuses.values())
     refused = tally.statuses[503]
     print(
         f"\ndurability: {requests_sent} requests, {len(tally.acknowledged)} submissions acknowledged, "
-        f"{len(stored)} stored, {refused} refused 503; statuses {dict(tally.statuses)}"
+        f"{len(stored)} stored, {refused} refused 503; statuses {dict(tally.statuses)}; feedback "
+        f"{len(tally.feedback)} acknowledged, {sum(feedback_stored.values())} stored; cards issued "
+        f"{len(cards_issued)}, recorded {len(issued & {card['uuid'] for card in cards_issued})}"
     )
     assert not tally.problems, tally.problems[:5]
     assert refused > 0, "the outage refused nothing: it did not happen while submissions were sent"
@@ -275,6 +313,8 @@ def test_every_acknowledged_prior_notification_survives_a_database_crash(tmp_pat
             assert json.dumps(row["response"], sort_keys=True) == json.dumps(acknowledged, sort_keys=True)
         else:  # the web form: what was typed
             assert row["member_id"] == acknowledged["member-id"]
+    assert all(feedback_stored[card] >= 1 for card in tally.feedback)  # every feedback answered 200 is stored
+    assert {card["uuid"] for card in cards_issued} <= issued  # every issued card recorded, across the crash and stop
 
 
 def test_the_scratch_cluster_is_not_the_machines_server(scratch_postgres):
