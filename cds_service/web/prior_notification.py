@@ -16,7 +16,7 @@ The web form (HTML, no JavaScript, strict CSP), opened from the card's link:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -116,17 +116,8 @@ def search_responses() -> Response:
     limit, offset = count(request.args.get("_count")), number("_offset", request.args.get("_offset"), 0)
     base = public_base_url(services)
     budget = services.settings.pn_search_max_bytes - BUNDLE_ENVELOPE_BYTES
-    entries: list[dict[str, Any]] = []
-    more = False
     with services.prior_notifications.search(scope, criteria, offset=offset, limit=limit + 1) as rows:
-        for row in rows:
-            entry = search_entry(base, row.id, row.response)
-            size = len(orjson.dumps(entry))
-            if len(entries) == limit or (entries and size > budget):
-                more = True  # the next page starts with this record
-                break
-            entries.append(entry)
-            budget -= size
+        entries, more = page_of(rows, base, limit, budget)
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "type": "searchset",
@@ -137,6 +128,20 @@ def search_responses() -> Response:
     if more:
         bundle["link"].append({"relation": "next", "url": page_url(base, offset + len(entries), limit)})
     return fhir_json(bundle)
+
+
+def page_of(rows: Iterator[Any], base: str, limit: int, budget: int) -> tuple[list[dict[str, Any]], bool]:
+    """The entries of a page (at most `limit`, at most `budget` bytes of JSON, at least one) and whether more
+    records follow; rows are consumed as they come, so no more than a page is held."""
+    entries: list[dict[str, Any]] = []
+    for row in rows:
+        entry = search_entry(base, row.id, row.response)
+        size = len(orjson.dumps(entry))
+        if len(entries) == limit or (entries and size > budget):
+            return entries, True  # the next page starts with this record
+        entries.append(entry)
+        budget -= size
+    return entries, False
 
 
 def search_entry(base: str, record_id: str, response: Mapping[str, Any]) -> dict[str, Any]:
