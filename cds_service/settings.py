@@ -291,6 +291,13 @@ class Settings(EnvironmentSettings):
     pn_link_days: int = Field(
         30, ge=1, description="how many days a Prior Notification form link on a card stays valid"
     )
+    pn_search_max_bytes: int = Field(
+        2 * 1024 * 1024,
+        ge=64 * 1024,
+        description="the largest answer of a Prior Notification records search: a page holds records (their "
+        "attachments left out, each by a link to its record) until the next would pass this size, and links the "
+        "next page (a page always holds one record)",
+    )
     pn_reader_issuers: CommaList = Field(
         (),
         description="comma-separated JWT issuers (among `CDS_TRUSTED_ISSUERS`) of the plan's staff tools, which "
@@ -453,7 +460,10 @@ class Settings(EnvironmentSettings):
 class ServerSettings(EnvironmentSettings):
     """gunicorn's settings (read by gunicorn.conf.py)."""
 
-    bind: str = Field("0.0.0.0:8080", description="address to listen on")
+    # Loopback unless told otherwise: a development instance (no JWT, CORS *) is never reachable from the
+    # network by default, and a production one is reached through nginx on the same host (gunicorn alone can
+    # be stalled by a few slow clients). The container and Kubernetes set 0.0.0.0:8080 explicitly.
+    bind: str = Field("127.0.0.1:8080", description="address to listen on")
     workers: int | None = Field(
         None,
         ge=1,

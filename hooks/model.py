@@ -18,7 +18,7 @@ import msgspec
 from msgspec import Meta, Struct, field
 
 # FHIR id: 1 to 64 letters, digits, '-' and '.'.
-FhirId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9\-.]{1,64}$")]
+FhirId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9\-.]{1,64}\Z")]
 # FHIR JSON of elements the rules never read but echo back unchanged (extensions): kept as sent.
 JsonObject = dict[str, object]
 
@@ -278,7 +278,7 @@ class Appointment(Resource, frozen=True, tag=True):
 class OtherResource(Struct, frozen=True, gc=False):
     """A resource of a type no rule reads (an OperationOutcome in a search Bundle, an included Location…)."""
 
-    resourceType: Annotated[str, Meta(pattern=r"^[A-Z][A-Za-z]+$")]
+    resourceType: Annotated[str, Meta(pattern=r"^[A-Z][A-Za-z]+\Z")]
     id: FhirId | None = None
 
     @property

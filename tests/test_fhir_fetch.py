@@ -317,14 +317,24 @@ def test_cache_can_be_turned_off(fetching):
         assert len(rsps.calls) == 12
 
 
-def test_patient_id_is_url_encoded_in_queries(fetching):
+def test_a_patient_id_that_is_no_fhir_id_never_reaches_a_query(fetching):
+    """Every hook's patientId is checked as a FHIR id (issue 20): 'a b/c' is refused before any fetch."""
     record = patient(45).with_lbp()
     record.pid = "a b/c"
     with fhir_server() as rsps:
         rsps.add(responses.GET, f"{FHIR}/Condition", json=bundle(record.conditions))
         body = without_prefetch(record.patient_view(), "conditions")
-        fetching().client.post("/cds-services/lbp-patient-view", json=body)
-        assert urlsplit(rsps.calls[0].request.url).query == "patient=a%20b%2Fc"
+        assert fetching().client.post("/cds-services/lbp-patient-view", json=body).status_code == 400
+        assert not rsps.calls
+
+
+def test_context_values_are_url_encoded_in_queries():
+    """Defence in depth behind the schemas: a value put into a query template is percent-encoded."""
+    from cds_service.pipeline.prefetch import render_template
+
+    assert render_template("Condition?patient={{context.patientId}}", {"patientId": "a b/c"}) == (
+        "Condition?patient=a%20b%2Fc"
+    )
 
 
 def test_fetch_log_names_the_key_without_token_or_patient_id(fetching, caplog):

@@ -173,3 +173,15 @@ def test_forwarded_headers_a_client_sends_are_replaced_by_the_proxy(instance):
     assert response.status_code == 200  # the JWT audience is still the public URL
     links = [link["url"] for card in response.json()["cards"] for link in card["links"]]
     assert not any("evil" in link for link in links)
+
+
+def test_the_shipped_proxy_logs_a_form_link_with_its_token_masked(instance):
+    """nginx's access log (the shipped configuration's own format) holds the route, never the link's token."""
+    token = "sntl-form-token-Hq7Zr"
+    for path in (f"/prior-notification/form/{token}", f"/prior-notification/form/{token}/records/x?y=1"):
+        answer = requests.get(instance.nginx_url + path, verify=instance.ca_file, headers={"Referer": path}, timeout=10)
+        assert answer.status_code == 404
+    access_log = instance.workdir / "nginx-access.log"
+    written = access_log.read_text()  # nginx writes each line when the request ends
+    assert "GET /prior-notification/form/<token>/records/x?y=1 HTTP/1.1" in written
+    assert token not in written

@@ -322,6 +322,29 @@ def test_a_gunicorn_instance_at_its_production_log_level_logs_no_sentinel(tmp_pa
     assert_no_sentinel(written)
 
 
+@pytest.mark.processes
+def test_gunicorn_at_debug_logs_a_form_link_with_its_token_masked(tmp_path):
+    """gunicorn's debug line per request names the path: a form link's token (a credential) is masked."""
+    from tests.test_startup import free_port, gunicorn, service_env, wait_for_service
+    from tests.topology import migrate_database
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = service_env(tmp_path, port, CDS_LOG_FORMAT="text", CDS_LOG_LEVEL="debug")
+    migrate_database(env)
+    log = tmp_path / "gunicorn.log"
+    with gunicorn(env, log) as process:
+        wait_for_service(base, process, log)
+        for path in (f"/prior-notification/form/{TOKEN}", f"/prior-notification/form/{TOKEN}/records/x"):
+            assert requests.get(base + path, timeout=10).status_code == 404
+        assert requests.head(base + f"/prior-notification/form/{TOKEN}", timeout=10).status_code == 404
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    written = Path(log).read_text()
+    assert "GET /prior-notification/form/<token>/records/x" in written
+    assert_no_sentinel(written)
+
+
 def test_the_text_log_format_shows_each_calls_fields(client):
     """`make run` logs as text: a call's line says its service, status, ms, topics, fetched and missing."""
     out = io.StringIO()

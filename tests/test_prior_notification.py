@@ -466,9 +466,13 @@ def test_the_records_search_takes_dates_and_a_count(sqlite_client):
     today = datetime.now(UTC).date().isoformat()
     assert sqlite_client.get(f"{RESPONSES}?_lastUpdated=ge{today}").get_json()["total"] == 3
     assert sqlite_client.get(f"{RESPONSES}?_lastUpdated=le2020-01-01").get_json()["total"] == 0
-    assert sqlite_client.get(f"{RESPONSES}?_count=2").get_json()["total"] == 2
+    first = sqlite_client.get(f"{RESPONSES}?_count=2").get_json()
+    assert first["total"] == 3 and len(first["entry"]) == 2  # total: every match; the page: _count of them
+    [following] = [link["url"] for link in first["link"] if link["relation"] == "next"]
+    last = sqlite_client.get(following.removeprefix(BASE_URL)).get_json()
+    assert len(last["entry"]) == 1 and not [link for link in last["link"] if link["relation"] == "next"]
     assert sqlite_client.get(f"{RESPONSES}?patient=p2").get_json()["total"] == 0
-    for bad in ("_count=0", "_lastUpdated=2026", "status=completed"):
+    for bad in ("_count=0", "_lastUpdated=2026", "status=completed", "_offset=-1", "_offset=1e3"):
         assert sqlite_client.get(f"{RESPONSES}?{bad}").status_code == 400, bad
 
 

@@ -472,10 +472,11 @@ def test_patient_view_without_patient_id():
 
 
 @pytest.mark.parametrize("hook", ["order-select", "order-sign", "patient-view"])
-def test_patient_id_empty_string(hook):
+@pytest.mark.parametrize("patient_id", ["", "a b", "x" * 65, "p/1"])
+def test_patient_id_is_a_fhir_id_in_every_hook(hook, patient_id):
     ctx = fixture(f"hook-{hook}-r4.json" if hook != "patient-view" else "hook-patient-view-1.json")["context"]
-    ctx["patientId"] = ""
-    assert_error(CONTEXT[hook], ctx, "$.patientId", "minLength")
+    ctx["patientId"] = patient_id
+    assert_error(CONTEXT[hook], ctx, "$.patientId", "pattern")
 
 
 @pytest.mark.parametrize(

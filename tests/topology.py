@@ -348,6 +348,12 @@ def nginx_site(replicas: list[Replica], http_port: int, https_port: int, cert: P
     text = replace_exactly(text, "    listen 80;  # site", f"    listen 127.0.0.1:{http_port};")
     text = replace_exactly(text, "    listen 443 ssl;  # site", f"    listen 127.0.0.1:{https_port} ssl;")
     text = replace_exactly(text, "server_name cds.example.org;  # site", "server_name 127.0.0.1;", times=2)
+    text = replace_exactly(
+        text,
+        "access_log /var/log/nginx/lbp-cds.access.log lbp_cds_masked;  # site",
+        f"access_log {cert.parent / 'nginx-access.log'} lbp_cds_masked;",
+        times=2,
+    )
     text = replace_exactly(text, "/etc/ssl/certs/cds.example.org.pem;  # site", f"{cert};")
     text = replace_exactly(text, "/etc/ssl/private/cds.example.org.key;  # site", f"{key};")
     return replace_exactly(

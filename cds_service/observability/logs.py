@@ -10,6 +10,7 @@ parameters hidden) and SQLSTATE are added: they say which statement failed, not 
 from __future__ import annotations
 
 import logging
+import re
 import traceback
 from types import TracebackType
 from typing import Any
@@ -20,6 +21,16 @@ FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
 # Attributes every LogRecord has: anything else on a record came through `extra=` and is a field.
 STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
+
+
+# Path segments that are credentials: a Prior Notification form link's token opens a pre-filled form and files
+# a PN for 30 days. A logged path shows the route there instead (nginx's access log does the same).
+CREDENTIAL_IN_PATH = re.compile(r"^(/prior-notification/form/)[^/?]+")
+
+
+def loggable_path(path: str) -> str:
+    """A request path as a log may hold it: every credential it carries masked."""
+    return CREDENTIAL_IN_PATH.sub(r"\1<token>", path)
 
 
 def exception_chain(error: BaseException) -> list[BaseException]:

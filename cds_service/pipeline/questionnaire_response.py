@@ -79,7 +79,7 @@ def check_response(response: Any, form: Form) -> tuple[CheckedResponse | None, l
         )
     subject = response.get("subject")
     match = (
-        PATIENT_REFERENCE.match(subject.get("reference", ""))
+        PATIENT_REFERENCE.fullmatch(subject.get("reference", ""))
         if isinstance(subject, dict) and isinstance(subject.get("reference"), str)
         else None
     )
@@ -196,7 +196,7 @@ def attachment_problem(value: Any) -> str | None:
 
 
 def is_full_date(value: Any) -> bool:
-    if not isinstance(value, str) or not FULL_DATE.match(value):
+    if not isinstance(value, str) or not FULL_DATE.fullmatch(value):
         return False
     try:
         date.fromisoformat(value)

@@ -265,6 +265,14 @@ def report(schema_name: str, instance: Any, prefix: str, title: str = "Invalid C
     if fast_validator(schema_name).is_valid(instance):
         return
     raise_first_errors(validator(schema_name).iter_errors(instance), (prefix,) if prefix else (), title)
+    # One verdict per request: the two validators read some patterns differently (Python's `$` matches before
+    # a final newline, ECMA-262's does not), and what either refuses is refused.
+    where = prefix or "(body)"
+    raise BadRequest(
+        f"{title}: {where} does not have the form the schema requires (a value has the wrong form, such as a "
+        "trailing newline in an id).",
+        where=f"{where} (pattern)",
+    )
 
 
 def raise_first_errors(errors: Iterable[ValidationError], prefix: tuple[str | int, ...], title: str) -> None:

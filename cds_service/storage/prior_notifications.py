@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from typing import Any, TextIO
 
-from sqlalchemy import Select, and_, delete, insert, select
+from sqlalchemy import Select, and_, delete, func, insert, select
 from sqlalchemy.engine import Row
 
 from cds_service.errors import StorageUnavailable
@@ -28,6 +28,9 @@ from cds_service.storage.report import day_range, inert, within
 from hooks.notifications import PriorNotificationOnFile
 
 log = logging.getLogger("lbp_cds")
+# Rows fetched at a time: a search's rows may each hold megabytes of attachments; the export's are small.
+SEARCH_ROWS_PER_FETCH = 2
+EXPORT_ROWS_PER_FETCH = 1000
 BACK_OFF_SECONDS = 10.0  # after a failed read on the hook path, how long to answer "unavailable" at once
 CONTEXT_CLEANUP_EVERY_SECONDS = 600.0
 # The columns of the export, in order (CSV header = these names).
@@ -208,24 +211,22 @@ class PriorNotificationStore:
         ):
             return c.execute(query).first()
 
+    @contextmanager
     def search(
-        self,
-        scope: Scope | None,
-        *,
-        patient_id: str | None = None,
-        since: date | None = None,
-        until: date | None = None,
-        limit: int | None = None,
-    ) -> list[Row[Any]]:
-        """Records, newest first; dates are whole UTC days, both included."""
-        query = filtered(select(prior_notifications), since, until).order_by(prior_notifications.c.submitted_at.desc())
-        if scope is not None:
-            query = query.where(in_scope(scope))
-        if patient_id is not None:
-            query = query.where(prior_notifications.c.patient_id == patient_id)
-        if limit is not None:
-            query = query.limit(limit)
-        return self.read(query)
+        self, scope: Scope | None, criteria: SearchCriteria, *, offset: int = 0, limit: int | None = None
+    ) -> Iterator[Iterator[Row[Any]]]:
+        """Records, newest first (then by id, so pages never overlap); dates are whole UTC days, both included.
+
+        The rows are read a few at a time while the caller consumes them: a record may hold megabytes of
+        attachments, so a search never holds them all at once.
+        """
+        query = matching(scope, criteria).order_by(prior_notifications.c.submitted_at.desc(), prior_notifications.c.id)
+        with self.stream(query.offset(offset).limit(limit), SEARCH_ROWS_PER_FETCH) as rows:
+            yield rows
+
+    def count(self, scope: Scope | None, criteria: SearchCriteria) -> int:
+        query = matching(scope, criteria).with_only_columns(func.count()).select_from(prior_notifications)
+        return int(self.read(query)[0][0])
 
     def read(self, query: Select[Any]) -> list[Row[Any]]:
         with (
@@ -233,6 +234,15 @@ class PriorNotificationStore:
             self._storage.engine.connect() as c,
         ):
             return list(c.execute(query).all())
+
+    @contextmanager
+    def stream(self, query: Select[Any], rows_per_fetch: int) -> Iterator[Iterator[Row[Any]]]:
+        """The rows of `query`, fetched `rows_per_fetch` at a time (a server-side cursor on PostgreSQL)."""
+        with (
+            unavailable("Prior Notifications cannot be read right now. Retry later."),
+            self._storage.engine.connect() as c,
+        ):
+            yield iter(c.execution_options(yield_per=rows_per_fetch).execute(query))
 
     @contextmanager
     def fast_fail(self, message: str) -> Iterator[None]:
@@ -246,6 +256,24 @@ class PriorNotificationStore:
             with self._lock:
                 self._down_until = time.monotonic() + self._back_off
             raise
+
+
+@dataclass(frozen=True)
+class SearchCriteria:
+    """What a records search asks for (None: any)."""
+
+    patient_id: str | None = None
+    since: date | None = None
+    until: date | None = None
+
+
+def matching(scope: Scope | None, criteria: SearchCriteria) -> Select[Any]:
+    query = filtered(select(prior_notifications), criteria.since, criteria.until)
+    if scope is not None:
+        query = query.where(in_scope(scope))
+    if criteria.patient_id is not None:
+        query = query.where(prior_notifications.c.patient_id == criteria.patient_id)
+    return query
 
 
 def is_record_id(text: str) -> bool:
@@ -276,12 +304,14 @@ def export_csv(storage: Storage, out: TextIO, since: date | None = None, until: 
     """
     columns = [prior_notifications.c[name] for name in EXPORT_COLUMNS]  # not the stored response itself
     query = filtered(select(*columns), since, until).order_by(prior_notifications.c.submitted_at)  # as a register
-    rows = PriorNotificationStore(storage).read(query)
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(EXPORT_COLUMNS)
-    for row in rows:
-        writer.writerow([cell(value) for value in row])
-    return len(rows)
+    written = 0
+    with PriorNotificationStore(storage).stream(query, EXPORT_ROWS_PER_FETCH) as rows:
+        writer.writerow(EXPORT_COLUMNS)  # once the database answers
+        for row in rows:  # written as read: the register may be long
+            writer.writerow([cell(value) for value in row])
+            written += 1
+    return written
 
 
 def cell(value: Any) -> str:

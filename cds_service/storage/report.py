@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -147,8 +148,14 @@ def as_csv(rows: Iterable[ReportRow]) -> str:
 
 # A spreadsheet opening the CSV would run a cell starting with one of these as a formula.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A spreadsheet splits each line on its own list separator (a comma, a semicolon where the decimal mark is a
+# comma, a tab, a bar, a space...), not the file's, and then the file's quotes protect nothing: text after any
+# such character inside a cell may become a cell of its own, so a formula start there is made text too.
+FORMULA_AFTER_SEPARATOR = re.compile(r"([,;|\s])(?=[=+\-@])")
 
 
 def inert(text: str) -> str:
-    """Text an EHR or a form sent, made safe to open in a spreadsheet: never read as a formula."""
+    """Text an EHR or a form sent, made safe to open in a spreadsheet, whatever its list separator: never read
+    as a formula (a `'` before each formula start that begins the cell or follows a possible separator)."""
+    text = FORMULA_AFTER_SEPARATOR.sub(r"\1'", text)
     return f"'{text}" if text.startswith(FORMULA_STARTS) else text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -30,6 +31,11 @@ log = logging.getLogger("lbp_cds.auth")
 JWKS_TIMEOUT_SECONDS = 5
 JWKS_MAX_BYTES = 256 * 1024
 KID_MISS_REFETCH_SECONDS = 60.0  # an unknown kid refetches a JWKS at most this often (key rotation)
+# The claims the service reads, and the JSON type each must have (RFC 7519 §4.1): a NumericDate is a JSON
+# number (never a string, nor true/false), within the calendar Python can hold.
+NUMERIC_DATE_CLAIMS = ("exp", "iat", "nbf")
+STRING_CLAIMS = ("iss", "jti", "tenant")
+LAST_NUMERIC_DATE = 253402300799  # 9999-12-31T23:59:59Z
 # JWS algorithm names (RFC 7518): safe to log even when a token names one we refuse.
 JWS_ALGORITHMS = ASYMMETRIC_ALGORITHMS | {"none", "HS256", "HS384", "HS512", "EdDSA", "ES256K"}
 
@@ -76,6 +82,13 @@ class RedisReplayStore:
         except redis.RedisError as error:
             log.warning("JWT replay store (Redis) unavailable: %s", type(error).__name__)
             raise StorageUnavailable("The JWT replay store cannot be reached.") from error
+
+    def reachable(self) -> bool:
+        """For /readyz: Redis answers a PING now, so an outage shows before a hook call fails."""
+        try:
+            return bool(self.client.ping())
+        except redis.RedisError:
+            return False
 
     def close(self) -> None:
         self.client.close()
@@ -273,6 +286,7 @@ class JwtVerifier:
         if alg not in self.algorithms:
             named = alg if isinstance(alg, str) and alg in JWS_ALGORITHMS else "another"
             raise Rejected("algorithm", f"algorithm {named} is not accepted ({', '.join(self.algorithms)})")
+        check_claim_types(unverified)  # before PyJWT reads them: it takes "123" for a date, and fails on a list
         issuer = self.trusted_issuer(unverified.get("iss"))
         kid, key = self.signing_key(header, issuer, alg)
         claims = self.decode(token, key, alg, issuer.issuer, audience)
@@ -332,6 +346,8 @@ class JwtVerifier:
             )
         except jwt.PyJWTError as error:
             raise Rejected(claim_failure(error), type(error).__name__) from None
+        except (TypeError, ValueError, OverflowError) as error:  # a claim PyJWT could not read: never a 500
+            raise Rejected("invalid", f"a claim could not be read ({type(error).__name__})") from None
 
     def check_lifetime(self, claims: Mapping[str, Any]) -> None:
         # Without iat, what is left of the lifetime counts: a token must not be usable for long.
@@ -357,6 +373,28 @@ class JwtVerifier:
         expires_at = datetime.fromtimestamp(exp + self.leeway, UTC)
         if not self.replay_store.first_use(token_id, expires_at):
             raise Rejected("replay", f"jti {fingerprint(caller.jti)} of {caller.issuer} was already used (replay)")
+
+
+def check_claim_types(claims: Mapping[str, Any]) -> None:
+    """Rejected ("invalid") when a claim the service reads is present with the wrong JSON type; names the claim,
+    never its value."""
+    for name in NUMERIC_DATE_CLAIMS:
+        if name in claims and not is_numeric_date(claims[name]):
+            raise Rejected("invalid", f"{name} is not a NumericDate (a JSON number of seconds)")
+    for name in STRING_CLAIMS:
+        if name in claims and not isinstance(claims[name], str):
+            raise Rejected("invalid", f"{name} is not a string")
+    if "jti" in claims and not claims["jti"]:
+        raise Rejected("invalid", "jti is empty")
+    audience = claims.get("aud")
+    if "aud" in claims and not (
+        isinstance(audience, str) or (isinstance(audience, list) and all(isinstance(a, str) for a in audience))
+    ):
+        raise Rejected("invalid", "aud is not a string or an array of strings")
+
+
+def is_numeric_date(value: Any) -> bool:
+    return type(value) in (int, float) and math.isfinite(value) and abs(value) <= LAST_NUMERIC_DATE
 
 
 def claim_failure(error: jwt.PyJWTError) -> str:

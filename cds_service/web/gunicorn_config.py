@@ -83,6 +83,13 @@ def post_worker_init(worker: Any) -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+def pre_request(worker: Any, req: Any) -> None:
+    """gunicorn's own line per request at debug (its default hook logs the raw path, form link token and all)."""
+    from cds_service.observability.logs import loggable_path
+
+    worker.log.debug("%s %s", req.method, loggable_path(req.path))
+
+
 def worker_exit(server: Any, worker: Any) -> None:
     """Store the issued-card records still queued and close connections before the worker goes."""
     from cds_service.wiring import services_of

@@ -6,6 +6,7 @@ from flask import Blueprint, Response, jsonify
 
 from cds_service import version
 from cds_service.observability import metrics
+from cds_service.web.auth import RedisReplayStore
 from cds_service.wiring import current_services
 
 blueprint = Blueprint("ops", __name__)
@@ -35,6 +36,8 @@ def readyz() -> tuple[Response, int]:
     if services.jwt_verifier is not None:
         guard = services.jwt_verifier.replay_store
         down = guard.local_since is not None or (guard.name == "database" and checks["database"] == "unreachable")
+        if isinstance(guard.shared, RedisReplayStore) and not down:
+            down = not guard.shared.reachable()  # asked now: hook calls have not necessarily failed yet
         checks["replay"] = guard.status(down)
         replay_serving = not down or guard.outage == "local"
     serving = content is not None and checks["database"] in ("ok", "unreachable") and replay_serving

@@ -16,10 +16,12 @@ The web form (HTML, no JavaScript, strict CSP), opened from the card's link:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
+from urllib.parse import urlencode
 
+import orjson
 from flask import Blueprint, Response, jsonify, make_response, redirect, render_template, request, url_for
 
 from cds_service.content.forms import PN_FORM_ID, Form, FormItem
@@ -35,7 +37,7 @@ from cds_service.pipeline.prior_notification import (
 )
 from cds_service.pipeline.questionnaire_response import FHIR_ID_PATTERN, ItemProblem, check_response, raise_if_invalid
 from cds_service.pipeline.validation import refuse_deep_nesting
-from cds_service.storage.prior_notifications import FormContext, Scope
+from cds_service.storage.prior_notifications import FormContext, Scope, SearchCriteria
 from cds_service.web.auth import Caller
 from cds_service.web.hook_routes import authenticate, public_base_url, read_json_body
 from cds_service.wiring import AppServices, current_services, scope_of
@@ -49,7 +51,10 @@ FORM_CSP = (
 )
 DEFAULT_COUNT, MAX_COUNT = 100, 1000
 LAST_UPDATED = re.compile(r"^(ge|le)([0-9]{4}-[0-9]{2}-[0-9]{2})$")
-SEARCH_PARAMETERS = frozenset({"patient", "_lastUpdated", "_count"})
+SEARCH_PARAMETERS = frozenset({"patient", "_lastUpdated", "_count", "_offset"})
+# Room left in a search answer for the Bundle around its entries (type, total, links).
+BUNDLE_ENVELOPE_BYTES = 4096
+SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
 UNAVAILABLE = "The plan's records are unavailable for a moment. Try again in a minute."
 
 
@@ -103,31 +108,81 @@ def search_responses() -> Response:
     unknown = sorted(set(request.args) - SEARCH_PARAMETERS)
     if unknown:
         raise BadRequest(
-            f"Unsupported search parameter(s) {', '.join(unknown)}; supported: patient, _lastUpdated, _count."
+            f"Unsupported search parameter(s) {', '.join(unknown)}; supported: patient, _lastUpdated, _count, _offset."
         )
     since, until = last_updated(request.args.getlist("_lastUpdated"))
-    rows = services.prior_notifications.search(
-        reader_scope(services, caller),
-        patient_id=patient_id(request.args.get("patient")),
-        since=since,
-        until=until,
-        limit=count(request.args.get("_count")),
-    )
+    scope = reader_scope(services, caller)
+    criteria = SearchCriteria(patient_id(request.args.get("patient")), since, until)
+    limit, offset = count(request.args.get("_count")), number("_offset", request.args.get("_offset"), 0)
     base = public_base_url(services)
-    bundle = {
+    budget = services.settings.pn_search_max_bytes - BUNDLE_ENVELOPE_BYTES
+    with services.prior_notifications.search(scope, criteria, offset=offset, limit=limit + 1) as rows:
+        entries, more = page_of(rows, base, limit, budget)
+    bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "type": "searchset",
-        "total": len(rows),
-        "entry": [
-            {
-                "fullUrl": f"{base}/fhir/QuestionnaireResponse/{row.id}",
-                "resource": row.response,
-                "search": {"mode": "match"},
-            }
-            for row in rows
-        ],
+        "total": services.prior_notifications.count(scope, criteria),
+        "link": [{"relation": "self", "url": page_url(base, offset, limit)}],
+        "entry": entries,
     }
+    if more:
+        bundle["link"].append({"relation": "next", "url": page_url(base, offset + len(entries), limit)})
     return fhir_json(bundle)
+
+
+def page_of(rows: Iterator[Any], base: str, limit: int, budget: int) -> tuple[list[dict[str, Any]], bool]:
+    """The entries of a page (at most `limit`, at most `budget` bytes of JSON, at least one) and whether more
+    records follow; rows are consumed as they come, so no more than a page is held."""
+    entries: list[dict[str, Any]] = []
+    for row in rows:
+        entry = search_entry(base, row.id, row.response)
+        size = len(orjson.dumps(entry))
+        if len(entries) == limit or (entries and size > budget):
+            return entries, True  # the next page starts with this record
+        entries.append(entry)
+        budget -= size
+    return entries, False
+
+
+def search_entry(base: str, record_id: str, response: Mapping[str, Any]) -> dict[str, Any]:
+    """A record as a search shows it: each attachment's data left out, linked to the record that holds it
+    (FHIR's SUBSETTED tag says so); the read of the record returns it whole."""
+    url = f"{base}/fhir/QuestionnaireResponse/{record_id}"
+    items, subsetted = without_attachment_data(response.get("item") or [], url)
+    resource = {**response, "item": items} if subsetted else response
+    if subsetted:
+        meta = dict(resource.get("meta") or {})
+        meta["tag"] = [*meta.get("tag", []), SUBSETTED]
+        resource = {**resource, "meta": meta}
+    return {"fullUrl": url, "resource": resource, "search": {"mode": "match"}}
+
+
+def without_attachment_data(items: list[Any], url: str) -> tuple[list[Any], bool]:
+    """The items with every attachment's `data` replaced by `url`; whether any was."""
+    changed = False
+    result = []
+    for item in items:
+        answers = []
+        for answer in item.get("answer") or []:
+            attachment = answer.get("valueAttachment")
+            if isinstance(attachment, Mapping) and "data" in attachment:
+                kept = {k: v for k, v in attachment.items() if k != "data"}
+                answer = {**answer, "valueAttachment": {**kept, "url": url}}
+                changed = True
+            answers.append(answer)
+        children, nested = without_attachment_data(item.get("item") or [], url)
+        changed = changed or nested
+        copy = {**item, "answer": answers} if "answer" in item else dict(item)
+        if "item" in item:
+            copy["item"] = children
+        result.append(copy)
+    return result, changed
+
+
+def page_url(base: str, offset: int, limit: int) -> str:
+    """This search's URL at another page: the same parameters, with _offset and _count."""
+    kept = [(k, v) for k, v in request.args.items(multi=True) if k not in ("_offset", "_count")]
+    return f"{base}/fhir/QuestionnaireResponse?" + urlencode([*kept, ("_count", limit), ("_offset", offset)])
 
 
 def reader_scope(services: AppServices, caller: Caller | None) -> Scope | None:
@@ -140,7 +195,7 @@ def reader_scope(services: AppServices, caller: Caller | None) -> Scope | None:
 def last_updated(values: list[str]) -> tuple[date | None, date | None]:
     since = until = None
     for value in values:
-        match = LAST_UPDATED.match(value)
+        match = LAST_UPDATED.fullmatch(value)
         if match is None:
             raise BadRequest("_lastUpdated: write geYYYY-MM-DD or leYYYY-MM-DD (whole UTC days).")
         try:
@@ -152,9 +207,17 @@ def last_updated(values: list[str]) -> tuple[date | None, date | None]:
 
 
 def patient_id(value: str | None) -> str | None:
-    if value is not None and not FHIR_ID_PATTERN.match(value):
+    if value is not None and not FHIR_ID_PATTERN.fullmatch(value):
         raise BadRequest("patient: a FHIR Patient id (letters, digits, '-' and '.', at most 64).")
     return value
+
+
+def number(name: str, value: str | None, default: int) -> int:
+    if value is None:
+        return default
+    if not value.isdecimal() or len(value) > 9:
+        raise BadRequest(f"{name}: a whole number (at most 9 digits).")
+    return int(value)
 
 
 def count(value: str | None) -> int:
@@ -187,23 +250,32 @@ def blank_form() -> Response:
     return page("pn_form.html", form=pn_form(services), values={}, errors={}, action=None, context=None)
 
 
-@blueprint.route("/prior-notification/form/<token>", methods=["GET", "POST"])
+@blueprint.get("/prior-notification/form/<token>")
 def prefilled_form(token: str) -> Response:
+    """The pre-filled form (HEAD too, which Flask answers with this view's headers and no body)."""
     services = current_services()
-    form = pn_form(services)
     context, failure = open_context(services, token)
     if context is None:
         return failure
-    if request.method == "GET":
-        values = {key: field_value(value) for key, value in context.prefill.items()}
-        return page("pn_form.html", form=form, values=values, errors={}, action=request.path, context=context)
+    values = {key: field_value(value) for key, value in context.prefill.items()}
+    return page("pn_form.html", form=pn_form(services), values=values, errors={}, action=request.path, context=context)
+
+
+@blueprint.post("/prior-notification/form/<token>")
+def submit_form(token: str) -> Response:
+    """Only a POST files a Prior Notification: its own view, so no other method can reach this code."""
+    services = current_services()
+    form = pn_form(services)
+    fields = {name: value for name, value in request.form.items()}
+    context, failure = open_context(services, token, typed=fields)
+    if context is None:
+        return failure
     base = public_base_url(services)
     uploads = {
         name: Upload(upload.filename or "", upload.mimetype or "", upload.read())
         for name, upload in request.files.items()
         if upload.filename
     }
-    fields = {name: value for name, value in request.form.items()}
     response = response_from_fields(form, fields, uploads, context, base, datetime.now(UTC))
     checked, problems = check_response(response, form)
     if problems or checked is None:
@@ -216,7 +288,7 @@ def prefilled_form(token: str) -> Response:
     try:
         stored, _created = services.prior_notifications.record(record)
     except StorageUnavailable:
-        return unavailable_page(form, fields, context)
+        return unavailable_page(form, fields)
     return make_response(redirect(url_for("prior_notification.saved", token=token, record_id=stored["id"]), 303))
 
 
@@ -242,8 +314,11 @@ def saved(token: str, record_id: str) -> Response:
     return page("pn_saved.html", record=stored, answers=answer_rows(stored.response))
 
 
-def open_context(services: AppServices, token: str) -> tuple[FormContext | None, Response]:
-    """The form link's context, or the page that says why it cannot be opened."""
+def open_context(
+    services: AppServices, token: str, typed: Mapping[str, str] | None = None
+) -> tuple[FormContext | None, Response]:
+    """The form link's context, or the page that says why it cannot be opened (for a submission the database
+    cannot take, the form again with what was `typed`, to send once more)."""
     try:
         context_id = services.form_links.context_id(token)
     except FormLinkExpired:
@@ -261,16 +336,9 @@ def open_context(services: AppServices, token: str) -> tuple[FormContext | None,
     try:
         context = services.prior_notifications.form_context(context_id, datetime.now(UTC))
     except StorageUnavailable:
-        posted = request.method == "POST"
-        response = page(
-            "pn_message.html",
-            status=503,
-            title="Not saved: try again in a minute" if posted else "The form cannot be opened right now",
-            message="The Prior Notification could not be saved right now, so it was NOT filed. Go back (your "
-            "browser keeps what you typed) and send it again in a minute."
-            if posted
-            else UNAVAILABLE,
-        )
+        if typed is not None:
+            return None, unavailable_page(pn_form(services), typed)
+        response = page("pn_message.html", status=503, title="The form cannot be opened right now", message=UNAVAILABLE)
         response.headers["Retry-After"] = "30"
         return None, response
     if context is None:
@@ -280,23 +348,24 @@ def open_context(services: AppServices, token: str) -> tuple[FormContext | None,
     return context, Response()
 
 
-def unavailable_page(form: Form, fields: Mapping[str, str], context: FormContext) -> Response:
-    """Nothing was stored: say so, keep what was typed, and let the practice send it again."""
+def unavailable_page(form: Form, fields: Mapping[str, str]) -> Response:
+    """Nothing was stored: say so, keep what was typed, and let the practice send it again (an attachment must
+    be chosen again: no browser lets a page pre-fill a file)."""
     errors = {
         None: "The Prior Notification could not be saved right now, so it was NOT filed. "
         "Send the form again in a minute."
     }
-    response = page(
-        "pn_form.html", status=503, form=form, values=fields, errors=errors, action=request.path, context=context
-    )
+    response = page("pn_form.html", status=503, form=form, values=fields, errors=errors, action=request.path)
     response.headers["Retry-After"] = "30"
     return response
 
 
 def page(template: str, status: int = 200, **values: Any) -> Response:
-    """An HTML page of the form: never cached (it shows patient data), strict CSP."""
+    """An HTML page of the form: never cached (it shows patient data), strict CSP, and no Referer sent from it
+    (its address holds the form link's token)."""
     response = make_response(render_template(template, **values), status)
     response.headers["Content-Security-Policy"] = FORM_CSP
+    response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["Cache-Control"] = "no-store"
     return response
 
