@@ -110,8 +110,12 @@ def item(form: dict, link_id: str) -> dict:
             'the item "member-birth-date" must be of type date',
         ),
         (lambda f: item(f, "msc-done").update(type="yes-no"), "the form supports the item types"),
+        (
+            lambda f: item(f, "practice-npi")["extension"].pop(),
+            'the item "practice-npi" has a regex but no entryFormat',
+        ),
     ],
-    ids=["duplicate-linkid", "missing-item", "enable-when-order", "wrong-type", "unknown-type"],
+    ids=["duplicate-linkid", "missing-item", "enable-when-order", "wrong-type", "unknown-type", "regex-unsaid"],
 )
 def test_form_edits_the_service_cannot_use_are_refused_in_plain_words(tmp_path, edit, message):
     copy = ContentCopy.of_guideline_data(tmp_path)
@@ -170,10 +174,20 @@ def test_an_invalid_submission_shows_each_problem_beside_its_item_and_stores_not
     assert response.status_code == 400
     html = unescape(response.get_data(as_text=True))
     assert "Please correct 3 answers" in html
-    assert "Practice NPI (organization, 10 digits): does not have the expected form" in html
+    assert "Practice NPI (organization, 10 digits): write 10 digits" in html
     assert "Name of the person submitting: an answer is required" in html
     assert 'aria-invalid="true"' in html and 'value="12345"' in html  # what was typed is kept
     assert rows(stored_app) == []
+
+
+def test_error_messages_say_the_expected_answer_in_words_never_a_regular_expression(sqlite_client):
+    card = book(sqlite_client)
+    fields = completed_fields(**{"practice-npi": "12345", "diagnosis-code": "back", "visit-date": "12/10/2026"})
+    html = unescape(sqlite_client.post(form_link(card), data=fields).get_data(as_text=True))
+    assert "Practice NPI (organization, 10 digits): write 10 digits" in html
+    assert "Diagnosis (ICD-10-CM code, e.g. M54.50): write a code such as M54.50" in html
+    assert "Planned date of the initial office visit: write a date such as 2026-12-31" in html
+    assert "[0-9]" not in html and "^" not in html and "YYYY" not in html
 
 
 def test_an_msc_date_typed_before_answering_no_is_not_an_answer(stored_app, client):
