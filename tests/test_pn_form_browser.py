@@ -5,7 +5,9 @@ the next booking finds the PN on file."""
 from __future__ import annotations
 
 import os
+import re
 import threading
+from dataclasses import replace
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,8 +63,8 @@ def page() -> Iterator[Page]:
         browser.close()
 
 
-def book(server: str) -> dict:
-    body = adult_with_lbp().appointment_book(appointment(aid="apt-browser"))
+def book(server: str, patient_id: str = "p1") -> dict:
+    body = replace(adult_with_lbp(), pid=patient_id).appointment_book(appointment(aid="apt-browser"))
     response = requests.post(f"{server}/cds-services/lbp-appointment-book", json=body, timeout=10)
     assert response.status_code == 200
     answer = response.json()
@@ -100,3 +102,52 @@ def test_the_practice_completes_the_prefilled_form_and_sees_the_saved_record(pag
     assert stored.status_code == 200 and stored.json()["subject"] == {"reference": "Patient/p1"}
     again = book(server)
     assert [c["source"]["topic"]["code"] for c in again["cards"]] == ["msc-evaluation-first"]
+
+
+def form_link(server: str, patient_id: str) -> str:
+    """The PN form link of a booking for a patient with nothing on file."""
+    [warning, _msc] = book(server, patient_id)["cards"]
+    [link] = [link["url"] for link in warning["links"] if "/prior-notification/form/" in link["url"]]
+    return str(link)
+
+
+def test_every_error_summary_link_moves_focus_to_its_field(page, server):
+    page.goto(form_link(server, "p-focus"))
+    page.get_by_role("button", name="Submit Prior Notification").click()
+    expect(page.get_by_role("alert")).to_be_visible()
+    fields = [
+        str(i).removesuffix("-error") for i in page.locator(".field .error").evaluate_all("es => es.map(e => e.id)")
+    ]
+    assert {"msc-done", "attested"} <= set(fields)  # a yes/no question and the attestation
+    assert_each_summary_link_focuses_its_field(page)
+    page.get_by_role("group", name="Was a Medical Spine Center evaluation done").get_by_label("No").check()
+    page.get_by_role("button", name="Submit Prior Notification").click()
+    expect(page.get_by_role("alert")).to_contain_text("Why there was no MSC evaluation")  # a choice of several
+    assert_each_summary_link_focuses_its_field(page)
+
+
+def assert_each_summary_link_focuses_its_field(page: Page) -> None:
+    links = page.get_by_role("alert").get_by_role("link")
+    # The fields in error, in the summary's order: each field's message is "{linkId}-error".
+    fields = [
+        str(i).removesuffix("-error") for i in page.locator(".field .error").evaluate_all("es => es.map(e => e.id)")
+    ]
+    assert links.count() == len(fields)
+    for index, field in enumerate(fields):
+        links.nth(index).click()
+        focused = page.evaluate("document.activeElement && document.activeElement.name")
+        assert focused == field, f"the summary link for {field} left focus on {focused!r}"
+
+
+def test_every_description_exists_and_the_attestation_says_it_is_required(page, server):
+    page.goto(form_link(server, "p-described"))
+    page.get_by_role("button", name="Submit Prior Notification").click()
+    expect(page.get_by_role("alert")).to_be_visible()
+    missing = page.evaluate(
+        """[...document.querySelectorAll('[aria-describedby]')].flatMap(e =>
+            e.getAttribute('aria-describedby').split(/\\s+/).filter(id => !document.getElementById(id))
+            .map(id => e.id + ' -> ' + id))"""
+    )
+    assert missing == []
+    attestation = page.get_by_role("checkbox", name="I attest that this information is accurate", exact=False)
+    expect(attestation).to_have_accessible_description(re.compile("Required"))
