@@ -311,7 +311,14 @@ def saved(token: str, record_id: str) -> Response:
             title="No such record",
             message="This form link has no record with that number.",
         )
-    return page("pn_saved.html", record=stored, answers=answer_rows(stored.response))
+    zone = services.settings.zone
+    return page(
+        "pn_saved.html",
+        record=stored,
+        filed_at=stored.submitted_at.astimezone(zone),
+        zone=zone.key,
+        answers=answer_rows(stored.response),
+    )
 
 
 def open_context(
