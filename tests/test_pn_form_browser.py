@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect, sync_playwright
 from werkzeug.serving import make_server
 
@@ -151,3 +152,34 @@ def test_every_description_exists_and_the_attestation_says_it_is_required(page, 
     assert missing == []
     attestation = page.get_by_role("checkbox", name="I attest that this information is accurate", exact=False)
     expect(attestation).to_have_accessible_description(re.compile("Required"))
+
+
+def axe_violations(page: Page) -> list[str]:
+    """axe-core's violations on the page as shown: rule id and the elements it names."""
+    results = Axe().run(page)
+    return [f"{v['id']}: {[n['target'] for n in v['nodes']]}" for v in results.response["violations"]]
+
+
+def test_axe_finds_no_violation_on_the_form_pages(page, server):
+    page.goto(f"{server}/prior-notification/form")
+    assert axe_violations(page) == [], "the blank form"
+    page.goto(form_link(server, "p-axe"))
+    assert axe_violations(page) == [], "the pre-filled form"
+    page.get_by_role("button", name="Submit Prior Notification").click()
+    expect(page.get_by_role("alert")).to_be_visible()
+    assert axe_violations(page) == [], "the form with errors"
+    page.get_by_role("group", name="Was a Medical Spine Center evaluation done").get_by_label("No").check()
+    page.get_by_role("group", name="Why there was no MSC evaluation").get_by_label("Emergent condition").check()
+    page.get_by_label("Name of the person submitting").fill("Sam Scheduler")
+    page.get_by_label("I attest that this information is accurate", exact=False).check()
+    page.get_by_role("button", name="Submit Prior Notification").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Prior Notification filed")
+    assert axe_violations(page) == [], "the filed record"
+
+
+def test_axe_finds_no_violation_on_the_handout_the_directory_and_the_preview(page, server):
+    page.set_content('<!doctype html><html lang="en"><title>t</title><main><img src="x.png"></main></html>')
+    assert any(v.startswith("image-alt") for v in axe_violations(page))  # axe runs, and would say so
+    for path in ("/msc/handout", "/msc/directory", "/msc/directory?region=metro", "/preview"):
+        page.goto(f"{server}{path}")
+        assert axe_violations(page) == [], path
