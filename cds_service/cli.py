@@ -221,7 +221,8 @@ def loaded_or_exit(root: Path, label: str | None = None) -> Content:
     help="CSV file to write (default: standard output).",
 )
 def pn_export(since: datetime | None, until: datetime | None, output: TextIO) -> None:
-    """Every Prior Notification filed by spine surgical practices (all EHRs), as CSV, oldest first."""
+    """Every Prior Notification filed by spine surgical practices (all EHRs), as CSV, oldest first; the dates
+    are filing days in the program's time zone (the filed_on column)."""
     first, last = days(since, until)
     try:
         written = export_csv(current_services().storage, output, first, last)

@@ -5,12 +5,15 @@ the next booking finds the PN on file."""
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import requests
+from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect, sync_playwright
 from werkzeug.serving import make_server
 
@@ -61,8 +64,8 @@ def page() -> Iterator[Page]:
         browser.close()
 
 
-def book(server: str) -> dict:
-    body = adult_with_lbp().appointment_book(appointment(aid="apt-browser"))
+def book(server: str, patient_id: str = "p1") -> dict:
+    body = replace(adult_with_lbp(), pid=patient_id).appointment_book(appointment(aid="apt-browser"))
     response = requests.post(f"{server}/cds-services/lbp-appointment-book", json=body, timeout=10)
     assert response.status_code == 200
     answer = response.json()
@@ -100,3 +103,83 @@ def test_the_practice_completes_the_prefilled_form_and_sees_the_saved_record(pag
     assert stored.status_code == 200 and stored.json()["subject"] == {"reference": "Patient/p1"}
     again = book(server)
     assert [c["source"]["topic"]["code"] for c in again["cards"]] == ["msc-evaluation-first"]
+
+
+def form_link(server: str, patient_id: str) -> str:
+    """The PN form link of a booking for a patient with nothing on file."""
+    [warning, _msc] = book(server, patient_id)["cards"]
+    [link] = [link["url"] for link in warning["links"] if "/prior-notification/form/" in link["url"]]
+    return str(link)
+
+
+def test_every_error_summary_link_moves_focus_to_its_field(page, server):
+    page.goto(form_link(server, "p-focus"))
+    page.get_by_role("button", name="Submit Prior Notification").click()
+    expect(page.get_by_role("alert")).to_be_visible()
+    fields = [
+        str(i).removesuffix("-error") for i in page.locator(".field .error").evaluate_all("es => es.map(e => e.id)")
+    ]
+    assert {"msc-done", "attested"} <= set(fields)  # a yes/no question and the attestation
+    assert_each_summary_link_focuses_its_field(page)
+    page.get_by_role("group", name="Was a Medical Spine Center evaluation done").get_by_label("No").check()
+    page.get_by_role("button", name="Submit Prior Notification").click()
+    expect(page.get_by_role("alert")).to_contain_text("Why there was no MSC evaluation")  # a choice of several
+    assert_each_summary_link_focuses_its_field(page)
+
+
+def assert_each_summary_link_focuses_its_field(page: Page) -> None:
+    links = page.get_by_role("alert").get_by_role("link")
+    # The fields in error, in the summary's order: each field's message is "{linkId}-error".
+    fields = [
+        str(i).removesuffix("-error") for i in page.locator(".field .error").evaluate_all("es => es.map(e => e.id)")
+    ]
+    assert links.count() == len(fields)
+    for index, field in enumerate(fields):
+        links.nth(index).click()
+        focused = page.evaluate("document.activeElement && document.activeElement.name")
+        assert focused == field, f"the summary link for {field} left focus on {focused!r}"
+
+
+def test_every_description_exists_and_the_attestation_says_it_is_required(page, server):
+    page.goto(form_link(server, "p-described"))
+    page.get_by_role("button", name="Submit Prior Notification").click()
+    expect(page.get_by_role("alert")).to_be_visible()
+    missing = page.evaluate(
+        """[...document.querySelectorAll('[aria-describedby]')].flatMap(e =>
+            e.getAttribute('aria-describedby').split(/\\s+/).filter(id => !document.getElementById(id))
+            .map(id => e.id + ' -> ' + id))"""
+    )
+    assert missing == []
+    attestation = page.get_by_role("checkbox", name="I attest that this information is accurate", exact=False)
+    expect(attestation).to_have_accessible_description(re.compile("Required"))
+
+
+def axe_violations(page: Page) -> list[str]:
+    """axe-core's violations on the page as shown: rule id and the elements it names."""
+    results = Axe().run(page)
+    return [f"{v['id']}: {[n['target'] for n in v['nodes']]}" for v in results.response["violations"]]
+
+
+def test_axe_finds_no_violation_on_the_form_pages(page, server):
+    page.goto(f"{server}/prior-notification/form")
+    assert axe_violations(page) == [], "the blank form"
+    page.goto(form_link(server, "p-axe"))
+    assert axe_violations(page) == [], "the pre-filled form"
+    page.get_by_role("button", name="Submit Prior Notification").click()
+    expect(page.get_by_role("alert")).to_be_visible()
+    assert axe_violations(page) == [], "the form with errors"
+    page.get_by_role("group", name="Was a Medical Spine Center evaluation done").get_by_label("No").check()
+    page.get_by_role("group", name="Why there was no MSC evaluation").get_by_label("Emergent condition").check()
+    page.get_by_label("Name of the person submitting").fill("Sam Scheduler")
+    page.get_by_label("I attest that this information is accurate", exact=False).check()
+    page.get_by_role("button", name="Submit Prior Notification").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Prior Notification filed")
+    assert axe_violations(page) == [], "the filed record"
+
+
+def test_axe_finds_no_violation_on_the_handout_the_directory_and_the_preview(page, server):
+    page.set_content('<!doctype html><html lang="en"><title>t</title><main><img src="x.png"></main></html>')
+    assert any(v.startswith("image-alt") for v in axe_violations(page))  # axe runs, and would say so
+    for path in ("/msc/handout", "/msc/directory", "/msc/directory?region=metro", "/preview"):
+        page.goto(f"{server}{path}")
+        assert axe_violations(page) == [], path

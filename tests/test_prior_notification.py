@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from html import unescape
 from pathlib import Path
@@ -22,6 +23,7 @@ from cds_service.app import create_app
 from cds_service.content.loader import check_content
 from cds_service.settings import DEVELOPMENT_FORM_KEY, Settings, SettingsError, TrustedIssuer
 from cds_service.storage.database import pn_form_contexts, prior_notifications
+from cds_service.storage.prior_notifications import export_csv
 from cds_service.wiring import services_of
 from tests.builders import appointment
 from tests.clinical_date import CLOCK
@@ -110,8 +112,12 @@ def item(form: dict, link_id: str) -> dict:
             'the item "member-birth-date" must be of type date',
         ),
         (lambda f: item(f, "msc-done").update(type="yes-no"), "the form supports the item types"),
+        (
+            lambda f: item(f, "practice-npi")["extension"].pop(),
+            'the item "practice-npi" has a regex but no entryFormat',
+        ),
     ],
-    ids=["duplicate-linkid", "missing-item", "enable-when-order", "wrong-type", "unknown-type"],
+    ids=["duplicate-linkid", "missing-item", "enable-when-order", "wrong-type", "unknown-type", "regex-unsaid"],
 )
 def test_form_edits_the_service_cannot_use_are_refused_in_plain_words(tmp_path, edit, message):
     copy = ContentCopy.of_guideline_data(tmp_path)
@@ -146,6 +152,22 @@ def test_the_form_from_the_card_is_submitted_and_its_record_is_shown_and_stored(
     assert row["response"]["subject"] == {"reference": "Patient/p1"}
 
 
+def test_the_record_page_states_the_filing_day_the_coverage_information_and_the_export_state(stored_app, client):
+    card = book(client)
+    record_id = file_on_form(client, card)
+    [row] = rows(stored_app)
+    day = row["filed_on"].isoformat()  # the program's day (CDS_PROGRAM_TIMEZONE), never the UTC one
+    html = client.get(f"{form_link(card)}/records/{record_id}").get_data(as_text=True)
+    page = " ".join(unescape(re.sub(r"<[^>]+>", "", html)).split())  # the text a reader sees
+    assert f"filed on {day} at" in page and "(America/Chicago time)" in page and "UTC" not in page
+    again = Hooks(client).answer("lbp-appointment-book", adult_with_lbp().appointment_book(appointment(aid="apt-1")))
+    assert f"filed {day}" in json.dumps(again)  # the coverage information
+    export = io.StringIO()
+    export_csv(services_of(stored_app).storage, export, since=row["filed_on"], until=row["filed_on"])
+    [exported] = list(csv.DictReader(io.StringIO(export.getvalue())))
+    assert exported["filed_on"] == day
+
+
 def test_the_form_pages_run_no_script_and_are_not_cached(sqlite_client):
     page = sqlite_client.get(form_link(book(sqlite_client)))
     policy = page.headers["Content-Security-Policy"]
@@ -170,10 +192,20 @@ def test_an_invalid_submission_shows_each_problem_beside_its_item_and_stores_not
     assert response.status_code == 400
     html = unescape(response.get_data(as_text=True))
     assert "Please correct 3 answers" in html
-    assert "Practice NPI (organization, 10 digits): does not have the expected form" in html
+    assert "Practice NPI (organization, 10 digits): write 10 digits" in html
     assert "Name of the person submitting: an answer is required" in html
     assert 'aria-invalid="true"' in html and 'value="12345"' in html  # what was typed is kept
     assert rows(stored_app) == []
+
+
+def test_error_messages_say_the_expected_answer_in_words_never_a_regular_expression(sqlite_client):
+    card = book(sqlite_client)
+    fields = completed_fields(**{"practice-npi": "12345", "diagnosis-code": "back", "visit-date": "12/10/2026"})
+    html = unescape(sqlite_client.post(form_link(card), data=fields).get_data(as_text=True))
+    assert "Practice NPI (organization, 10 digits): write 10 digits" in html
+    assert "Diagnosis (ICD-10-CM code, e.g. M54.50): write a code such as M54.50" in html
+    assert "Planned date of the initial office visit: write a date such as 2026-12-31" in html
+    assert "[0-9]" not in html and "^" not in html and "YYYY" not in html
 
 
 def test_an_msc_date_typed_before_answering_no_is_not_an_answer(stored_app, client):
@@ -501,7 +533,7 @@ def test_pn_export_writes_every_record_as_csv_oldest_first(stored_app, client):
 def test_pn_export_takes_a_date_range_and_an_output_file(stored_app, client, tmp_path):
     assert client.post(RESPONSES, json=response_json()).status_code == 201
     runner = stored_app.test_cli_runner()
-    today = datetime.now(UTC).date()
+    today = CLOCK.today()  # the filing day, in the program's time zone
     out = tmp_path / "pn.csv"
     result = runner.invoke(args=["pn-export", "--since", today.isoformat(), "--output", str(out)])
     assert result.exit_code == 0 and "1 Prior Notification(s) written" in result.output

@@ -18,6 +18,8 @@ from cds_service.content.problems import FieldPath, Problem
 FORMS_DIR = "forms"
 PN_FORM_ID = "lbp-prior-notification"
 REGEX_EXTENSION = "http://hl7.org/fhir/StructureDefinition/regex"
+# The expected answer in words ("10 digits"): what the web form says when an answer does not match the regex.
+ENTRY_FORMAT_EXTENSION = "http://hl7.org/fhir/StructureDefinition/entryFormat"
 # Answers the service reads from a Prior Notification (record columns, the on-file check, the export).
 PN_ITEMS = MappingProxyType(
     {
@@ -67,6 +69,7 @@ class FormItem:
     repeats: bool = False
     max_length: int | None = None
     regex: re.Pattern[str] | None = None
+    entry_format: str | None = None  # the regex in words, for the people who fill in the form
     options: tuple[Mapping[str, str], ...] = ()
     enable_when: Condition | None = None
     items: tuple[FormItem, ...] = ()
@@ -114,11 +117,24 @@ def build_form(file: str, data: Mapping[str, Any], problems: list[Problem]) -> F
 
 def build_item(file: str, data: Mapping[str, Any], at: FieldPath, problems: list[Problem]) -> FormItem:
     pattern = None
+    entry_format = None
     for extension in data.get("extension") or ():
+        if extension["url"] == ENTRY_FORMAT_EXTENSION:
+            entry_format = extension["valueString"]
+            continue
         try:
             pattern = re.compile(extension["valueString"])
         except re.error as error:
             problems.append(Problem(file, (*at, "extension"), f"the regex is not a valid pattern: {error}"))
+    if pattern is not None and entry_format is None:
+        problems.append(
+            Problem(
+                file,
+                (*at, "extension"),
+                f'the item "{data["linkId"]}" has a regex but no entryFormat saying it in words '
+                '(e.g. "10 digits"): the form shows that to the people who fill it in',
+            )
+        )
     when = (data.get("enableWhen") or [None])[0]
     condition = None
     if when is not None:
@@ -132,6 +148,7 @@ def build_item(file: str, data: Mapping[str, Any], at: FieldPath, problems: list
         repeats=bool(data.get("repeats")),
         max_length=data.get("maxLength"),
         regex=pattern,
+        entry_format=entry_format,
         options=tuple(option["valueCoding"] for option in data.get("answerOption") or ()),
         enable_when=condition,
         items=tuple(

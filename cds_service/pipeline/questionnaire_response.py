@@ -142,38 +142,40 @@ def check_answers(item: FormItem, given: Any, answers: Answers) -> list[ItemProb
     problems = []
     for answer in given:
         value = answer.get(member) if isinstance(answer, dict) else None
-        message = value_problem(item, value) if value is not None else f"needs {member}"
-        if message:
-            problems.append(about(item, message))
+        wrong = value_problem(item, value) if value is not None else (f"needs {member}", "")
+        if wrong:
+            problems.append(about(item, *wrong))
         else:
             answers.setdefault(item.link_id, []).append(canonical(item, value))
     return problems
 
 
-def value_problem(item: FormItem, value: Any) -> str | None:
-    """What is wrong with one answer value for this item, or None."""
+def value_problem(item: FormItem, value: Any) -> tuple[str, str] | None:
+    """What is wrong with one answer value for this item, or None: for a client, and in the words of the
+    people who fill in the web form ("" when they are the same), which never show a pattern or a code."""
     if item.type in ("string", "text"):
         if not isinstance(value, str) or not value.strip():
-            return "must be a non-empty text"
+            return "must be a non-empty text", "an answer is required"
         if "\x00" in value:  # no text has one; PostgreSQL cannot store it
-            return "must not hold a NUL character"
+            return "must not hold a NUL character", ""
         if item.max_length is not None and len(value) > item.max_length:
-            return f"must be at most {item.max_length} characters"
+            return f"must be at most {item.max_length} characters", ""
         if item.regex is not None and not item.regex.search(value.strip()):
-            return f"does not have the expected form ({item.regex.pattern})"
+            return f"does not have the expected form ({item.regex.pattern})", f"write {item.entry_format}"
         return None
     if item.type == "date":
-        return None if is_full_date(value) else "must be a date written YYYY-MM-DD"
+        return None if is_full_date(value) else ("must be a date written YYYY-MM-DD", "write a date such as 2026-12-31")
     if item.type == "boolean":
-        return None if isinstance(value, bool) else "must be true or false"
+        return None if isinstance(value, bool) else ("must be true or false", "answer yes or no")
     if item.type == "choice":
         if not isinstance(value, dict) or item.option(value.get("system"), value.get("code")) is None:
             codes = ", ".join(f"{o['code']} ({o['display']})" for o in item.options)
-            return f"must be one of its options: {codes}"
+            return f"must be one of its options: {codes}", "choose one of the answers listed"
         return None
     if item.type == "attachment":
-        return attachment_problem(value)
-    return f"items of type {item.type} cannot be answered here"
+        problem = attachment_problem(value)
+        return None if problem is None else (problem, "attach a PDF, JPEG or PNG file of at most 4 MB")
+    return f"items of type {item.type} cannot be answered here", ""
 
 
 def attachment_problem(value: Any) -> str | None:
@@ -251,9 +253,12 @@ def is_enabled(item: FormItem, answers: Answers) -> bool:
     return condition.answer in given
 
 
-def about(item: FormItem, problem: str) -> ItemProblem:
-    """A problem with one item: named by linkId and text for a client, by its text for the form's user."""
-    return ItemProblem(item.link_id, f"item '{item.link_id}' ({item.text}): {problem}", f"{item.text}: {problem}")
+def about(item: FormItem, problem: str, plain: str = "") -> ItemProblem:
+    """A problem with one item: named by linkId and text for a client, by its text (and in `plain` words,
+    when they differ) for the form's user."""
+    return ItemProblem(
+        item.link_id, f"item '{item.link_id}' ({item.text}): {problem}", f"{item.text}: {plain or problem}"
+    )
 
 
 def first(answers: Answers, link_id: str) -> Any:

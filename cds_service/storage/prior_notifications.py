@@ -297,13 +297,20 @@ def filtered(query: Select[Any], since: date | None, until: date | None) -> Sele
 
 
 def export_csv(storage: Storage, out: TextIO, since: date | None = None, until: date | None = None) -> int:
-    """Write every Prior Notification (of every EHR) filed in the date range as CSV; returns how many.
+    """Write every Prior Notification (of every EHR) filed in the date range (filing days in the program's time
+    zone) as CSV; returns how many.
 
     The one function behind the `pn-export` command, so that any command-line front end can call it.
     Raises StorageUnavailable when the database cannot be read.
     """
     columns = [prior_notifications.c[name] for name in EXPORT_COLUMNS]  # not the stored response itself
-    query = filtered(select(*columns), since, until).order_by(prior_notifications.c.submitted_at)  # as a register
+    # By filing day (filed_on: the program's day, the one the record page and the coverage information state).
+    query = select(*columns)
+    if since is not None:
+        query = query.where(prior_notifications.c.filed_on >= since)
+    if until is not None:
+        query = query.where(prior_notifications.c.filed_on <= until)
+    query = query.order_by(prior_notifications.c.submitted_at)  # as a register
     writer = csv.writer(out, lineterminator="\n")
     written = 0
     with PriorNotificationStore(storage).stream(query, EXPORT_ROWS_PER_FETCH) as rows:

@@ -311,7 +311,14 @@ def saved(token: str, record_id: str) -> Response:
             title="No such record",
             message="This form link has no record with that number.",
         )
-    return page("pn_saved.html", record=stored, answers=answer_rows(stored.response))
+    zone = services.settings.zone
+    return page(
+        "pn_saved.html",
+        record=stored,
+        filed_at=stored.submitted_at.astimezone(zone),
+        zone=zone.key,
+        answers=answer_rows(stored.response),
+    )
 
 
 def open_context(
@@ -419,3 +426,15 @@ def item_kind(item: FormItem) -> str:
     if item.type == "choice" and len(item.options) == 1:
         return "checkbox"
     return item.type
+
+
+@blueprint.app_template_filter("control_id")
+def control_id(item: FormItem) -> str:
+    """The id of an item's first control, where the error summary's link moves focus (a fieldset of radio
+    buttons has none of its own: its first button)."""
+    kind = item_kind(item)
+    if kind == "boolean":
+        return f"{item.link_id}-true"
+    if kind == "choice":
+        return f"{item.link_id}-{item.options[0]['code']}"
+    return item.link_id
