@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, SecurityError
@@ -47,6 +48,15 @@ def route() -> str:
     return rule
 
 
+SERVICE_PATH = re.compile(r"/cds-services/(?P<id>[^/]+)(?:/feedback)?")
+
+
+def unknown_service_path() -> bool:
+    """The request names a CDS service (or its feedback) by an id no service has."""
+    match = SERVICE_PATH.fullmatch(request.path)
+    return match is not None and match["id"] not in known_service_ids()
+
+
 def known_service_ids() -> set[str]:
     from cds_service.wiring import current_services
 
@@ -55,6 +65,9 @@ def known_service_ids() -> set[str]:
 
 def http_error(error: HTTPException) -> Response:
     status = error.code or 500
+    if isinstance(error, MethodNotAllowed) and unknown_service_path():
+        # GET /cds-services/no-such-id: the service is missing, not the method (a POST gets the same 404).
+        return error_response(404, f"No CDS service at this path. Services: {', '.join(sorted(known_service_ids()))}.")
     headers = (
         {"Allow": ", ".join(error.valid_methods)} if isinstance(error, MethodNotAllowed) and error.valid_methods else {}
     )

@@ -16,6 +16,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
+from cds_service import version
 from cds_service.pipeline.validation import SCHEMA_DIR, schema_document
 
 DOCUMENT = Path(__file__).resolve().parent / "openapi.json"
@@ -31,6 +32,7 @@ def openapi() -> Response:
 @cache
 def openapi_document() -> dict[str, Any]:
     document: dict[str, Any] = json.loads(DOCUMENT.read_text(encoding="utf-8"))
+    document["info"]["version"] = version()  # the API is versioned with the package (CHANGELOG.md)
     schemas = document["components"]["schemas"]
     for name, schema in schemas.items():
         reference = schema.get("$ref", "")

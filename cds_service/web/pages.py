@@ -19,11 +19,22 @@ def handout() -> str:
 
 
 @blueprint.get("/msc/directory")
-def directory() -> str:
+def directory() -> tuple[str, int]:
+    """The directory, of one region when asked; a region the directory does not have is said so (404), with
+    every center listed."""
     current = current_services().current_content().directory
-    region = current.region(request.args.get("region"))
+    asked = request.args.get("region")
+    region = current.region(asked)
+    unknown = bool(asked) and region is None
     centers = [c for c in current.centers if region is None or c["region"] == region.id]
     names = {r.id: r.name for r in current.regions}
-    return render_template(
-        "directory.html", notice=current.notice, region=region, regions=current.regions, centers=centers, names=names
+    page = render_template(
+        "directory.html",
+        notice=current.notice,
+        region=region,
+        regions=current.regions,
+        centers=centers,
+        names=names,
+        unknown_region=unknown,
     )
+    return page, 404 if unknown else 200
