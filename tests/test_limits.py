@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from tests.topology import Topology, find_nginx, topology
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.processes
 
@@ -182,6 +183,13 @@ def test_the_shipped_proxy_logs_a_form_link_with_its_token_masked(instance):
         answer = requests.get(instance.nginx_url + path, verify=instance.ca_file, headers={"Referer": path}, timeout=10)
         assert answer.status_code == 404
     access_log = instance.workdir / "nginx-access.log"
-    written = access_log.read_text()  # nginx writes each line when the request ends
-    assert "GET /prior-notification/form/<token>/records/x?y=1 HTTP/1.1" in written
+    last = "GET /prior-notification/form/<token>/records/x?y=1 HTTP/1.1"
+
+    # nginx writes each line once the request has ended, which may be just after the client has its answer.
+    def written_with_last_line() -> str | None:
+        text = access_log.read_text()
+        return text if last in text else None
+
+    written = wait_for(written_with_last_line, message="the access log line")
+    assert last in written
     assert token not in written
