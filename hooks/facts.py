@@ -476,10 +476,6 @@ def is_visit_in(encounter: Encounter, value_set: str, knowledge: Knowledge, refe
     return knowledge.valuesets.matches(value_set, visit_specialties(encounter, references))
 
 
-def requested_specialties(request: ServiceRequest) -> list[CodeableConcept | None]:
-    return [request.code, request.performerType]
-
-
 # --------------------------------------------------------------------------
 # MSC done, spine care, PT
 # --------------------------------------------------------------------------

@@ -149,10 +149,6 @@ def reference_type(reference: Reference | None) -> str:
     return (reference_key(reference) or "").split("/")[0]
 
 
-def is_local(reference: Reference) -> bool:
-    return reference.reference is not None and reference.reference.startswith("#")
-
-
 def with_reference(references: Iterable[Reference | None]) -> list[Reference]:
     """The References that carry a reference string."""
     return [r for r in references if r is not None and r.reference is not None]

@@ -93,7 +93,6 @@ class PatientRecord:
 # --------------------------------------------------------------------------
 
 Sets = frozenset[str]
-NO_SETS: Sets = frozenset()
 
 
 @dataclass(frozen=True)

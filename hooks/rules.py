@@ -80,10 +80,6 @@ class Judgement:
     # participants): that one could not be had matters only when the target's classification hinges on it.
     own_references: frozenset[str] = frozenset()
 
-    @property
-    def needs_prior_notifications(self) -> bool:
-        return bool(self.pn_subjects)
-
 
 @dataclass(frozen=True)
 class Settled:
@@ -272,35 +268,41 @@ def opioid_decisions(orders: Iterable[Resource], facts: PatientFacts, knowledge:
     return []
 
 
+def order_references(order: Resource) -> list[Reference]:
+    """What an order names by reference as its performer, its Medication, or whom a visit is with."""
+    if isinstance(order, MedicationRequest):
+        return fhir.with_reference((order.medicationReference,))
+    if isinstance(order, ServiceRequest):
+        return fhir.with_reference(order.performer)
+    if isinstance(order, Appointment):
+        return actors(order)
+    return []
+
+
 def own_references(orders: Iterable[Resource]) -> frozenset[str]:
     """'Type/id' of what these orders name as performer, Medication or participant."""
-    found: list[Reference] = []
-    for order in orders:
-        if isinstance(order, MedicationRequest):
-            found += fhir.with_reference((order.medicationReference,))
-        elif isinstance(order, ServiceRequest):
-            found += fhir.with_reference(order.performer)
-        elif isinstance(order, Appointment):
-            found += actors(order)
-    return frozenset(key for ref in found if (key := fhir.reference_key(ref)))
+    return frozenset(key for order in orders for ref in order_references(order) if (key := fhir.reference_key(ref)))
+
+
+def hinges_on_its_references(order: Resource, knowledge: Knowledge) -> bool:
+    """Whether what the order names by reference decides how it is judged: always a prescription's Medication;
+    a referral's performer when the referral's own code does not say what kind of care it asks for; whom a
+    visit is with when it names no specialty."""
+    if isinstance(order, ServiceRequest):
+        return not classified_by_its_code(order, knowledge)
+    if isinstance(order, Appointment):
+        return not names_its_specialty(order)
+    return isinstance(order, MedicationRequest)
 
 
 def unjudged_order_data(orders: Iterable[Resource], references: References, knowledge: Knowledge) -> frozenset[str]:
-    """Referenced data that could not be had without which an order cannot be judged: a prescription's
-    Medication; a referral's performer when the referral's own code does not say what kind of care it asks
-    for; whom a visit is with when it names no specialty."""
-    wanted: list[Reference] = []
-    for order in orders:
-        if isinstance(order, MedicationRequest):
-            wanted += fhir.with_reference((order.medicationReference,))
-        elif isinstance(order, ServiceRequest):
-            if not classified_by_its_code(order, knowledge):
-                wanted += fhir.with_reference(order.performer)
-        elif isinstance(order, Appointment) and not names_its_specialty(order):
-            wanted += actors(order)
+    """Referenced data that could not be had without which an order cannot be judged (the references its
+    judgement hinges on)."""
     return frozenset(
         REFERENCED_DATA[kind]
-        for ref in wanted
+        for order in orders
+        if hinges_on_its_references(order, knowledge)
+        for ref in order_references(order)
         if references.is_unknown(ref) and (kind := fhir.reference_type(ref)) in REFERENCED_DATA
     )
 

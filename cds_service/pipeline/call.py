@@ -12,7 +12,7 @@ needs; it gets back a typed result it can answer, log, count and record.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -154,8 +154,8 @@ def decode_context(context: Mapping[str, Any], sources: dict[int, dict[str, Any]
             found[key] = typed
             sources.update(zip(map(id, typed), sent, strict=True))
             continue
-        for index, entry in enumerate(context[key]["entry"] if key in context else ()):
-            decoded = decode(entry["resource"])
+        for index, raw in enumerate(sent):
+            decoded = decode(raw)
             if decoded.problem is not None:
                 path = ("context", key, "entry", index, "resource", *decoded.problem.path)
                 raise BadRequest(
@@ -165,7 +165,7 @@ def decode_context(context: Mapping[str, Any], sources: dict[int, dict[str, Any]
             if decoded.resource is not None:
                 note_repairs(decoded, "context", decoded.resource.resource_type)
                 found[key].append(decoded.resource)
-                sources[id(decoded.resource)] = entry["resource"]
+                sources[id(decoded.resource)] = raw
     if "selections" in context:  # any draft order, whether or not of a type the rules read
         drafted = {
             f"{entry['resource'].get('resourceType')}/{entry['resource'].get('id')}"
@@ -187,21 +187,32 @@ class Judged:
     facts: PatientFacts
     judgement: Judgement
     unknown_read: frozenset[str]  # 'Type/id' a fact or a judged order's reason read and could not have
+    foreign: frozenset[str]  # 'Type/id' looked up on another server than the EHR's: never to be had
 
     def missing(self, missing: Mapping[str, str]) -> dict[str, str]:
         """The missing data that could bear on this answer: a referenced kind only when a rule read a
         reference of that kind that could not be had (a target's own references weigh through `unjudged`).
         References to another server than the EHR's are such data too."""
-        read = {REFERENCED_DATA[key.split("/")[0]] for key in self.unknown_read} | set(self.judgement.unjudged)
+        read = {kind_of(key) for key in self.unknown_read} | set(self.judgement.unjudged)
         found = {k: why for k, why in missing.items() if k not in REFERENCED_KINDS or k in read}
-        foreign = sorted(key for key in self.record.references.foreign if key.split("/")[0] in REFERENCED_DATA)
-        for kind in sorted({REFERENCED_DATA[key.split("/")[0]] for key in foreign} & read - set(found)):
-            named = [key for key in foreign if REFERENCED_DATA[key.split("/")[0]] == kind]
+        foreign = sorted(self.foreign)
+        for kind in sorted({kind_of(key) for key in foreign} & read - set(found)):
+            named = [key for key in foreign if kind_of(key) == kind]
             found[kind] = f"{', '.join(named[:3])}: on another server than fhirServer, never looked up there"
         return found
 
 
 REFERENCED_KINDS = frozenset(REFERENCED_DATA.values())
+
+
+def kind_of(key: str) -> str:
+    """The data a referenced 'Type/id' is (referencedConditions…); only for types in REFERENCED_DATA."""
+    return REFERENCED_DATA[key.split("/")[0]]
+
+
+def referenced(keys: Iterable[str]) -> set[str]:
+    """The 'Type/id' keys of the types the rules read by reference (REFERENCED_DATA)."""
+    return {key for key in keys if key.split("/")[0] in REFERENCED_DATA}
 
 
 def judge(
@@ -216,16 +227,14 @@ def judge(
     for _round in range(REFERENCE_ROUNDS + 1):
         record = PatientRecord.of(session.out.resources, unresolved, server if isinstance(server, str) else None)
         facts = build_facts(record, knowledge, today)
-        read_by_facts = record.references.not_found | {
-            key for key in record.references.foreign if key.split("/")[0] in REFERENCED_DATA
-        }
+        read_by_facts = referenced(record.references.not_found | record.references.foreign)
         judgement = service.judge(hook_input, facts, knowledge)
-        looked_up = record.references.not_found - absent
-        wanted = {key for key in looked_up - unresolved if key.split("/")[0] in REFERENCED_DATA}
+        looked_up = referenced(record.references.not_found) - absent
+        wanted = looked_up - unresolved
         if not wanted:
-            foreign = {key for key in record.references.foreign if key.split("/")[0] in REFERENCED_DATA}
+            foreign = referenced(record.references.foreign)
             read = (read_by_facts | ((looked_up | foreign) - judgement.own_references)) - absent
-            return Judged(record, facts, judgement, frozenset(k for k in read if k in unresolved | foreign))
+            return Judged(record, facts, judgement, frozenset(read & (unresolved | foreign)), frozenset(foreign))
         if _round == REFERENCE_ROUNDS:
             unresolved |= wanted  # rounds spent: what is still wanted counts as unknown
             continue
