@@ -314,9 +314,14 @@ def type_leaves_medicare_advantage_open(coverage: Coverage, knowledge: Knowledge
 
 
 def plan_named_medicare_advantage(coverage: Coverage, knowledge: Knowledge) -> bool:
-    """A Coverage.class (plan, group…) whose name or value says Medicare Advantage or Medicare Part C."""
+    """A Coverage.class (plan, group…) whose name or value says Medicare Advantage or Medicare Part C, or classes
+    that say it together (group "Medicare" and plan "Part C", as the CMS Blue Button API sends it)."""
     texts = [text for c in coverage.class_ for text in (c.name, c.value) if text]
-    return any(p.search(text) for p in knowledge.policy.medicare_advantage_text for text in texts)
+    policy = knowledge.policy
+    if any(p.search(text) for p in policy.medicare_advantage_text for text in texts):
+        return True
+    together = policy.medicare_advantage_text_together
+    return any(all(any(p.search(text) for text in texts) for p in entry) for entry in together)
 
 
 def medical_coverages(record: RecordIndex, knowledge: Knowledge, today: date) -> list[Coverage]:

@@ -47,6 +47,8 @@ class Policy:
     follow_up_text_patterns: tuple[re.Pattern[str], ...] = field(default=())
     # Coverage.class names and values that say Medicare Advantage, read when the type leaves it open.
     medicare_advantage_text: tuple[re.Pattern[str], ...] = field(default=())
+    # Read together: each pattern of one entry matches one of the names and values (group "Medicare", plan "Part C").
+    medicare_advantage_text_together: tuple[tuple[re.Pattern[str], ...], ...] = field(default=())
 
     def suspension_on(self, day: date) -> Suspension | None:
         return next((s for s in self.suspensions if s.covers(day)), None)

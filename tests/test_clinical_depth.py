@@ -213,6 +213,75 @@ def test_a_plan_name_that_is_not_medicare_advantage_does_not_exempt(hooks):
     assert topics(hooks.select(record.order_select(ortho_referral()))) == [MSC]
 
 
+THO = "http://terminology.hl7.org/CodeSystem/insurance-product-type"
+ACTCODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+COVERAGE_CLASS = "http://terminology.hl7.org/CodeSystem/coverage-class"
+
+
+def typed_coverage(record, system: str, code: str, **classes: str):
+    """A coverage whose type is `system`#`code`, with Coverage.class values by class type (group, plan…)."""
+    record.with_coverage("1")
+    coverage = record.coverages[-1]
+    coverage["type"] = {"coding": [{"system": system, "code": code}]}
+    coverage["class"] = [
+        {"type": {"coding": [{"system": COVERAGE_CLASS, "code": kind}]}, "value": value}
+        for kind, value in classes.items()
+    ]
+    return record
+
+
+def blue_button(record, part: str, *, system: str = ACTCODE, code: str = "SUBSIDIZ"):
+    """Medicare coverage as the CMS Blue Button API sends it (CARIN Blue Button): type subsidized health
+    program, group "Medicare", plan "Part A" to "Part D"."""
+    return typed_coverage(record, system, code, group="Medicare", plan=part)
+
+
+@pytest.mark.parametrize("code", ["mediadv", "mediadvhmo"])
+def test_a_coverage_typed_medicare_advantage_in_hl7_insurance_product_type_is_exempt(hooks, code):
+    record = typed_coverage(patient(70).with_lbp(), THO, code)
+    [card] = hooks.select(record.order_select(ortho_referral()))
+    assert card["source"]["topic"]["code"] == PN and "Medicare Advantage" in card["detail"]
+
+
+@pytest.mark.parametrize("code", ["media", "medib", "mediab"])
+def test_original_medicare_in_hl7_insurance_product_type_is_never_overruled_by_a_plan_name(hooks, code):
+    record = typed_coverage(patient(70).with_lbp(), THO, code, plan="Medicare Advantage PPO")
+    assert topics(hooks.select(record.order_select(ortho_referral()))) == [MSC]
+
+
+@pytest.mark.parametrize("code", ["dent", "vis", "medid"])
+def test_a_medicare_advantage_member_with_an_hl7_typed_dental_vision_or_drug_plan_is_exempt(hooks, code):
+    record = typed_coverage(patient(70).with_lbp().with_coverage("111"), THO, code)
+    assert topics(hooks.select(record.order_select(ortho_referral()))) == [PN]
+
+
+def test_an_hl7_typed_medical_plan_beside_medicare_advantage_of_unknown_order_does_not_exempt(hooks):
+    record = typed_coverage(patient(70).with_lbp().with_coverage("111"), THO, "commppo")
+    assert topics(hooks.select(record.order_select(ortho_referral()))) == [MSC]
+
+
+def test_medicare_part_c_as_the_blue_button_api_sends_it_is_exempt(hooks):
+    record = blue_button(patient(70).with_lbp(), "Part C")
+    [card] = hooks.select(record.order_select(ortho_referral()))
+    assert card["source"]["topic"]["code"] == PN and "Medicare Advantage" in card["detail"]
+
+
+@pytest.mark.parametrize("part", ["Part A", "Part B"])
+def test_medicare_part_a_or_b_as_the_blue_button_api_sends_it_is_not_medicare_advantage(hooks, part):
+    record = blue_button(patient(70).with_lbp(), part)
+    assert topics(hooks.select(record.order_select(ortho_referral()))) == [MSC]
+
+
+def test_a_part_c_plan_whose_type_says_fee_for_service_is_not_medicare_advantage(hooks):
+    record = blue_button(patient(70).with_lbp(), "Part C", system="https://nahdo.org/sopt", code="121")
+    assert topics(hooks.select(record.order_select(ortho_referral()))) == [MSC]
+
+
+def test_a_part_c_plan_without_a_medicare_group_is_not_medicare_advantage(hooks):
+    record = typed_coverage(patient(70).with_lbp(), ACTCODE, "SUBSIDIZ", group="Employer group 12", plan="Part C")
+    assert topics(hooks.select(record.order_select(ortho_referral()))) == [MSC]
+
+
 # --- physical therapy already under way -------------------------------------------------------------------
 
 
@@ -290,6 +359,22 @@ def test_fetched_deceased_patient_gets_no_card(ehr, form):
 def test_fetched_dental_plan_beside_medicare_advantage_leaves_the_exemption(ehr, form):
     record = patient(70).with_lbp().with_coverage("111").with_coverage("313")
     assert topics(ehr.cards(form, record, lambda r: r.order_select(ortho_referral()))) == [PN]
+
+
+@pytest.mark.processes
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize(("part", "expected"), [("Part C", [PN]), ("Part B", [MSC])], ids=["part-c", "part-b"])
+def test_fetched_blue_button_medicare_coverage_is_told_by_its_plan(ehr, form, part, expected):
+    record = blue_button(patient(70).with_lbp(), part)
+    assert topics(ehr.cards(form, record, lambda r: r.order_select(ortho_referral()))) == expected
+
+
+@pytest.mark.processes
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize(("code", "expected"), [("mediadv", [PN]), ("mediab", [MSC])], ids=["ma", "original"])
+def test_fetched_hl7_typed_medicare_coverage(ehr, form, code, expected):
+    record = typed_coverage(patient(70).with_lbp(), THO, code, plan="Medicare Advantage PPO")
+    assert topics(ehr.cards(form, record, lambda r: r.order_select(ortho_referral()))) == expected
 
 
 @pytest.mark.processes

@@ -201,6 +201,43 @@ def test_a_fhir_valueset_whose_total_is_wrong_or_that_the_manifest_does_not_list
     assert "MANIFEST.md has no row for fhir/demo.json" in error(world, parts=[{"name": "demo", "source": "demo"}])
 
 
+CODE_SYSTEM_XML = """<?xml version="1.0" encoding="UTF-8"?>
+<CodeSystem xmlns="http://hl7.org/fhir">
+  <id value="demo-cs"/>
+  <url value="http://example.org/CodeSystem/demo"/>
+  <version value="1.0.0"/>
+  <title value="Demo Types"/>
+  <concept>
+    <code value="a"/>
+    <display value=" Alpha "/>
+    <concept><code value="a1"/><display value="Alpha one"/></concept>
+  </concept>
+  <concept><code value="b"/><display value="Beta"/></concept>
+</CodeSystem>
+"""
+
+
+def test_a_fhir_codesystem_in_xml_gives_every_concept_and_names_its_repository_from_the_manifest(world):
+    world.source("demo", "fhir_codesystem_xml", "tho/demo.xml", CODE_SYSTEM_XML)
+    world.file("MANIFEST.md", MANIFEST.replace("fhir/demo.json", "tho/demo.xml"))
+    world.settings["manifest"] = "MANIFEST.md"
+    source = dict(PROVENANCE, identifier="{demo.url}", version="{demo.title} {demo.version}")
+    vs = world.one(parts=[{"name": "demo", "source": "demo", "keep": ["a", "a1"]}], source=source)
+    assert codes(vs) == [("a", "Alpha", None, None), ("a1", "Alpha one", None, None)]  # nested, stripped
+    assert {c.system for c in vs.codes} == {"http://example.org/CodeSystem/demo"}
+    assert [vs.source[k] for k in ("identifier", "version")] == [
+        "http://example.org/CodeSystem/demo",
+        "Demo Types 1.0.0",
+    ]
+
+
+def test_an_xml_file_that_is_no_codesystem_is_refused(world):
+    world.source("demo", "fhir_codesystem_xml", "tho/demo.xml", '<ValueSet xmlns="http://hl7.org/fhir"/>')
+    world.file("MANIFEST.md", MANIFEST.replace("fhir/demo.json", "tho/demo.xml"))
+    world.settings["manifest"] = "MANIFEST.md"
+    assert "a CodeSystem with a url and concepts was expected" in error(world, parts=[{"name": "d", "source": "demo"}])
+
+
 # --------------------------------------------------------------------------
 # Union, subtraction, intersection
 # --------------------------------------------------------------------------

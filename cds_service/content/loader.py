@@ -327,6 +327,10 @@ def build_policy(data: Mapping[str, Any], problems: list[Problem]) -> Policy:
         medicare_advantage_text=compile_patterns(
             data["coverage_text"]["medicare_advantage"], "medicare_advantage", problems, "coverage_text"
         ),
+        medicare_advantage_text_together=tuple(
+            compile_patterns(entry, "medicare_advantage_together", problems, "coverage_text")
+            for entry in data["coverage_text"].get("medicare_advantage_together", [])
+        ),
     )
 
 

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import jsonschema
 import yaml
@@ -43,6 +44,7 @@ DEFAULT_OUT = REPO_ROOT / "guideline_data" / "valuesets"
 SCHEMA = json.loads((HERE / "schema.json").read_text(encoding="utf-8"))
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 CODE_FIELDS = ("system", "code", "display")
+FHIR_XML = "{http://hl7.org/fhir}"  # the FHIR XML namespace, as ElementTree spells it
 
 Item = dict[str, str]
 
@@ -411,6 +413,9 @@ class Sources:
         if kind == "fhir_valueset":
             columns: tuple[str, ...] = CODE_FIELDS
             rows, display_rows = self._fhir(path, rel, fields, where)
+        elif kind == "fhir_codesystem_xml":
+            columns = CODE_FIELDS
+            rows = display_rows = self._codesystem_xml(path, rel, fields, where)
         else:
             required = spec.get("columns", [])
             columns, rows = read_csv(path, required if kind == "csv" else [*CODE_FIELDS, *required], where)
@@ -444,10 +449,34 @@ class Sources:
         )
         return rows, as_rows(expanded + composed)
 
+    def _codesystem_xml(self, path: Path, rel: str, fields: Fields, where: str) -> list[Item]:
+        """The concepts of a FHIR CodeSystem in XML (HL7 THO's source of truth), nested ones included."""
+        root = ElementTree.parse(path).getroot()
+
+        def value(element: ElementTree.Element, name: str) -> str:
+            found = element.find(f"{FHIR_XML}{name}")
+            return (found.get("value") or "").strip() if found is not None else ""
+
+        url = value(root, "url")
+        rows = [
+            {"system": url, "code": value(c, "code"), "display": value(c, "display")}
+            for c in root.iter(f"{FHIR_XML}concept")
+        ]
+        if not url or not rows:
+            raise RecipeError(f"{where}: a CodeSystem with a url and concepts was expected")
+        fields.update(
+            id=value(root, "id"),
+            url=url,
+            title=value(root, "title") or value(root, "name"),
+            version=value(root, "version"),
+            retrieved_from=self._manifest_source(rel, where),
+        )
+        return rows
+
     def _manifest_source(self, rel: str, where: str) -> str:
         """The last cell of the manifest's table row for a file, as owner/repo:path@commit."""
         if self.settings.manifest is None:
-            raise RecipeError(f"{where}: a fhir_valueset source needs `manifest` in the build settings")
+            raise RecipeError(f"{where}: a FHIR ValueSet or CodeSystem source needs `manifest` in the build settings")
         for line in self.path(self.settings.manifest, where).read_text(encoding="utf-8").splitlines():
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
             if line.startswith("|") and cells[0] == rel:
