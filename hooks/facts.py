@@ -614,8 +614,9 @@ def medication_codings(request: MedicationRequest, references: References) -> li
 def is_opioid_analgesic(request: Resource, facts: PatientFacts, knowledge: Knowledge) -> bool:
     """An opioid analgesic prescribed for pain, judged by product and reason.
 
-    In the CDC opioid analgesic set, and not a product used only for opioid use disorder
-    (buprenorphine/naloxone, extended-release buprenorphine, methadone dispersible tablets). A
+    In the CDC opioid analgesic set (a product, or an ingredient where no code names a product the CDC list
+    leaves out: a cough and cold combination, an injectable), and not a product used only for opioid use
+    disorder (buprenorphine/naloxone, extended-release buprenorphine, methadone dispersible tablets). A
     buprenorphine or methadone product that is also a pain medicine (Butrans, Belbuca, methadone
     tablets) counts unless the order's reason or an active diagnosis is opioid use disorder.
     """
@@ -623,7 +624,9 @@ def is_opioid_analgesic(request: Resource, facts: PatientFacts, knowledge: Knowl
         return False
     vs = knowledge.valuesets
     found = medication_codings(request, facts.references)
-    if not vs.has_any("opioid-analgesics", found) or vs.has_any("moud-only-products", found):
+    if not vs.has_any("opioid-analgesics", found):
+        return False
+    if vs.has_any("opioid-non-analgesic-products", found) or vs.has_any("moud-only-products", found):
         return False
     if not vs.has_any("moud", found):
         return True

@@ -30,6 +30,7 @@ VALUESETS_USED = frozenset(
         "non-medical-coverage",
         "medicare-unspecified-payer",
         "opioid-analgesics",
+        "opioid-non-analgesic-products",
         "moud",
         "opioid-exclusion-conditions",
         "opioid-exclusion-procedures",

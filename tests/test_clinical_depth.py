@@ -339,6 +339,44 @@ def test_an_ingredient_that_is_no_opioid_analgesic_gets_no_card(hooks, rxcui):
     assert hooks.select(patient(45).with_lbp().order_select(ordered(rxcui))) == []
 
 
+def medication_of(product: str | None, ingredient: str, mid: str = "med-1") -> dict:
+    """A Medication coded as `product` (RxNorm; text only when None) that lists `ingredient` (RxNorm IN)."""
+    code = {"coding": [{"system": RXNORM, "code": product}]} if product else {"text": "Compounded preparation"}
+    return {
+        "resourceType": "Medication",
+        "id": mid,
+        "code": code,
+        "ingredient": [{"itemCodeableConcept": {"coding": [{"system": RXNORM, "code": ingredient}]}}],
+    }
+
+
+def ordering_contained(medication: dict) -> dict:
+    order = medication_request(reason=LBP)
+    del order["medicationCodeableConcept"]
+    order["contained"] = [medication]
+    order["medicationReference"] = {"reference": f"#{medication['id']}"}
+    return order
+
+
+@pytest.mark.parametrize(
+    ("product", "ingredient"),
+    [("995868", "2670"), ("1728783", "7052")],
+    ids=["codeine-guaifenesin-cough-syrup", "morphine-injection"],
+)
+def test_a_product_the_cdc_list_leaves_out_is_no_opioid_analgesic_whatever_its_ingredients(hooks, product, ingredient):
+    order = ordering_contained(medication_of(product, ingredient))
+    assert hooks.select(patient(45).with_lbp().order_select(order)) == []
+    assert hooks.select(patient(45).with_lbp().order_select(ordered(product))) == []
+
+
+@pytest.mark.parametrize(
+    ("product", "ingredient"), [("993781", "2670"), (None, "2670")], ids=["acetaminophen-codeine", "compounded"]
+)
+def test_codeine_as_an_analgesic_product_or_a_compounded_ingredient_gets_the_opioid_card(hooks, product, ingredient):
+    order = ordering_contained(medication_of(product, ingredient))
+    assert topics(hooks.select(patient(45).with_lbp().order_select(order))) == [OPIOID]
+
+
 def test_buprenorphine_by_its_ingredient_is_judged_by_its_reason(hooks):
     assert topics(hooks.select(patient(45).with_lbp().order_select(ordered("1819")))) == [OPIOID]
     assert hooks.select(patient(45).with_lbp().order_select(ordered("1819", reason="F11.20"))) == []
@@ -382,6 +420,20 @@ def test_fetched_hl7_typed_medicare_coverage(ehr, form, code, expected):
 def test_fetched_pt_treatment_silences_the_pt_card(ehr, form):
     record = patient(45).with_lbp().with_procedure((CPT, "97140"), days=20)
     assert ehr.cards(form, record, lambda r: r.patient_view(), hook="view") == []
+
+
+@pytest.mark.processes
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize(("product", "expected"), [("995868", []), (None, [OPIOID])], ids=["cough-syrup", "compound"])
+def test_a_fetched_medication_is_judged_by_its_product_before_its_ingredients(ehr, form, product, expected):
+    record = patient(45).with_lbp()
+    medication = medication_of(product, "2670", mid="codeine-1")
+    record.with_referenced(medication, prefetched_as="medicationRequests" if form == "prefetch" else None)
+    order = medication_request(reason=LBP, medication="codeine-1")
+    if form == "prefetch":  # prefetch holds no Medication key: the EHR contains it in the order
+        order = ordering_contained(medication)
+        record.referenced = []
+    assert topics(ehr.cards(form, record, lambda r: r.order_select(order))) == expected
 
 
 @pytest.mark.processes

@@ -201,6 +201,20 @@ def test_a_fhir_valueset_whose_total_is_wrong_or_that_the_manifest_does_not_list
     assert "MANIFEST.md has no row for fhir/demo.json" in error(world, parts=[{"name": "demo", "source": "demo"}])
 
 
+def test_a_csv_of_one_code_system_names_it_once_in_the_build_settings(world):
+    table = "rxcui,name\n7804,oxycodone\n2670,codeine\n"
+    world.source("omtk", "csv", "omtk.csv", table, columns=["rxcui", "name"], system="http://rx")
+    vs = world.one(parts=[{"name": "p", "source": "omtk", "columns": {"code": "rxcui", "display": "name"}}])
+    assert [(c.system, c.code, c.display) for c in vs.codes] == [
+        ("http://rx", "2670", "codeine"),
+        ("http://rx", "7804", "oxycodone"),
+    ]
+    world.source("omtk", "csv", "omtk.csv", "system,code\nhttp://x,1\n", system="http://rx")
+    assert "`system` is given, but the file has a system column" in error(
+        world, parts=[{"name": "p", "source": "omtk"}]
+    )
+
+
 CODE_SYSTEM_XML = """<?xml version="1.0" encoding="UTF-8"?>
 <CodeSystem xmlns="http://hl7.org/fhir">
   <id value="demo-cs"/>

@@ -419,6 +419,10 @@ class Sources:
         else:
             required = spec.get("columns", [])
             columns, rows = read_csv(path, required if kind == "csv" else [*CODE_FIELDS, *required], where)
+            if "system" in spec:  # a table of one code system that does not name it in a column
+                if "system" in columns:
+                    raise RecipeError(f"{where}: `system` is given, but the file has a system column")
+                columns, rows = (*columns, "system"), [{**r, "system": spec["system"]} for r in rows]
             display_rows = rows
             if kind == "vsac_csv":
                 self._vsac_fields(rel, len(rows), fields, where)
