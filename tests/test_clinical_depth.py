@@ -339,6 +339,30 @@ def test_an_ingredient_that_is_no_opioid_analgesic_gets_no_card(hooks, rxcui):
     assert hooks.select(patient(45).with_lbp().order_select(ordered(rxcui))) == []
 
 
+# --- medications by their components (RxNorm SCDC, SBDC) -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "rxcui", ["1014614", "1049639", "835604"], ids=["oxycodone-5-mg", "percocet-component", "ultram-component"]
+)
+def test_an_opioid_named_by_its_component_gets_the_opioid_card(hooks, rxcui):
+    assert topics(hooks.select(patient(45).with_lbp().order_select(ordered(rxcui)))) == [OPIOID]
+
+
+def test_a_component_of_buprenorphine_with_naloxone_is_opioid_use_disorder_treatment(hooks):
+    assert hooks.select(patient(45).with_lbp().order_select(ordered("1010601"))) == []  # [Suboxone]
+
+
+def test_a_buprenorphine_buccal_film_component_is_judged_by_its_reason(hooks):
+    """Buprenorphine 0.075 MG: the component of the 75 mcg buccal film, a pain medicine (Belbuca)."""
+    assert topics(hooks.select(patient(45).with_lbp().order_select(ordered("1716076")))) == [OPIOID]
+    assert hooks.select(patient(45).with_lbp().order_select(ordered("1716076", reason="F11.20"))) == []
+
+
+def test_a_component_of_a_product_the_cdc_list_leaves_out_gets_no_card(hooks):
+    assert hooks.select(patient(45).with_lbp().order_select(ordered("564334"))) == []  # alfentanil [Alfenta]
+
+
 def medication_of(product: str | None, ingredient: str, mid: str = "med-1") -> dict:
     """A Medication coded as `product` (RxNorm; text only when None) that lists `ingredient` (RxNorm IN)."""
     code = {"coding": [{"system": RXNORM, "code": product}]} if product else {"text": "Compounded preparation"}
@@ -420,6 +444,20 @@ def test_fetched_hl7_typed_medicare_coverage(ehr, form, code, expected):
 def test_fetched_pt_treatment_silences_the_pt_card(ehr, form):
     record = patient(45).with_lbp().with_procedure((CPT, "97140"), days=20)
     assert ehr.cards(form, record, lambda r: r.patient_view(), hook="view") == []
+
+
+@pytest.mark.processes
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize(("rxcui", "expected"), [("1014614", [OPIOID]), ("1010601", [])], ids=["oxycodone", "suboxone"])
+def test_a_fetched_medication_coded_by_its_component(ehr, form, rxcui, expected):
+    record = patient(45).with_lbp()
+    medication = {"resourceType": "Medication", "id": "comp-1", "code": {"coding": [{"system": RXNORM, "code": rxcui}]}}
+    record.with_referenced(medication, prefetched_as="medicationRequests" if form == "prefetch" else None)
+    order = medication_request(reason=LBP, medication="comp-1")
+    if form == "prefetch":  # prefetch holds no Medication key: the EHR contains it in the order
+        order = ordering_contained(medication)
+        record.referenced = []
+    assert topics(ehr.cards(form, record, lambda r: r.order_select(order))) == expected
 
 
 @pytest.mark.processes

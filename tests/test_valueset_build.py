@@ -215,6 +215,27 @@ def test_a_csv_of_one_code_system_names_it_once_in_the_build_settings(world):
     )
 
 
+def test_rxnorm_components_are_read_from_the_products_names(world):
+    products = (
+        "system,code,display\n"
+        "rx,1,Abuse-Deterrent 12 HR oxycodone hydrochloride 10 MG Extended Release Oral Tablet [Oxycontin]\n"
+        "rx,2,acetaminophen 325 MG / hydrocodone bitartrate 5 MG Oral Tablet\n"
+    )
+    candidates = (
+        "system,code,display\n"
+        "rx,10,Oxycodone Hydrochloride 10 MG\n"  # SCDC of 1
+        "rx,11,oxycodone hydrochloride 10 MG [OxyContin]\n"  # SBDC of 1
+        "rx,12,Hydrocodone Bitartrate 5 MG\n"  # SCDC of 2
+        "rx,13,oxycodone hydrochloride 10 MG [Roxicodone]\n"  # another brand
+        "rx,14,Hydrocodone Bitartrate 5 MG/ML\n"  # another strength
+        "rx,15,oxycodone hydrochloride 10 MG Oral Tablet\n"  # a product, not a component
+    )
+    world.source("products", "csv", "products.csv", products)
+    world.source("candidates", "csv", "candidates.csv", candidates)
+    vs = world.one(parts=[{"name": "c", "source": "candidates", "rxnorm_component_of": "products"}])
+    assert [c.code for c in vs.codes] == ["10", "11", "12"]
+
+
 CODE_SYSTEM_XML = """<?xml version="1.0" encoding="UTF-8"?>
 <CodeSystem xmlns="http://hl7.org/fhir">
   <id value="demo-cs"/>

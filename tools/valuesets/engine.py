@@ -11,7 +11,9 @@ take and what to write in its provenance block. Both are checked against `schema
 - `columns`, `group` or `group_column` map a row to a code; `fill_display` fills a missing display from the
   display pool (build.yaml), else from a fallback column or table, each noted; `displays_agree_with` checks
   the displays against another source; `collapse_icd10cm_families` writes a whole ICD-10-CM family as its
-  code with include_descendants (simple-icd-10-cm, as the service expands it).
+  code with include_descendants (simple-icd-10-cm, as the service expands it); `rxnorm_component_of` keeps the
+  rows whose display is, by RxNorm's naming, a component (SCDC) or branded component (SBDC) of a product of
+  another source.
 
 The union is deduplicated by (system, code), sorted, and checked (`expect_count`, `checks`). `facts` (a
 `count`, `list` or `group` over `codes`, `parts`, a part, its `.dropped` rows or `source:<name>`) and every
@@ -209,6 +211,7 @@ class Part:
     fill_display: FillDisplay | None = None
     displays_agree_with: str | None = None
     collapse_icd10cm_families: bool = False
+    rxnorm_component_of: str | None = None
 
     @classmethod
     def parse(cls, data: Mapping[str, Any], where: str) -> Part:
@@ -616,6 +619,38 @@ class PartResult:
     meta: Item  # the source's fields, the part's name and literal group (the `parts` selection)
 
 
+# RxNorm's normalized names: a clinical drug (SCD) is its components (SCDC, "oxycodone hydrochloride 5 MG") joined
+# by " / ", then its dose form; a branded drug (SBD) adds "[Brand]", and its branded component (SBDC) is the
+# components with the same brand. Leading qualifiers ("Abuse-Deterrent", "12 HR", a quantity "1 ML") are no part
+# of a component.
+RXNORM_BRANDED = re.compile(r"^(.*?)\s*\[([^\]]+)\]$")
+RXNORM_QUALIFIERS = re.compile(r"^(?:Abuse-Deterrent |\d+ HR |[\d.]+ (?:ML|ACTUAT) )+", re.IGNORECASE)
+RXNORM_COMPONENT = re.compile(
+    r"^(.*?\d+(?:\.\d+)? (?:MG|MCG|ML|UNT|MEQ|%)(?:/(?:ML|HR|ACTUAT|MG|SQCM))?)(?= |$)", re.IGNORECASE
+)
+
+
+def rxnorm_component_key(name: str) -> tuple[str, str | None]:
+    """A component's name as compared: lower case, with its brand apart (SBDC) or None (SCDC)."""
+    branded = RXNORM_BRANDED.match(name)
+    return (branded[1].lower(), branded[2].lower()) if branded else (name.lower(), None)
+
+
+def rxnorm_components(product_names: Iterable[str]) -> set[tuple[str, str | None]]:
+    """The component keys (SCDC and SBDC) of these clinical and branded drugs, read from their RxNorm names."""
+    keys: set[tuple[str, str | None]] = set()
+    for name in product_names:
+        base, brand = rxnorm_component_key(name)
+        segments = [RXNORM_COMPONENT.match(s) for s in RXNORM_QUALIFIERS.sub("", base).split(" / ")]
+        if not all(segments):
+            continue  # not a drug with strengths (a pack, a kit)
+        components = [m[1].lower() for m in segments if m]
+        keys.update((c, None) for c in components)
+        if brand:
+            keys.add((" / ".join(components), brand))
+    return keys
+
+
 def build_part(part: Part, sources: Sources, where: str) -> PartResult:
     where = f"{where}: part {part.name!r}"
     if part.source is None:
@@ -635,6 +670,10 @@ def build_part(part: Part, sources: Sources, where: str) -> PartResult:
         if other is not None:
             keys = sources.get(other, where).keyset()
             rows = [r for r in rows if ((r[col["system"]], r[col["code"]]) in keys) == wanted]
+    if part.rxnorm_component_of is not None:
+        products = sources.get(part.rxnorm_component_of, where).rows
+        components = rxnorm_components([p["display"] for p in products])
+        rows = [r for r in rows if rxnorm_component_key(r[col["display"]]) in components]
     listed = part.keep if part.keep is not None else tuple(part.drop)
     missing = [c for c in listed if c not in {r[col["code"]] for r in rows}]
     if missing:
