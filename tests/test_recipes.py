@@ -1,0 +1,242 @@
+"""The recipes of the docs, followed word for word: each test reads its recipe from the page
+(tests/docs_snippets.py), runs or reads it as a reader would, and calls the service as the recipe's EHR does.
+
+- the README's quick start: `make run` in a copy of the checkout, then the README's curl;
+- the CDS Hooks Sandbox, built locally: the recipe's exports and `PORT=9000 make run` in a copy of the checkout
+  beside a Sandbox folder holding the Sandbox's JWK Set, called with a token signed as the Sandbox signs it, with
+  its own published private key (tests/fixtures/sandbox/);
+- the hosted Sandbox's and the Epic-style settings: read as the recipe exports them, the JWK Set served at the
+  recipe's own URL, called with ES384+jku and RS384+tenant tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+import requests
+import responses
+from cryptography.hazmat.primitives import serialization
+
+from cds_service.app import create_app
+from cds_service.pipeline.clock import FixedClock
+from cds_service.settings import Settings
+from cds_service.wiring import services_of
+from tests.clinical_date import EXAMPLES, EXAMPLES_AS_OF
+from tests.databases import migrated
+from tests.docs_snippets import ROOT, snippet
+from tests.tokens import make_key
+from tests.topology import free_port, wait_until_ready
+
+SANDBOX = ROOT / "tests" / "fixtures" / "sandbox"
+SANDBOX_ISSUER = "https://sandbox.cds-hooks.org"
+SANDBOX_JKU = "https://sandbox.cds-hooks.org/.well-known/jwks.json"
+SANDBOX_KID = "44823f3d-0b01-4a6c-a80e-b9d3e8a7226f"
+BASELINE = EXAMPLES / "baseline-lbp-referral.json"
+SERVICE = "/cds-services/lbp-referral-select"
+
+
+def sandbox_token(audience: str) -> str:
+    """What the Sandbox's jwt-generator.js signs: ES384 with its kid and jku; iss, aud, exp (+300 s), iat, jti."""
+    private_key = serialization.load_pem_private_key((SANDBOX / "ecprivkey.pem").read_bytes(), password=None)
+    now = int(time.time())
+    payload = {"iss": SANDBOX_ISSUER, "aud": audience, "exp": now + 300, "iat": now, "jti": str(uuid.uuid4())}
+    headers = {"typ": "JWT", "kid": SANDBOX_KID, "jku": SANDBOX_JKU}
+    return jwt.encode(payload, private_key, algorithm="ES384", headers=headers)  # type: ignore[arg-type]
+
+
+def topics(answer: dict[str, Any]) -> list[str]:
+    return [card["source"]["topic"]["code"] for card in answer["cards"]]
+
+
+# --- recipes that only set variables: read as bash exports them ----------------------------------------------
+
+
+def exported(recipe: str, cwd: Path) -> dict[str, str]:
+    """The CDS_* variables the recipe's lines export, evaluated by bash (command substitutions included)."""
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", recipe + '\nenv -0 | grep -z "^CDS_"'],
+        cwd=cwd,
+        env={k: v for k, v in os.environ.items() if not k.startswith("CDS_")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return dict(entry.split("=", 1) for entry in result.stdout.split("\0") if entry)
+
+
+@contextmanager
+def app_from(env: dict[str, str], tmp_path: Path, content) -> Iterator[Any]:
+    """The service as those variables configure it, its database and state folder private to the test."""
+    private = {
+        "CDS_DATABASE_URL": migrated(f"sqlite:///{tmp_path}/lbp-cds.sqlite3"),
+        "CDS_STATE_DIR": str(tmp_path / "state"),
+    }
+    settings = Settings.from_env({**env, **private})
+    app = create_app(settings, content=content, clock=FixedClock(EXAMPLES_AS_OF))
+    try:
+        yield app
+    finally:
+        services_of(app).close()
+
+
+def test_the_epic_style_recipe_accepts_its_ehr_and_refuses_another_tenant(tmp_path, content):
+    env = exported(snippet("epic-recipe").text, tmp_path)
+    assert env["CDS_REQUIRE_JWT"] == "true" and len(env["CDS_FORM_SIGNING_KEY"]) >= 32
+    (issuer, entry), = json.loads(env["CDS_TRUSTED_ISSUERS"]).items()
+    base_url = env["CDS_PUBLIC_BASE_URL"]
+    key = make_key("RS384")
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as ehr, app_from(env, tmp_path, content) as app:
+        ehr.get(entry["jwks_urls"][0], json={"keys": [key.public_jwk]})
+        client = app.test_client()
+
+        def call(tenant: str) -> Any:
+            now = int(time.time())
+            claims = {"iss": issuer, "aud": base_url + SERVICE, "exp": now + 300, "iat": now,
+                      "jti": str(uuid.uuid4()), "tenant": tenant}  # fmt: skip
+            token = jwt.encode(claims, key.private_key, algorithm="RS384", headers={"kid": key.kid, "typ": "JWT"})
+            return client.post(SERVICE, base_url=base_url, json=json.loads(BASELINE.read_text()),
+                               headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+
+        answered = call(entry["tenants"][0])
+        assert answered.status_code == 200, answered.get_data(as_text=True)
+        assert topics(answered.get_json()) == ["msc-evaluation-first"]
+        assert call("another-organisation").status_code == 401
+
+
+def test_the_hosted_sandbox_settings_accept_the_sandboxs_own_tokens_from_its_origin(tmp_path, content):
+    env = exported(snippet("sandbox-hosted-settings").text, tmp_path)
+    env["CDS_FORM_SIGNING_KEY"] = "the form key the page says to set as above, 32+ chars"
+    base_url = env["CDS_PUBLIC_BASE_URL"]
+    origin = env["CDS_CORS_ORIGINS"]
+    with responses.RequestsMock() as sandbox_site, app_from(env, tmp_path, content) as app:
+        sandbox_site.get(SANDBOX_JKU, json=json.loads((SANDBOX / "jwks.json").read_text()))
+        answered = app.test_client().post(
+            SERVICE,
+            base_url=base_url,
+            json=json.loads(BASELINE.read_text()),
+            headers={"Authorization": f"Bearer {sandbox_token(base_url + SERVICE)}", "Origin": origin},
+        )
+    assert answered.status_code == 200, answered.get_data(as_text=True)
+    assert topics(answered.get_json()) == ["msc-evaluation-first"]
+    assert answered.headers["Access-Control-Allow-Origin"] == origin
+
+
+# --- recipes that start the service: followed in a copy of the checkout ----------------------------------------
+
+
+def fresh_checkout(destination: Path) -> Path:
+    """The repository's files (tracked, and new ones not ignored) copied with their times, as a clone has them,
+    and a virtual environment as `make`'s first step leaves it: here the checkout's own, linked, stamped now."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = ROOT / name
+        if source.is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, destination / name)
+    venv, bin_dir = Path(sys.prefix), destination / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    shutil.copy2(venv / "pyvenv.cfg", bin_dir.parent / "pyvenv.cfg")
+    (bin_dir.parent / "lib").symlink_to(venv / "lib")
+    for program in (venv / "bin").iterdir():
+        if program.name != ".installed":
+            (bin_dir / program.name).symlink_to(program)
+    (bin_dir / ".installed").touch()
+    return destination
+
+
+@contextmanager
+def following(recipe: str, checkout: Path, port: int) -> Iterator[str]:
+    """The recipe run by bash in the checkout copy until the test ends (its last line serves)."""
+    log_path = checkout.parent / "recipe.log"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CDS_") and k not in ("PORT", "VIRTUAL_ENV")},
+        # The bundled example is written for its own clinical date (guideline_data/examples/index.yaml).
+        "CDS_CLINICAL_DATE": EXAMPLES_AS_OF.isoformat(),
+        "WEB_CONCURRENCY": "1",
+    }
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            ["bash", "-euo", "pipefail", "-c", recipe],
+            cwd=checkout,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        url = f"http://localhost:{port}"
+        wait_until_ready(url + "/readyz", process, log_path, "the recipe's service")
+        yield url
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
+
+
+@pytest.mark.processes
+def test_the_readme_quick_start_answers_the_curl_with_the_msc_card(tmp_path):
+    checkout = fresh_checkout(tmp_path / "lbp-cds")
+    port = free_port()
+    with following(f"PORT={port} make run", checkout, port):
+        curl = snippet("readme-curl").text.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+        result = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", curl], cwd=checkout, capture_output=True, text=True, timeout=60
+        )
+    assert result.returncode == 0, result.stderr
+    assert topics(json.loads(result.stdout)) == ["msc-evaluation-first"]
+
+
+@pytest.mark.processes
+def test_the_local_sandbox_recipe_from_a_fresh_checkout(tmp_path):
+    checkout = fresh_checkout(tmp_path / "lbp-cds")
+    key_set = tmp_path / "sandbox" / "build" / ".well-known" / "jwks.json"  # the Sandbox's clone beside it
+    key_set.parent.mkdir(parents=True)
+    shutil.copy2(SANDBOX / "jwks.json", key_set)
+    port = free_port()
+    recipe = snippet("sandbox-recipe").text
+    assert recipe.count("9000") == 2  # the public URL and make's PORT: the test's free port in their place
+    with following(recipe.replace("9000", str(port)), checkout, port) as url:
+        origin = shlex.split(recipe.split("CDS_CORS_ORIGINS=", 1)[1].splitlines()[0], comments=True)[0]
+        body = json.loads(BASELINE.read_text())
+        headers = {"Authorization": f"Bearer {sandbox_token(url + SERVICE)}", "Origin": origin}
+        preflight = requests.options(
+            url + SERVICE,
+            headers={"Origin": origin, "Access-Control-Request-Method": "POST",
+                     "Access-Control-Request-Headers": "authorization,content-type"},  # fmt: skip
+            timeout=10,
+        )
+        answered = requests.post(url + SERVICE, json=body, headers=headers, timeout=10)
+        replayed = requests.post(url + SERVICE, json=body, headers=headers, timeout=10)
+        unsigned = requests.post(url + SERVICE, json=body, timeout=10)
+        ready = requests.get(url + "/readyz", timeout=10).json()
+    assert preflight.headers.get("Access-Control-Allow-Origin") == origin
+    assert answered.status_code == 200, answered.text
+    assert topics(answered.json()) == ["msc-evaluation-first"]
+    assert answered.headers["Access-Control-Allow-Origin"] == origin
+    assert replayed.status_code == 401 and unsigned.status_code == 401  # JWTs on: the same token only once
+    assert ready["status"] == "ready"  # migrated
