@@ -1,6 +1,6 @@
 """Two gunicorn replicas of lbp-cds behind nginx on 127.0.0.1, sharing one database: the production shape.
 
-nginx runs the shipped deploy/nginx/lbp-cds.conf (TLS with a certificate made here, its "site:" lines
+nginx runs the shipped cds_service/web/nginx/lbp-cds.conf (TLS with a certificate made here, its "site:" lines
 templated with this topology's ports and replicas), so these tests exercise the real file.
 
 Used by tests/test_scale_out.py and tools/soak.py. Everything listens on 127.0.0.1 only; every process
@@ -303,7 +303,7 @@ def start_replica(name: str, env: dict[str, str], workdir: Path) -> Replica:
     return Replica(name, port, log_path, process)
 
 
-SHIPPED_NGINX = REPO_ROOT / "deploy" / "nginx" / "lbp-cds.conf"
+SHIPPED_NGINX = REPO_ROOT / "cds_service" / "web" / "nginx" / "lbp-cds.conf"
 # What the production recipe runs nginx with; the shipped file is included into it.
 NGINX_MAIN = """\
 daemon off;
@@ -327,13 +327,13 @@ def replace_exactly(text: str, old: str, new: str, times: int = 1) -> str:
     """Template the shipped file: each site line must be there as often as expected, or the test says so."""
     if text.count(old) != times:
         raise TopologyError(
-            f"deploy/nginx/lbp-cds.conf no longer has {old!r} {times} time(s): update tests/topology.py"
+            f"cds_service/web/nginx/lbp-cds.conf no longer has {old!r} {times} time(s): update tests/topology.py"
         )
     return text.replace(old, new)
 
 
 def nginx_site(replicas: list[Replica], http_port: int, https_port: int, cert: Path, key: Path) -> str:
-    """The shipped deploy/nginx/lbp-cds.conf with this topology's ports, replicas and certificate.
+    """The shipped cds_service/web/nginx/lbp-cds.conf with this topology's ports, replicas and certificate.
 
     Besides those "site:" lines, one header is added for the tests: X-Upstream names the replica that
     answered (production does not tell the internet its upstream addresses).
