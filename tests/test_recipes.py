@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import shlex
 import shutil
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -30,14 +32,16 @@ import pytest
 import requests
 import responses
 from cryptography.hazmat.primitives import serialization
+from sqlalchemy import create_engine, insert
 
 from cds_service.app import create_app
 from cds_service.pipeline.clock import FixedClock
 from cds_service.settings import Settings
+from cds_service.storage.database import feedback, issued_cards
 from cds_service.wiring import services_of
 from tests.clinical_date import EXAMPLES, EXAMPLES_AS_OF
 from tests.databases import migrated
-from tests.docs_snippets import ROOT, snippet
+from tests.docs_snippets import ROOT, all_snippets, snippet
 from tests.tokens import make_key
 from tests.topology import free_port, wait_until_ready
 
@@ -240,3 +244,127 @@ def test_the_local_sandbox_recipe_from_a_fresh_checkout(tmp_path):
     assert answered.headers["Access-Control-Allow-Origin"] == origin
     assert replayed.status_code == 401 and unsigned.status_code == 401  # JWTs on: the same token only once
     assert ready["status"] == "ready"  # migrated
+
+
+# --- informatics staff: an edit validated, described and previewed ---------------------------------------------
+
+PT_SUMMARY = "Low back pain: consider physical therapy as first-line care (no PT in the last 90 days)"
+EDITED_SUMMARY = "Low back pain: physical therapy first, before imaging or opioids (no PT in the last 90 days)"
+
+
+def committed_clone(destination: Path) -> Path:
+    """A fresh checkout as `git clone` leaves it: the files, and their last commit."""
+    checkout = fresh_checkout(destination)
+    git = ["git", "-c", "user.name=Docs Test", "-c", "user.email=docs@example.org", "-c", "commit.gpgsign=false"]
+    subprocess.run([*git, "init", "-q"], cwd=checkout, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=checkout, check=True)
+    subprocess.run([*git, "commit", "-qm", "as cloned"], cwd=checkout, check=True)
+    return checkout
+
+
+def run_recipe(recipe: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_") and k != "VIRTUAL_ENV"}
+    return subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", recipe], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def replace_in(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert text.count(old) == 1, f"{old!r} is not once in {path.name}"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+@pytest.mark.processes
+def test_the_informatics_steps_validate_describe_and_preview_an_edited_card(tmp_path):
+    checkout = committed_clone(tmp_path / "lbp-cds")
+    cards = checkout / "guideline_data" / "cards.yaml"
+    replace_in(cards, PT_SUMMARY, EDITED_SUMMARY)
+
+    steps = run_recipe(snippet("informatics-steps").text, checkout)
+    assert steps.returncode == 0, steps.stderr
+    assert "OK: " in steps.stdout and " is valid (content version " in steps.stdout
+    assert PT_SUMMARY in steps.stdout and EDITED_SUMMARY in steps.stdout  # as it was and as it is
+
+    port = free_port()
+    with following(f"PORT={port} make run", checkout, port) as url:
+        preview = requests.get(f"{url}/preview", params={"example": "patient-view-lbp"}, timeout=30)
+    assert preview.status_code == 200 and EDITED_SUMMARY in preview.text
+
+    replace_in(cards, EDITED_SUMMARY, "Low back pain in {regoin}: physical therapy first")
+    refused = run_recipe(snippet("informatics-steps").text, checkout)
+    assert refused.returncode != 0
+    assert "cards.yaml, line " in refused.stdout + refused.stderr
+    assert "unknown placeholder {regoin} (did you mean {region}?)" in refused.stdout + refused.stderr
+
+
+def test_the_value_set_steps_rebuild_a_recipe_and_show_the_code_it_adds(tmp_path):
+    checkout = committed_clone(tmp_path / "lbp-cds")
+    recipe = checkout / "tools" / "valuesets" / "recipes" / "visit-emergency.yaml"
+    replace_in(
+        recipe,
+        "    display: Emergency appointment\n",
+        "    display: Emergency appointment\n"
+        "  - system: http://terminology.hl7.org/CodeSystem/v2-0276\n    code: WALKIN\n    display: Walk in appointment\n",
+    )
+    steps = run_recipe(snippet("valueset-steps").text, checkout)
+    assert steps.returncode == 0, steps.stderr
+    assert "WALKIN" in steps.stdout and "Walk in appointment" in steps.stdout
+    assert "WALKIN" in (checkout / "guideline_data" / "valuesets" / "visit-emergency.json").read_text()
+
+
+# --- the feedback report ---------------------------------------------------------------------------------------
+
+
+def record_the_pages_example(database_url: str) -> None:
+    """The cards and feedback behind the page's sample report: one opioid card accepted; five PT cards, one
+    accepted, two dismissed as not applying, one for another reason, one without feedback."""
+    when = datetime(2026, 2, 10, 15, 0, tzinfo=UTC)
+    reasons = {
+        "not-applicable": ("http://terminology.hl7.org/CodeSystem/non-adherence-reason-codes", "cds-not-applicable",
+                           "Does not apply to this patient"),
+        "other": ("urn:lbp-cds:override-reason", "other", "Other reason"),
+    }  # fmt: skip
+    cards = [("opioid-sparing-alternatives", "accepted", None)] + [
+        ("physical-therapy-first-line", outcome, reason)
+        for outcome, reason in [("accepted", None), ("overridden", "not-applicable"),
+                                ("overridden", "not-applicable"), ("overridden", "other"), (None, None)]
+    ]  # fmt: skip
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        for topic, outcome, reason in cards:
+            card = str(uuid.uuid4())
+            connection.execute(insert(issued_cards).values(card_uuid=card, service_id="lbp-patient-view",
+                               topic=topic, content_version="docs", issued_at=when))  # fmt: skip
+            if outcome is None:
+                continue
+            system, code, display = reasons[reason] if reason else (None, None, None)
+            connection.execute(insert(feedback).values(
+                service_id="lbp-patient-view", card_uuid=card, topic=topic, outcome=outcome, accepted_suggestions=[],
+                override_code=code, override_system=system, override_display=display,
+                outcome_timestamp=when, received_at=when))  # fmt: skip
+    engine.dispose()
+
+
+def test_the_feedback_report_command_prints_the_report_the_page_shows(tmp_path):
+    words = shlex.split(snippet("feedback-report").text)
+    assert words[0] == "lbp-cds"
+    database_url = migrated(f"sqlite:///{tmp_path}/lbp-cds.sqlite3")
+    record_the_pages_example(database_url)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CDS_")},
+        "CDS_DATABASE_URL": database_url,
+        "CDS_STATE_DIR": str(tmp_path / "state"),
+        "PYTHONPATH": str(ROOT),
+    }
+    entry_point = "import sys; from cds_service.cli import main; sys.exit(main())"  # what `lbp-cds` runs
+    report = subprocess.run(
+        [sys.executable, "-c", entry_point, *words[1:]], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert report.returncode == 0, report.stderr
+    [sample] = [s for s in all_snippets() if s.page == "docs/informatics/feedback.md" and s.kind == "picture"]
+    assert normalised(report.stdout) == normalised(sample.text)
+
+
+def normalised(text: str) -> str:
+    return "\n".join(line.rstrip() for line in text.strip("\n").splitlines())
