@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 import uuid
 from datetime import UTC, datetime
 from collections.abc import Iterator
@@ -31,16 +32,17 @@ import jwt
 import pytest
 import requests
 import responses
+import yaml
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import create_engine, insert
+from sqlalchemy import create_engine, insert, make_url, text
 
 from cds_service.app import create_app
 from cds_service.pipeline.clock import FixedClock
-from cds_service.settings import Settings
-from cds_service.storage.database import feedback, issued_cards
+from cds_service.settings import ServerSettings, Settings
+from cds_service.storage.database import feedback, issued_cards, jwt_replay
 from cds_service.wiring import services_of
 from tests.clinical_date import EXAMPLES, EXAMPLES_AS_OF
-from tests.databases import migrated
+from tests.databases import POSTGRES_URL, migrated, unreachable
 from tests.docs_snippets import ROOT, all_snippets, snippet
 from tests.tokens import make_key
 from tests.topology import free_port, wait_until_ready
@@ -368,3 +370,164 @@ def test_the_feedback_report_command_prints_the_report_the_page_shows(tmp_path):
 
 def normalised(text: str) -> str:
     return "\n".join(line.rstrip() for line in text.strip("\n").splitlines())
+
+
+# --- backups: pg_dump and pg_restore as the operators' page says ------------------------------------------------
+
+
+@pytest.fixture
+def own_postgres_database() -> Iterator[str]:
+    """A PostgreSQL database of the test's own (a backup covers a whole database), dropped afterwards."""
+    name = f"lbp_backup_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as error:
+        admin.dispose()
+        unreachable(f"PostgreSQL at {make_url(POSTGRES_URL).render_as_string()}", error)
+    try:
+        yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def count(database_url: str, table: str) -> int:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return int(connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def test_a_backup_and_its_restore_keep_the_records_and_drop_the_replay_ids(own_postgres_database, tmp_path):
+    database_url = migrated(own_postgres_database)
+    record_the_pages_example(database_url)
+    engine = create_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(insert(jwt_replay).values(token_id="a" * 64, expires_at=datetime(2026, 12, 5, tzinfo=UTC)))
+    engine.dispose()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CDS_")},
+        "LBP_DB": make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False),
+    }
+
+    def run(name: str) -> None:
+        result = subprocess.run(["bash", "-euo", "pipefail", "-c", snippet(name).text], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+
+    run("backup")
+    engine = create_engine(database_url)
+    with engine.begin() as connection:  # the loss the backup is for
+        connection.execute(text("DELETE FROM feedback"))
+        connection.execute(text("DELETE FROM issued_cards"))
+    engine.dispose()
+    run("restore")
+    assert (count(database_url, "issued_cards"), count(database_url, "feedback")) == (6, 5)
+    assert count(database_url, "jwt_replay") == 0
+    assert count(database_url, "alembic_version") == 1
+
+
+# --- deployment commands that need a platform: compared with the files they work on ---------------------------
+
+KUBERNETES = ROOT / "deploy" / "kubernetes"
+
+
+def commands(recipe: str) -> list[list[str]]:
+    """Each shell command of a recipe as words (continuation lines joined, comments dropped)."""
+    joined = recipe.replace("\\\n", " ")
+    return [shlex.split(line, comments=True) for line in joined.splitlines() if shlex.split(line, comments=True)]
+
+
+def manifests() -> list[dict[str, Any]]:
+    return [doc for path in sorted(KUBERNETES.glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def named(kind: str, name: str) -> dict[str, Any]:
+    [manifest] = [m for m in manifests() if m["kind"] == kind and m["metadata"]["name"] == name]
+    return manifest
+
+
+def walk(value: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(value, dict):
+        yield value
+        for item in value.values():
+            yield from walk(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from walk(item)
+
+
+def option_values(words: list[str], option: str) -> list[str]:
+    return [word.split("=", 1)[1] for word in words if word.startswith(option + "=")]
+
+
+def test_the_kubernetes_secrets_are_the_ones_the_manifests_read():
+    steps = commands(snippet("kubernetes-secrets").text)
+    namespace = steps[0][-1]
+    assert steps[0][:3] == ["kubectl", "create", "namespace"]
+    assert all(step[1:3] == ["-n", namespace] for step in steps[1:])
+    [generic] = [s for s in steps if s[3:6] == ["create", "secret", "generic"]]
+    created = dict(value.split("=", 1) for value in option_values(generic, "--from-literal"))
+    references = [
+        ref["secretKeyRef"]
+        for ref in walk(manifests())
+        if "secretKeyRef" in ref and ref["secretKeyRef"]["name"] == generic[6]
+    ]
+    required = {ref["key"] for ref in references if not ref.get("optional")}
+    assert required <= set(created) <= {ref["key"] for ref in references}
+    Settings.from_env({"CDS_TRUSTED_ISSUERS": created["trusted-issuers"]})  # a valid value, as the page gives it
+    [tls] = [s for s in steps if s[3:6] == ["create", "secret", "tls"]]
+    ingress_secrets = {entry["secretName"] for entry in named("Ingress", "lbp-cds")["spec"]["tls"]}
+    assert ingress_secrets == {tls[6]}
+
+
+def test_the_kubernetes_apply_steps_name_the_shipped_files_and_objects():
+    steps = commands(snippet("kubernetes-apply").text)
+    for step in steps:
+        for path in [step[i + 1] for i, word in enumerate(step) if word == "-f"]:
+            assert (ROOT / path).exists(), path
+    waited = [s for s in steps if s[3] == "wait"]
+    assert waited and waited[0][-1] == "job/" + named("Job", "lbp-cds-migrate")["metadata"]["name"]
+    rolled = [s for s in steps if s[3:5] == ["rollout", "status"]]
+    assert rolled[0][-1] == "deployment/" + named("Deployment", "lbp-cds")["metadata"]["name"]
+    first = [Path(path).name for path in steps[0] if path.endswith(".yaml")]
+    config_maps = {m["metadata"]["name"] for m in manifests() if m["kind"] == "ConfigMap"}
+    assert first == ["settings.yaml", "content-overrides.yaml"] and config_maps == {"lbp-cds-settings", "lbp-cds-content"}
+
+
+def test_the_kubernetes_content_roll_out_writes_the_configmap_the_pods_read():
+    steps = commands(snippet("kubernetes-content").text)
+    create = steps[0]
+    assert create[3:5] == ["create", "configmap"]
+    assert create[5] == named("ConfigMap", "lbp-cds-content")["metadata"]["name"]
+    mounted = {
+        volume["configMap"]["name"] for volume in walk(named("Deployment", "lbp-cds")) if "configMap" in volume
+    }
+    assert create[5] in mounted
+    for key, path in (value.split("=", 1) for value in option_values(create, "--from-file")):
+        assert (ROOT / path).is_file(), path
+        assert key == str(Path(path).relative_to("guideline_data")).replace("/", "__")
+    assert steps[-1][-1] == "deployment/" + named("Deployment", "lbp-cds")["metadata"]["name"]
+
+
+def test_the_container_recipe_runs_the_image_as_the_smoke_test_does():
+    steps = commands(snippet("container-run").text)
+    release = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    smoke = (ROOT / "tools" / "smoke_image.sh").read_text()
+    build, migrate, serve = steps
+    assert build[:2] == ["podman", "build"] and f"lbp-cds:{release}" in build
+    assert migrate[-2:] == [f"lbp-cds:{release}", "migrate"] and serve[-1] == f"lbp-cds:{release}"
+    for flag in ("--read-only", "--tmpfs /tmp", "--cap-drop ALL", "--security-opt no-new-privileges",
+                 "--mount type=tmpfs,destination=/var/lib/lbp-cds,chown=true"):  # fmt: skip
+        assert flag in " ".join(serve), flag
+        assert flag.split(" ")[-1] in smoke, f"the smoke test does not run the image with {flag}"
+    known = {*Settings.variables(), *ServerSettings.variables()}
+    given = {value.split("=", 1)[0] for step in (migrate, serve) for i, word in enumerate(step) if word == "-e"
+             for value in [step[i + 1]]}  # fmt: skip
+    assert given <= known
+    assert {"CDS_DATABASE_URL", "CDS_PUBLIC_BASE_URL", "CDS_TRUSTED_ISSUERS", "CDS_FORM_SIGNING_KEY"} <= given
