@@ -3,8 +3,9 @@ the rooms. Each command is written once and offered under both.
 
 For operators: `lbp-cds serve` (gunicorn with the shipped configuration), `lbp-cds migrate` (`flask --app wsgi
 db upgrade`: the deploy step before serving), `feedback-report`, `pn-export` (the Prior Notification records as
-CSV), `nginx-config` (the shipped nginx configuration). For informatics staff: `content validate`, `content diff`. A new operator command is one function
-decorated with `@operator_command(...)`: it appears under both `lbp-cds` and `flask --app wsgi`.
+CSV), `nginx-config` (the shipped nginx configuration). For informatics staff: `content validate`, `content diff`.
+A new operator command is one function decorated with `@operator_command(...)`: it appears under both `lbp-cds`
+and `flask --app wsgi`.
 """
 
 from __future__ import annotations

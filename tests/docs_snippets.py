@@ -4,7 +4,6 @@ Every fenced block follows an HTML comment (invisible on the site) that names it
 
     <!-- check: quotes PATH -->   the block is an excerpt of PATH, a file of the repository, word for word
     <!-- check: make -->          each line is a `make` command of the Makefile (`make -n` accepts it)
-    <!-- check: shell -->         run with bash in a temporary folder by tests/test_docs.py; it must succeed
     <!-- check: header PATH -->   the block is `Name: value`, a header the service sends with the page at PATH
     <!-- check: test NAME -->     a recipe a test follows word for word: the test reads it with snippet("NAME")
     <!-- check: picture -->       a diagram or a sample of output (a `text` block): no command, no setting
@@ -23,7 +22,7 @@ from markdown_it import MarkdownIt
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 CHECK = re.compile(r"^<!-- check: (?P<kind>[a-z]+)(?: (?P<argument>\S+))? -->$")
-KINDS = frozenset({"quotes", "make", "shell", "header", "test", "picture"})
+KINDS = frozenset({"quotes", "make", "header", "test", "picture"})
 
 
 @dataclass(frozen=True)

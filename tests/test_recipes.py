@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import json
-import re
 import os
 import shlex
 import shutil
@@ -22,9 +21,9 @@ import sys
 import time
 import tomllib
 import uuid
-from datetime import UTC, datetime
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from cds_service.app import create_app
 from cds_service.pipeline.clock import FixedClock
 from cds_service.settings import ServerSettings, Settings
 from cds_service.storage.database import feedback, issued_cards, jwt_replay
+from cds_service.web.auth import fingerprint
 from cds_service.wiring import services_of
 from tests.clinical_date import EXAMPLES, EXAMPLES_AS_OF
 from tests.databases import POSTGRES_URL, migrated, unreachable
@@ -103,7 +103,7 @@ def app_from(env: dict[str, str], tmp_path: Path, content) -> Iterator[Any]:
 def test_the_epic_style_recipe_accepts_its_ehr_and_refuses_another_tenant(tmp_path, content):
     env = exported(snippet("epic-recipe").text, tmp_path)
     assert env["CDS_REQUIRE_JWT"] == "true" and len(env["CDS_FORM_SIGNING_KEY"]) >= 32
-    (issuer, entry), = json.loads(env["CDS_TRUSTED_ISSUERS"]).items()
+    ((issuer, entry),) = json.loads(env["CDS_TRUSTED_ISSUERS"]).items()
     base_url = env["CDS_PUBLIC_BASE_URL"]
     key = make_key("RS384")
     with responses.RequestsMock(assert_all_requests_are_fired=True) as ehr, app_from(env, tmp_path, content) as app:
@@ -232,8 +232,11 @@ def test_the_local_sandbox_recipe_from_a_fresh_checkout(tmp_path):
         headers = {"Authorization": f"Bearer {sandbox_token(url + SERVICE)}", "Origin": origin}
         preflight = requests.options(
             url + SERVICE,
-            headers={"Origin": origin, "Access-Control-Request-Method": "POST",
-                     "Access-Control-Request-Headers": "authorization,content-type"},  # fmt: skip
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization,content-type",
+            },
             timeout=10,
         )
         answered = requests.post(url + SERVICE, json=body, headers=headers, timeout=10)
@@ -307,7 +310,9 @@ def test_the_value_set_steps_rebuild_a_recipe_and_show_the_code_it_adds(tmp_path
         recipe,
         "    display: Emergency appointment\n",
         "    display: Emergency appointment\n"
-        "  - system: http://terminology.hl7.org/CodeSystem/v2-0276\n    code: WALKIN\n    display: Walk in appointment\n",
+        "  - system: http://terminology.hl7.org/CodeSystem/v2-0276\n"
+        "    code: WALKIN\n"
+        "    display: Walk in appointment\n",
     )
     steps = run_recipe(snippet("valueset-steps").text, checkout)
     assert steps.returncode == 0, steps.stderr
@@ -415,18 +420,18 @@ def test_a_backup_and_its_restore_keep_the_records_and_drop_the_replay_ids(own_p
         "LBP_DB": make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False),
     }
 
-    def run(name: str) -> None:
-        result = subprocess.run(["bash", "-euo", "pipefail", "-c", snippet(name).text], cwd=tmp_path, env=env,
+    def run(recipe: str) -> None:
+        result = subprocess.run(["bash", "-euo", "pipefail", "-c", recipe], cwd=tmp_path, env=env,
                                 capture_output=True, text=True, timeout=120)  # fmt: skip
         assert result.returncode == 0, result.stderr
 
-    run("backup")
+    run(snippet("backup").text)
     engine = create_engine(database_url)
     with engine.begin() as connection:  # the loss the backup is for
         connection.execute(text("DELETE FROM feedback"))
         connection.execute(text("DELETE FROM issued_cards"))
     engine.dispose()
-    run("restore")
+    run(snippet("restore").text)
     assert (count(database_url, "issued_cards"), count(database_url, "feedback")) == (6, 5)
     assert count(database_url, "jwt_replay") == 0
     assert count(database_url, "alembic_version") == 1
@@ -497,7 +502,10 @@ def test_the_kubernetes_apply_steps_name_the_shipped_files_and_objects():
     assert rolled[0][-1] == "deployment/" + named("Deployment", "lbp-cds")["metadata"]["name"]
     first = [Path(path).name for path in steps[0] if path.endswith(".yaml")]
     config_maps = {m["metadata"]["name"] for m in manifests() if m["kind"] == "ConfigMap"}
-    assert first == ["settings.yaml", "content-overrides.yaml"] and config_maps == {"lbp-cds-settings", "lbp-cds-content"}
+    assert first == ["settings.yaml", "content-overrides.yaml"] and config_maps == {
+        "lbp-cds-settings",
+        "lbp-cds-content",
+    }
 
 
 def test_the_kubernetes_content_roll_out_writes_the_configmap_the_pods_read():
@@ -505,9 +513,7 @@ def test_the_kubernetes_content_roll_out_writes_the_configmap_the_pods_read():
     create = steps[0]
     assert create[3:5] == ["create", "configmap"]
     assert create[5] == named("ConfigMap", "lbp-cds-content")["metadata"]["name"]
-    mounted = {
-        volume["configMap"]["name"] for volume in walk(named("Deployment", "lbp-cds")) if "configMap" in volume
-    }
+    mounted = {volume["configMap"]["name"] for volume in walk(named("Deployment", "lbp-cds")) if "configMap" in volume}
     assert create[5] in mounted
     for key, path in (value.split("=", 1) for value in option_values(create, "--from-file")):
         assert (ROOT / path).is_file(), path
@@ -531,3 +537,11 @@ def test_the_container_recipe_runs_the_image_as_the_smoke_test_does():
              for value in [step[i + 1]]}  # fmt: skip
     assert given <= known
     assert {"CDS_DATABASE_URL", "CDS_PUBLIC_BASE_URL", "CDS_TRUSTED_ISSUERS", "CDS_FORM_SIGNING_KEY"} <= given
+
+
+def test_the_jti_hash_command_gives_the_hash_the_log_shows():
+    jti = str(uuid.uuid4())
+    env = {"PATH": os.environ["PATH"], "jti": jti}
+    hashed = subprocess.run(["bash", "-euo", "pipefail", "-c", snippet("jti-hash").text], env=env,
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    assert "sha256:" + hashed.stdout.strip() == fingerprint(jti)
