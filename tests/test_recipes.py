@@ -545,3 +545,13 @@ def test_the_jti_hash_command_gives_the_hash_the_log_shows():
     hashed = subprocess.run(["bash", "-euo", "pipefail", "-c", snippet("jti-hash").text], env=env,
                             capture_output=True, text=True, check=True)  # fmt: skip
     assert "sha256:" + hashed.stdout.strip() == fingerprint(jti)
+
+
+def test_the_ingress_publishes_every_public_path_of_the_app_and_nothing_else(app):
+    """The PN form a card links to, its Questionnaire and records, the pages' styles: an Ingress that published
+    only /cds-services and /msc broke the surgical practice's link on Kubernetes."""
+    private = {"healthz", "readyz", "metrics", "preview"}  # the balancer's, Prometheus', development's
+    public = {rule.rule.split("/")[1] for rule in app.url_map.iter_rules()} - private
+    ingress = named("Ingress", "lbp-cds")
+    published = {path["path"].strip("/") for rule in ingress["spec"]["rules"] for path in rule["http"]["paths"]}
+    assert published == public
