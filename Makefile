@@ -1,4 +1,4 @@
-# The two commands of the README quick start:
+# The two commands of the quick start (README.md):
 #   make run   set up and run the service at http://127.0.0.1:8080 (development defaults; PORT=9000 make run)
 #   make test  set up (Python, npm and Debian packages) and run the checks, the whole test suite (the wheel
 #              included) and the container image's smoke test

@@ -3,8 +3,9 @@ the rooms. Each command is written once and offered under both.
 
 For operators: `lbp-cds serve` (gunicorn with the shipped configuration), `lbp-cds migrate` (`flask --app wsgi
 db upgrade`: the deploy step before serving), `feedback-report`, `pn-export` (the Prior Notification records as
-CSV). For informatics staff: `content validate`, `content diff`. A new operator command is one function
-decorated with `@operator_command(...)`: it appears under both `lbp-cds` and `flask --app wsgi`.
+CSV), `nginx-config` (the shipped nginx configuration). For informatics staff: `content validate`, `content diff`.
+A new operator command is one function decorated with `@operator_command(...)`: it appears under both `lbp-cds`
+and `flask --app wsgi`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import date, datetime
+from importlib.resources import files
 from pathlib import Path
 from typing import TextIO
 
@@ -235,3 +237,13 @@ def pn_export(since: datetime | None, until: datetime | None, output: TextIO) ->
 # `lbp-cds migrate` is `flask --app wsgi db upgrade`; `lbp-cds content ...` the same group as under flask.
 main.add_command(db_upgrade, "migrate")
 main.add_command(content_commands)
+
+
+@main.command("nginx-config")
+def nginx_config() -> None:
+    """Print the shipped nginx configuration for the reverse proxy in front of `lbp-cds serve`.
+
+    Save it in nginx's configuration (e.g. `lbp-cds nginx-config > /etc/nginx/conf.d/lbp-cds.conf`) and adapt the
+    lines marked "site:": the replicas, the host name, the certificate, the access log.
+    """
+    click.echo((files("cds_service.web") / "nginx" / "lbp-cds.conf").read_text(encoding="utf-8"), nl=False)

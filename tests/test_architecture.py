@@ -1,5 +1,5 @@
-"""The layout the README describes: which room may import what, where shared objects live, and the
-configuration tables matching the settings models."""
+"""The layout the developers' guide describes (docs/developers/index.md): which room may import what, where shared
+objects live, and the configuration tables (docs/operators/configuration.md) matching the settings models."""
 
 from __future__ import annotations
 
@@ -63,16 +63,15 @@ def test_the_top_of_cds_service_holds_only_the_factory_settings_and_wiring():
     assert rooms == ["content", "observability", "pipeline", "storage", "web"]
 
 
-def readme_variables() -> dict[str, str]:
-    """Each variable of the README's configuration tables with its default column."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
-    rows = re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \| ([^|]*) \|", section, re.MULTILINE)
+def documented_variables() -> dict[str, str]:
+    """Each variable of the operators' configuration tables with its default column."""
+    page = (ROOT / "docs" / "operators" / "configuration.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \| ([^|]*) \|", page, re.MULTILINE)
     return {name: default.strip() for name, default in rows}
 
 
-def test_the_readme_lists_exactly_the_variables_the_settings_read():
-    documented = readme_variables()
+def test_the_configuration_page_lists_exactly_the_variables_the_settings_read():
+    documented = documented_variables()
     variables = {**Settings.variables(), **ServerSettings.variables()}
     assert sorted(documented) == sorted(variables)
     for name, info in variables.items():

@@ -221,7 +221,7 @@ def test_crd_appointment_requests_naming_an_unknown_practitioner_without_patient
 def test_crd_hooks_lbp_cds_does_not_offer_are_400(client, path, service, message):
     response = client.post(f"/cds-services/{service}", json=fixture(path))
     assert response.status_code == 400
-    # The refusal names the hook the service answers, never what was sent (README, "Messages say where").
+    # The refusal names the hook the service answers, never what was sent (docs/integrators/errors.md).
     assert f"answers the '{message}' hook only" in response.get_json()["issue"][0]["diagnostics"]
 
 

@@ -1,5 +1,5 @@
 """The production shape under abuse: lbp-cds (2 workers × 4 threads) behind the shipped nginx
-configuration (deploy/nginx/lbp-cds.conf). Slow clients wait on nginx, not on gunicorn's threads; a
+configuration (cds_service/web/nginx/lbp-cds.conf). Slow clients wait on nginx, not on gunicorn's threads; a
 body over the limit is 413 whatever its transfer encoding; probes and metrics stay off the internet."""
 
 from __future__ import annotations

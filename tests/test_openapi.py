@@ -59,7 +59,7 @@ FEEDBACK = {
 }
 
 
-# The surgical practice's Prior Notification endpoints (README, "The spine surgical practice"); the form's
+# The surgical practice's Prior Notification endpoints (docs/integrators/prior-notification.md); the form's
 # HTML pages are for people and are not in the document.
 PRIOR_NOTIFICATION_PATHS = {
     "/fhir/Questionnaire/{id}",
@@ -75,7 +75,7 @@ def test_the_document_describes_each_declared_service_and_its_feedback():
     for service in SERVICES:
         body = paths[f"/cds-services/{service.id}"]["post"]["requestBody"]["content"]["application/json"]["schema"]
         assert body["allOf"][1]["properties"]["hook"] == {"const": service.hook}
-        # 422 (a CRD extension not honoured) only where the service speaks CRD (README, "Status codes").
+        # 422 (a CRD extension not honoured) only where the service speaks CRD (docs/integrators/errors.md).
         assert ("422" in paths[f"/cds-services/{service.id}"]["post"]["responses"]) == bool(service.crd_topics)
 
 

@@ -12,13 +12,15 @@ import subprocess
 import sys
 import time
 import tomllib
+import uuid
 import zipfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from email.parser import Parser
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 import requests
 
@@ -238,3 +240,116 @@ def test_lbp_cds_reports_an_invalid_setting_in_one_line_like_the_flask_commands(
     )
     assert result.returncode == 2
     assert result.stderr.strip() == "lbp-cds: invalid setting: CDS_FHIR_BUDGET_MS='fast': expected a whole number"
+
+
+@pytest.mark.processes
+def test_the_production_recipe_from_the_wheel_answers_a_signed_call_through_nginx(wheel, tmp_path):
+    """docs/operators/index.md followed word for word from the built wheel, its site values replaced by the
+    test's: the key, a fresh venv, the settings, `lbp-cds migrate`, `lbp-cds serve`, and nginx running what
+    `lbp-cds nginx-config` prints, its "site:" lines filled in; then an EHR's signed call through nginx."""
+    from tests.clinical_date import EXAMPLES, EXAMPLES_AS_OF
+    from tests.databases import postgres_schema, redis_url
+    from tests.docs_snippets import snippet
+    from tests.tokens import make_key
+    from tests.topology import (
+        Replica,
+        find_nginx,
+        jwks_server,
+        self_signed_certificate,
+        start_nginx,
+        stop_nginx,
+        wait_until_ready,
+    )
+
+    if find_nginx() is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("nginx is not installed: `make test-deps` installs it")
+        pytest.skip("nginx is not installed")
+    recipe = snippet("production-recipe").text
+    assert wheel.name in recipe, f"the recipe installs another file than {wheel.name}"
+    key = make_key("ES384")
+    nginx_port, service_port = free_port(), free_port()
+    public = f"https://127.0.0.1:{nginx_port}"
+    with ExitStack() as stack:
+        site = {
+            "/etc/lbp-cds": str(tmp_path / "etc-lbp-cds"),
+            "/opt/lbp-cds": str(tmp_path / "opt-lbp-cds"),
+            "/etc/nginx/conf.d": str(tmp_path),
+            "https://cds.example.org": public,
+            "https://ehr.example.org/.well-known/jwks.json": stack.enter_context(jwks_server(key)),
+            "postgresql+psycopg://lbp:secret@db.example.org:5432/lbp": stack.enter_context(postgres_schema()),
+            "redis://redis.example.org:6379/0": redis_url(),
+            "127.0.0.1:8080": f"127.0.0.1:{service_port}",
+        }
+
+        def ours(text: str) -> str:
+            for theirs, mine in site.items():
+                text = text.replace(theirs, mine)
+            return text
+
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("CDS_", "PYTHON", "VIRTUAL_ENV"))},
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",  # python3: a Python 3.11+
+            "HOME": str(tmp_path),
+            "PIP_CACHE_DIR": os.environ.get("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip")),
+            "CDS_CLINICAL_DATE": EXAMPLES_AS_OF.isoformat(),  # the bundled example's own date
+            "WEB_CONCURRENCY": "1",
+        }
+        run(["bash", "-euo", "pipefail", "-c", ours(snippet("production-key").text)], env=env, cwd=tmp_path)
+        log_path = tmp_path / "recipe.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                ["bash", "-euo", "pipefail", "-c", ours(recipe)],
+                cwd=wheel.parent,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        stack.callback(stop_group, process)
+        # The recipe installs the wheel and its requirements first (a minute or more on a busy machine), then
+        # migrates (which says so) and serves.
+        deadline = time.monotonic() + 600
+        while "Database schema is at revision" not in log_path.read_text(errors="replace"):
+            assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
+            time.sleep(0.5)
+        wait_until_ready(f"http://127.0.0.1:{service_port}/readyz", process, log_path, "the recipe's lbp-cds")
+
+        nginx_step = snippet("production-nginx").text.splitlines()[0]
+        served = {**env, "PATH": f"{tmp_path / 'opt-lbp-cds' / 'bin'}:{env['PATH']}"}
+        run(["bash", "-euo", "pipefail", "-c", ours(nginx_step)], env=served, cwd=tmp_path)
+        cert, tls_key = self_signed_certificate(tmp_path)
+        replica = Replica("recipe", service_port, log_path, process)
+        shipped = (tmp_path / "lbp-cds.conf").read_text()
+        (tmp_path / "nginx").mkdir()
+        nginx, url = start_nginx(nginx_port, [replica], tmp_path / "nginx", cert, tls_key, shipped)
+        stack.callback(stop_nginx, nginx)
+
+        issuer = "https://ehr.example.org"
+        assert f'"{issuer}"' in recipe
+        service = "/cds-services/lbp-referral-select"
+        now = int(time.time())
+        claims = {"iss": issuer, "aud": public + service, "exp": now + 300, "iat": now, "jti": str(uuid.uuid4())}
+        token = jwt.encode(claims, key.private_key, algorithm="ES384", headers={"kid": key.kid})
+        answer = requests.post(
+            url + service,
+            data=(EXAMPLES / "baseline-lbp-referral.json").read_bytes(),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+            verify=str(cert),
+            timeout=10,
+        )
+        assert answer.status_code == 200, answer.text
+        assert [card["source"]["topic"]["code"] for card in answer.json()["cards"]] == ["msc-evaluation-first"]
+        assert requests.get(url + "/metrics", verify=str(cert), timeout=10).status_code == 404  # not through nginx
+
+
+def stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the recipe's shell and the lbp-cds it started (their own session), SIGKILL if they linger."""
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)

@@ -235,8 +235,7 @@ def test_development_binds_loopback_unless_told_otherwise(monkeypatch):
 def test_the_container_and_the_production_recipe_bind_explicitly_behind_nginx():
     containerfile = (ROOT / "Containerfile").read_text()
     assert "CDS_BIND=0.0.0.0:8080" in containerfile
-    readme = (ROOT / "README.md").read_text()
-    recipe = readme.split("## Running in production", 1)[1].split("## Deploying with containers", 1)[0]
+    recipe = (ROOT / "docs" / "operators" / "index.md").read_text()
     assert "CDS_BIND=127.0.0.1:8080" in recipe and "nginx must be in front" in recipe
     assert 'CDS_BIND: "0.0.0.0:8080"' in (ROOT / "deploy/kubernetes/settings.yaml").read_text()
 

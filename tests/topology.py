@@ -1,6 +1,6 @@
 """Two gunicorn replicas of lbp-cds behind nginx on 127.0.0.1, sharing one database: the production shape.
 
-nginx runs the shipped deploy/nginx/lbp-cds.conf (TLS with a certificate made here, its "site:" lines
+nginx runs the shipped cds_service/web/nginx/lbp-cds.conf (TLS with a certificate made here, its "site:" lines
 templated with this topology's ports and replicas), so these tests exercise the real file.
 
 Used by tests/test_scale_out.py and tools/soak.py. Everything listens on 127.0.0.1 only; every process
@@ -303,7 +303,7 @@ def start_replica(name: str, env: dict[str, str], workdir: Path) -> Replica:
     return Replica(name, port, log_path, process)
 
 
-SHIPPED_NGINX = REPO_ROOT / "deploy" / "nginx" / "lbp-cds.conf"
+SHIPPED_NGINX = REPO_ROOT / "cds_service" / "web" / "nginx" / "lbp-cds.conf"
 # What the production recipe runs nginx with; the shipped file is included into it.
 NGINX_MAIN = """\
 daemon off;
@@ -327,18 +327,21 @@ def replace_exactly(text: str, old: str, new: str, times: int = 1) -> str:
     """Template the shipped file: each site line must be there as often as expected, or the test says so."""
     if text.count(old) != times:
         raise TopologyError(
-            f"deploy/nginx/lbp-cds.conf no longer has {old!r} {times} time(s): update tests/topology.py"
+            f"cds_service/web/nginx/lbp-cds.conf no longer has {old!r} {times} time(s): update tests/topology.py"
         )
     return text.replace(old, new)
 
 
-def nginx_site(replicas: list[Replica], http_port: int, https_port: int, cert: Path, key: Path) -> str:
-    """The shipped deploy/nginx/lbp-cds.conf with this topology's ports, replicas and certificate.
+def nginx_site(
+    replicas: list[Replica], http_port: int, https_port: int, cert: Path, key: Path, shipped: str | None = None
+) -> str:
+    """The shipped cds_service/web/nginx/lbp-cds.conf (or `shipped`, the text `lbp-cds nginx-config` printed) with
+    this topology's ports, replicas and certificate.
 
     Besides those "site:" lines, one header is added for the tests: X-Upstream names the replica that
     answered (production does not tell the internet its upstream addresses).
     """
-    text = SHIPPED_NGINX.read_text()
+    text = SHIPPED_NGINX.read_text() if shipped is None else shipped
     servers = "\n".join(f"    server {r.address} max_fails=1 fail_timeout=10s;" for r in replicas)
     text = replace_exactly(
         text,
@@ -394,14 +397,15 @@ def self_signed_certificate(workdir: Path) -> tuple[Path, Path]:
 
 
 def start_nginx(
-    port: int, replicas: list[Replica], workdir: Path, cert: Path, key: Path
+    port: int, replicas: list[Replica], workdir: Path, cert: Path, key: Path, shipped: str | None = None
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """nginx on 127.0.0.1:port (https) with the shipped configuration, its logs and temp files in workdir."""
+    """nginx on 127.0.0.1:port (https) with the shipped configuration (or `shipped`), its logs and temp files in
+    workdir."""
     nginx = find_nginx()
     if nginx is None:
         raise FileNotFoundError("nginx is not installed (Debian: apt-get install nginx)")
     site = workdir / "lbp-cds.conf"
-    site.write_text(nginx_site(replicas, free_port(), port, cert, key))
+    site.write_text(nginx_site(replicas, free_port(), port, cert, key, shipped))
     # Run as root, nginx would hand its workers to `nobody`, who cannot use our private temp dirs.
     user = "user root;\n" if os.geteuid() == 0 else ""
     conf = workdir / "nginx.conf"

@@ -13,7 +13,7 @@ Encounters, ServiceRequests and Procedures). Printed side by side, best of `--re
   strict, the same field types; arrays as lists, which strict mode takes from parsed JSON), validated with a
   TypeAdapter of their tagged union.
 
-This is the measurement behind hooks/model.py's choice of msgspec (README "Typed data").
+This is the measurement behind hooks/model.py's choice of msgspec (docs/developers/index.md, "Typed data").
 """
 
 from __future__ import annotations
