@@ -63,10 +63,14 @@ def test_the_top_of_cds_service_holds_only_the_factory_settings_and_wiring():
     assert rooms == ["content", "observability", "pipeline", "storage", "web"]
 
 
+# The operators' configuration page, and the pages whose tables document the variables of one feature.
+VARIABLE_PAGES = ("docs/operators/configuration.md", "docs/operators/staff-sign-in.md")
+
+
 def documented_variables() -> dict[str, str]:
-    """Each variable of the operators' configuration tables with its default column."""
-    page = (ROOT / "docs" / "operators" / "configuration.md").read_text(encoding="utf-8")
-    rows = re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \| ([^|]*) \|", page, re.MULTILINE)
+    """Each variable of the documented configuration tables with its default column."""
+    pages = [(ROOT / page).read_text(encoding="utf-8") for page in VARIABLE_PAGES]
+    rows = [row for page in pages for row in re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \| ([^|]*) \|", page, re.M)]
     return {name: default.strip() for name, default in rows}
 
 
