@@ -241,13 +241,6 @@ def test_submitting_the_same_form_twice_stores_one_record(stored_app, client):
     assert len(rows(stored_app)) == 1
 
 
-def test_a_corrected_resubmission_is_a_new_record(stored_app, client):
-    card = book(client)
-    file_on_form(client, card)
-    file_on_form(client, card, **{"visit-date": "2026-12-17"})
-    assert sorted(r["visit_date"].isoformat() for r in rows(stored_app)) == ["2026-12-10", "2026-12-17"]
-
-
 def test_the_form_link_key_is_required_when_jwts_are_and_must_be_long(settings, content):
     issuers = MappingProxyType({ISSUER: TrustedIssuer(ISSUER, (JWKS_URL,))})
     production = settings.model_copy(update=dict(require_jwt=True, trusted_issuers=issuers, form_signing_key=None))
