@@ -14,8 +14,10 @@ from datetime import UTC, date, datetime
 from html import unescape
 
 import pytest
+import requests
 from alembic import command
 from sqlalchemy import select
+from werkzeug.serving import make_server
 
 from cds_service.app import create_app
 from cds_service.storage.database import Storage, alembic_config, prior_notification_versions, prior_notifications
@@ -286,3 +288,24 @@ def test_the_upgrade_keeps_every_record_a_link_filed_before_and_links_the_earlie
         linked = dict(connection.execute(select(prior_notifications.c.id, prior_notifications.c.form_context_id)).all())
     storage.close()
     assert linked == {"a-first": "one-link", "b-later": None}
+
+
+def test_the_development_servers_request_lines_mask_the_token(stored_app, caplog):
+    """werkzeug's server (`flask run`, the browser tests) logs every request line: never with a link's token."""
+    caplog.set_level(logging.INFO)
+    httpd = make_server("127.0.0.1", 0, stored_app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        card = book(stored_app.test_client())
+        token = form_link(card).rsplit("/", 1)[1]
+        base = f"http://127.0.0.1:{httpd.server_port}"
+        assert requests.get(f"{base}{form_link(card)}", timeout=10).status_code == 200
+        assert requests.get(f"{base}{form_link(card)}/records/x", timeout=10).status_code == 404
+    finally:
+        httpd.shutdown()
+        thread.join()
+    lines = [r.getMessage() for r in caplog.records if r.name == "werkzeug"]
+    assert any("GET /prior-notification/form/<token> HTTP/1.1" in line for line in lines), lines
+    assert any("GET /prior-notification/form/<token>/records/x HTTP/1.1" in line for line in lines), lines
+    assert token not in caplog.text
