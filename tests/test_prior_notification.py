@@ -477,6 +477,11 @@ def test_an_ehr_reads_only_what_it_filed_and_the_plans_staff_read_everything(sec
     assert read(ISSUER, f"{RESPONSES}/{theirs}").status_code == 404
     assert read(PLAN_STAFF, f"{RESPONSES}/{theirs}").status_code == 200
     assert secure.get(f"{RESPONSES}/{mine}").status_code == 401
+    # Each version of a record (FHIR vread) is read as the record is.
+    assert read(ISSUER, f"{RESPONSES}/{mine}/_history/1").get_json()["meta"]["versionId"] == "1"
+    assert read(ISSUER, f"{RESPONSES}/{theirs}/_history/1").status_code == 404
+    assert read(PLAN_STAFF, f"{RESPONSES}/{theirs}/_history/1").status_code == 200
+    assert secure.get(f"{RESPONSES}/{mine}/_history/1").status_code == 401
     own = read(ISSUER, f"{RESPONSES}?patient=p1").get_json()
     assert own["resourceType"] == "Bundle" and own["type"] == "searchset"
     assert [e["resource"]["id"] for e in own["entry"]] == [mine]
