@@ -309,3 +309,28 @@ def test_the_development_servers_request_lines_mask_the_token(stored_app, caplog
     assert any("GET /prior-notification/form/<token> HTTP/1.1" in line for line in lines), lines
     assert any("GET /prior-notification/form/<token>/records/x HTTP/1.1" in line for line in lines), lines
     assert token not in caplog.text
+
+
+def test_concurrent_corrections_of_one_version_apply_one(stored_app):
+    client = stored_app.test_client()
+    card = book(client)
+    record_id = file_on_form(client, card)
+    url = f"{form_link(card)}/records/{record_id}/correction"
+    senders = 4
+    start = threading.Barrier(senders)
+    statuses: list[int] = []
+
+    def send(index: int) -> None:
+        data = {**completed_fields(**{"attester-name": f"Corrector {index}"}), "base-version": "1"}
+        own = stored_app.test_client()
+        start.wait()
+        statuses.append(own.post(url, data=data).status_code)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(senders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [303] + [409] * (senders - 1)
+    [row] = rows(stored_app)
+    assert row["version"] == 2 and len(rows(stored_app, prior_notification_versions)) == 1
