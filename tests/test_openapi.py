@@ -65,6 +65,7 @@ PRIOR_NOTIFICATION_PATHS = {
     "/fhir/Questionnaire/{id}",
     "/fhir/QuestionnaireResponse",
     "/fhir/QuestionnaireResponse/{id}",
+    "/fhir/QuestionnaireResponse/{id}/_history/{vid}",
 }
 
 
@@ -85,7 +86,9 @@ def test_the_document_describes_the_prior_notification_endpoints_as_the_app_rout
     for path in PRIOR_NOTIFICATION_PATHS:
         for method in document["paths"][path]:
             assert (
-                path.replace("{id}", "<record_id>" if "Response" in path else "<questionnaire_id>"),
+                path.replace("{id}", "<record_id>" if "Response" in path else "<questionnaire_id>").replace(
+                    "{vid}", "<version_id>"
+                ),
                 method.upper(),
             ) in routed
     submit = document["paths"]["/fhir/QuestionnaireResponse"]["post"]

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import re
+from html import unescape
+from pathlib import Path
+
 import pytest
+from sqlalchemy import func, select
 
 from cds_service.app import create_app
 from cds_service.settings import Settings, SettingsError
+from cds_service.storage.database import pn_form_contexts
+from cds_service.wiring import services_of
 from tests.clinical_date import CLOCK
 from tests.conftest import BASE_URL, private_env, private_settings
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "guideline_data" / "examples"
 
 
 @pytest.mark.parametrize(
@@ -48,3 +58,58 @@ def test_preview_shows_the_example_as_of_its_date(content, tmp_path):
     assert 'data-topic="msc-evaluation-first"' not in page
     assert "as of 2026-11-26" in page
     assert f'content version <strong id="content-version">{content.version}</strong>' in page
+
+
+BOOKING = "appointment-book-spine-surgeon"
+
+
+def test_the_pn_cards_link_opens_the_examples_prefilled_form_which_files_nothing(client):
+    page = client.get(f"/preview?example={BOOKING}").get_data(as_text=True)
+    form_url = f"{BASE_URL}/preview/prior-notification-form?example={BOOKING}"
+    assert f'href="{form_url}"' in page  # in the card, as the card says: pre-filled
+    raw = json.loads(unescape(re.search(r'<pre id="raw-json"[^>]*>(.*?)</pre>', page, re.S).group(1)))
+    [pn_card] = [c for c in raw["cards"] if c["source"]["topic"]["code"] == "prior-notification-required"]
+    assert form_url in [link["url"] for link in pn_card["links"]]  # and in the raw response alike
+    assert "/prior-notification/form/" not in page  # no link to a form context that was never stored
+
+    form = client.get(form_url.removeprefix(BASE_URL))
+    html = form.get_data(as_text=True)
+    assert form.status_code == 200 and "Preview of the example" in html
+    assert member_number(BOOKING) == "HP-00012345"
+    assert 'id="member-id" name="member-id" value="HP-00012345"' in html  # pre-filled from the example
+    assert "<form" not in html and "Submit" not in html  # the preview never files anything
+    assert form.headers["Content-Security-Policy"].startswith("default-src 'none'")
+    with services_of(client.application).storage.engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(pn_form_contexts)).scalar() == 0
+
+
+def member_number(example_id: str) -> str:
+    """The member number (identifier of type MB) of the example's coverage."""
+    example = json.loads((EXAMPLES / f"{example_id}.json").read_text())
+    [coverage] = [e["resource"] for e in example["prefetch"]["coverages"]["entry"]]
+    [identifier] = [i for i in coverage["identifier"] if i["type"]["coding"][0]["code"] == "MB"]
+    return str(identifier["value"])
+
+
+def test_an_example_without_a_pn_card_links_no_prefilled_form(client):
+    assert client.get("/preview/prior-notification-form?example=baseline-lbp-referral").status_code == 404
+    assert client.get("/preview/prior-notification-form?example=msc-done").status_code == 404  # not a booking
+    assert client.get("/preview/prior-notification-form?example=no-such-example").status_code == 404
+    assert client.get("/preview/prior-notification-form").status_code == 404
+
+
+def test_the_chosen_example_is_in_the_address_and_an_unknown_one_is_said_so(client):
+    chosen = client.get("/preview?example=opioid-order").get_data(as_text=True)
+    assert '<option value="opioid-order" selected>' in chosen
+    assert "<title>Oxycodone selected for an adult with low back pain · Card preview" in chosen
+    unknown = client.get("/preview?example=nothing-like-it")
+    page = unknown.get_data(as_text=True)
+    assert unknown.status_code == 404 and "There is no example with that name" in page
+    assert "nothing-like-it" not in page and "<select" in page
+
+
+def test_suggestions_are_readable_without_script(client):
+    page = client.get("/preview?example=baseline-lbp-referral").get_data(as_text=True)
+    assert "<summary>Refer to a Medical Spine Center instead</summary>" in page
+    assert "delete: Remove the spine surgery referral" in page
+    assert "hidden" not in page.split('<div class="suggestions">')[1].split("</div>")[0]

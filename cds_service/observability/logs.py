@@ -28,9 +28,31 @@ ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tupl
 CREDENTIAL_IN_PATH = re.compile(r"^(/prior-notification/form/)[^/?]+")
 
 
+CREDENTIAL_IN_LINE = re.compile(r"(/prior-notification/form/)[^/?\s\"]+")
+
+
 def loggable_path(path: str) -> str:
     """A request path as a log may hold it: every credential it carries masked."""
     return CREDENTIAL_IN_PATH.sub(r"\1<token>", path)
+
+
+class MaskedRequestLines(logging.Filter):
+    """werkzeug's development server (`flask run`, the browser tests) logs each request line, a form link's
+    token and all: the line is logged with the token masked."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                CREDENTIAL_IN_LINE.sub(r"\1<token>", a) if isinstance(a, str) else a for a in record.args
+            )
+        return True
+
+
+def mask_request_lines() -> None:
+    """Once per process: the filter on werkzeug's logger, whoever configured the handlers."""
+    werkzeug = logging.getLogger("werkzeug")
+    if not any(isinstance(f, MaskedRequestLines) for f in werkzeug.filters):
+        werkzeug.addFilter(MaskedRequestLines())
 
 
 def exception_chain(error: BaseException) -> list[BaseException]:
@@ -109,6 +131,7 @@ def render(value: Any) -> str:
 
 def configure_logging(log_format: str, level: int) -> None:
     """Log to stderr in the chosen format, unless the host (gunicorn, a test runner) configured logging."""
+    mask_request_lines()
     root = logging.getLogger()
     if root.handlers:
         return

@@ -25,7 +25,7 @@ from cards.render import thaw
 from cds_service.content.forms import ANSWER_MEMBER, Form
 from cds_service.errors import StorageUnavailable
 from cds_service.pipeline.questionnaire_response import Answers, CheckedResponse, answer_date, first, walk_enabled
-from cds_service.storage.prior_notifications import FormContext, PriorNotificationRecord, Scope
+from cds_service.storage.prior_notifications import Correction, FormContext, PriorNotificationRecord, Scope
 from hooks import fhir
 from hooks.appointments import NPI_SYSTEM, participant_resources, specialty_concepts
 from hooks.facts import PatientFacts
@@ -260,7 +260,8 @@ def new_record(
     key = submission_key(response, submission)
     record_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"urn:lbp-cds:prior-notification:{key}"))
     stored = {k: v for k, v in response.items() if k not in ("id", "meta")}
-    stored = {"resourceType": "QuestionnaireResponse", "id": record_id, "meta": {"lastUpdated": iso(now)}, **stored}
+    meta = {"versionId": "1", "lastUpdated": iso(now)}
+    stored = {"resourceType": "QuestionnaireResponse", "id": record_id, "meta": meta, **stored}
     context = submission.context
     return PriorNotificationRecord(
         id=record_id,
@@ -277,6 +278,35 @@ def new_record(
         response=stored,
         fields=record_fields(checked.answers),
     )
+
+
+def correction(
+    record_id: str,
+    version: int,
+    response: Mapping[str, Any],
+    checked: CheckedResponse,
+    scope: Scope,
+    now: datetime,
+    today: date,
+) -> Correction:
+    """A correction of version `version` of a record: the response, status amended, as the record's next version."""
+    rest = {k: v for k, v in response.items() if k not in ("resourceType", "id", "meta", "status")}
+    amended = {
+        "resourceType": "QuestionnaireResponse",
+        "id": record_id,
+        "meta": {"versionId": str(version + 1), "lastUpdated": iso(now)},
+        "status": "amended",
+        **rest,
+    }
+    return Correction(record_id, scope, version, amended, record_fields(checked.answers), now, today)
+
+
+def same_answers(stored: Mapping[str, Any], sent: Mapping[str, Any]) -> bool:
+    """Whether two responses give the same answers (whenever and however they were filed)."""
+    server_set = ("id", "meta", "authored", "status")
+    return {k: v for k, v in stored.items() if k not in server_set} == {
+        k: v for k, v in sent.items() if k not in server_set
+    }
 
 
 def submission_key(response: Mapping[str, Any], submission: Submission) -> str:
@@ -333,17 +363,21 @@ def response_from_fields(
     context: FormContext,
     base_url: str,
     now: datetime,
+    kept: Answers | None = None,
 ) -> dict[str, Any]:
     """The response the form's fields say (field names are linkIds); answers to disabled items dropped.
 
     Without JavaScript every field is on the page: an MSC date typed before answering "no" is not
-    an answer, as FHIR drops the answers of items that are not enabled.
+    an answer, as FHIR drops the answers of items that are not enabled. `kept`: in a correction, the
+    attachments already filed, kept unless another file is chosen (no browser pre-fills a file field).
     """
     answers: Answers = {}
     for item in form.walk():
         value = field_answer(item, fields.get(item.link_id, ""), uploads.get(item.link_id))
         if value is not None:
             answers[item.link_id] = [value]
+        elif item.type == "attachment" and kept and item.link_id in kept:
+            answers[item.link_id] = list(kept[item.link_id])
     enabled = {item.link_id for item, on in walk_enabled(form.items, answers, enabled=True) if on}
     answers = {k: v for k, v in answers.items() if k in enabled}
     response: dict[str, Any] = {

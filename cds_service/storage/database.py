@@ -149,9 +149,29 @@ prior_notifications = Table(
     Column("submitted_via", String(16), nullable=False),  # api | web-form
     Column("submitted_at", UtcDateTime, nullable=False, index=True),
     Column("filed_on", Date, nullable=False),  # the program's day it was filed (the clinical clock's today)
-    Column("response", JSON, nullable=False),
+    Column("response", JSON, nullable=False),  # the latest version
+    # Corrections amend the record in place: its version counts them, the earlier versions are kept in
+    # prior_notification_versions, and the day of the latest correction is the program's day.
+    Column("version", Integer, nullable=False, server_default="1"),
+    Column("amended_at", UtcDateTime, nullable=True),
+    Column("amended_on", Date, nullable=True),
     UniqueConstraint("submission_key", name="uq_prior_notifications_submission_key"),
     Index("ix_prior_notifications_patient", "patient_id", "filed_on"),
+    # One record per form link: a second submission from it is a correction or nothing, never a second
+    # record (a unique index, so two concurrent submissions cannot both insert).
+    Index("uq_prior_notifications_form_context", "form_context_id", unique=True),
+)
+
+# The earlier versions of amended Prior Notifications, each as it was before a correction replaced it.
+prior_notification_versions = Table(
+    "prior_notification_versions",
+    metadata,
+    Column("record_id", String(36), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("status", String(20), nullable=False),
+    Column("stored_at", UtcDateTime, nullable=False),  # when this version was filed (or its correction stored)
+    Column("stored_on", Date, nullable=False),  # the program's day of that
+    Column("response", JSON, nullable=False),
 )
 
 # What a Prior Notification form link refers to: the pre-filled answers and who the form is for, kept

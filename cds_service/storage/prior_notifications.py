@@ -1,7 +1,10 @@
 """Prior Notification records (stored QuestionnaireResponses), their form links' contexts, and the export.
 
 Storing is idempotent: a resubmission of the same response (same EHR, same content) finds the record
-already stored and gets it back. Reads on a hook call's path never wait long on a database that is
+already stored and gets it back. A form link files one record: a different submission from it is refused
+(AlreadyFiled) unless it is sent as a correction, which amends the record in place (its version counted,
+each earlier version kept in prior_notification_versions), so everything that reads the record reads the
+latest version. Reads on a hook call's path never wait long on a database that is
 down: after a failure the store answers "unavailable" at once for a few seconds (the hook call then
 says the records could not be checked), instead of every call waiting for a connection timeout.
 """
@@ -13,17 +16,23 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from typing import Any, TextIO
 
-from sqlalchemy import Select, and_, delete, func, insert, select
+from sqlalchemy import Select, and_, delete, func, insert, select, update
 from sqlalchemy.engine import Row
 
 from cds_service.errors import StorageUnavailable
-from cds_service.storage.database import Storage, pn_form_contexts, prior_notifications, unavailable
+from cds_service.storage.database import (
+    Storage,
+    pn_form_contexts,
+    prior_notification_versions,
+    prior_notifications,
+    unavailable,
+)
 from cds_service.storage.report import day_range, inert, within
 from hooks.notifications import PriorNotificationOnFile
 
@@ -57,6 +66,8 @@ EXPORT_COLUMNS = (
     "msc_not_done_reason",
     "attester_name",
     "status",
+    "version",  # 1, or how many versions corrections have made
+    "amended_on",  # the program's day of the latest correction (empty: never corrected)
 )
 
 
@@ -103,6 +114,43 @@ class PriorNotificationRecord:
         """Its columns; the response is stored as it is (asdict would deep-copy it, attachments and all)."""
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("scope", "fields")}
         return {**values, **self.fields, "issuer": self.scope.issuer, "tenant": self.scope.tenant}
+
+
+class AlreadyFiled(Exception):
+    """The form link already filed a Prior Notification (another one): correct that one instead."""
+
+    def __init__(self, record_id: str) -> None:
+        super().__init__(record_id)
+        self.record_id = record_id
+
+
+class CorrectedMeanwhile(Exception):
+    """The record was corrected since the correction being sent was started from it."""
+
+    def __init__(self, version: int) -> None:
+        super().__init__(version)
+        self.version = version
+
+
+@dataclass(frozen=True)
+class Correction:
+    """A correction to a record: the amended response, its answers in columns, and the version it corrects."""
+
+    record_id: str
+    scope: Scope
+    corrects_version: int
+    response: Mapping[str, Any]
+    fields: Mapping[str, Any]
+    stored_at: datetime
+    stored_on: date  # the program's day
+
+
+@dataclass(frozen=True)
+class EarlierVersion:
+    version: int
+    status: str
+    stored_at: datetime
+    stored_on: date
 
 
 class PriorNotificationStore:
@@ -181,7 +229,9 @@ class PriorNotificationStore:
     def record(self, record: PriorNotificationRecord) -> tuple[Mapping[str, Any], bool]:
         """Store it unless the same submission is already stored; (the stored response, whether it is new).
 
-        Returns only once committed; raises StorageUnavailable when it could not be.
+        Raises AlreadyFiled when its form link has filed another record (one record per link: the unique
+        index decides, so two concurrent submissions cannot both be stored). Returns only once committed;
+        raises StorageUnavailable when it could not be.
         """
         message = "The Prior Notification could not be stored right now; it was not recorded. Retry later."
         with unavailable(message), self._storage.engine.begin() as connection:
@@ -195,8 +245,91 @@ class PriorNotificationStore:
                 select(prior_notifications.c.response).where(
                     prior_notifications.c.submission_key == record.submission_key
                 )
-            ).scalar_one()
+            ).scalar_one_or_none()
+            if stored is None:  # not this submission: the link's earlier one
+                filed = connection.execute(
+                    select(prior_notifications.c.id).where(
+                        prior_notifications.c.form_context_id == record.form_context_id
+                    )
+                ).scalar_one()
+                raise AlreadyFiled(filed)
         return stored, False
+
+    def filed_from(self, context_id: str) -> Row[Any] | None:
+        """The record a form link filed, if it has."""
+        query = select(prior_notifications).where(prior_notifications.c.form_context_id == context_id)
+        return self.read_one(query)
+
+    def amend(
+        self, correction: Correction, same_answers: Callable[[Mapping[str, Any], Mapping[str, Any]], bool]
+    ) -> tuple[Mapping[str, Any], bool] | None:
+        """Replace the record's answers with the correction's, keeping the version it replaces; (the stored
+        response, whether it changed); None when there is no such record in that scope.
+
+        A correction whose answers are those stored already (`same_answers(stored, corrected)`: a form sent
+        twice) changes nothing. Raises CorrectedMeanwhile when the record is no longer at the version the
+        correction started from, and StorageUnavailable when it could not be committed.
+        """
+        record = and_(prior_notifications.c.id == correction.record_id, in_scope(correction.scope))
+        message = "The correction could not be stored right now; nothing was changed. Retry later."
+        with unavailable(message), self._storage.engine.begin() as connection:
+            # A write first: it locks the row (PostgreSQL) or the database (SQLite) for this transaction, so
+            # that two corrections are applied one after the other, each to the version the other left.
+            touched = connection.execute(
+                update(prior_notifications).where(record).values(version=prior_notifications.c.version)
+            )
+            if touched.rowcount == 0:
+                return None
+            current = connection.execute(select(prior_notifications).where(record)).one()
+            if same_answers(current.response, correction.response):
+                return current.response, False
+            if current.version != correction.corrects_version:
+                raise CorrectedMeanwhile(current.version)
+            connection.execute(
+                insert(prior_notification_versions),
+                {
+                    "record_id": current.id,
+                    "version": current.version,
+                    "status": current.status,
+                    "stored_at": current.amended_at or current.submitted_at,
+                    "stored_on": current.amended_on or current.filed_on,
+                    "response": current.response,
+                },
+            )
+            connection.execute(
+                update(prior_notifications)
+                .where(record)
+                .values(
+                    **correction.fields,
+                    status=str(correction.response["status"]),
+                    response=dict(correction.response),
+                    version=current.version + 1,
+                    amended_at=correction.stored_at,
+                    amended_on=correction.stored_on,
+                )
+            )
+        return correction.response, True
+
+    def earlier_versions(self, record_id: str) -> list[EarlierVersion]:
+        """The versions a record had before its latest, oldest first."""
+        query = (
+            select(
+                prior_notification_versions.c.version,
+                prior_notification_versions.c.status,
+                prior_notification_versions.c.stored_at,
+                prior_notification_versions.c.stored_on,
+            )
+            .where(prior_notification_versions.c.record_id == record_id)
+            .order_by(prior_notification_versions.c.version)
+        )
+        return [EarlierVersion(r.version, r.status, r.stored_at, r.stored_on) for r in self.read(query)]
+
+    def earlier_version(self, record_id: str, version: int) -> Row[Any] | None:
+        """One earlier version of a record (its response as it was then)."""
+        query = select(prior_notification_versions).where(
+            prior_notification_versions.c.record_id == record_id, prior_notification_versions.c.version == version
+        )
+        return self.read_one(query)
 
     def get(self, record_id: str, scope: Scope | None) -> Row[Any] | None:
         """A stored record; `scope` None: any EHR's (plan staff), else only that EHR's."""
@@ -227,6 +360,13 @@ class PriorNotificationStore:
     def count(self, scope: Scope | None, criteria: SearchCriteria) -> int:
         query = matching(scope, criteria).with_only_columns(func.count()).select_from(prior_notifications)
         return int(self.read(query)[0][0])
+
+    def read_one(self, query: Select[Any]) -> Row[Any] | None:
+        with (
+            unavailable("Prior Notifications cannot be read right now. Retry later."),
+            self._storage.engine.connect() as c,
+        ):
+            return c.execute(query).first()
 
     def read(self, query: Select[Any]) -> list[Row[Any]]:
         with (

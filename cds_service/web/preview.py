@@ -3,6 +3,11 @@
 For authors: after editing card text or code lists, pick an example and see what clinicians would
 see. The cards come from the same code path as a real hook call (pipeline.call), with the example's
 clinical "today" (`as_of` in examples/index.yaml), and with the content the service is serving now.
+The chosen example is in the address (`/preview?example=...`), so a preview can be bookmarked or sent.
+
+A booking's Prior Notification card links the form pre-filled from the booking: here it links
+/preview/prior-notification-form?example=..., the same form pre-filled from the example, which files
+nothing (the preview never reads or writes the plan's records).
 """
 
 from __future__ import annotations
@@ -12,17 +17,23 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import yaml
-from flask import Blueprint, render_template, request
+from flask import Blueprint, Response, make_response, render_template, request, url_for
 from markupsafe import Markup
 
+from cds_service.content.forms import PN_FORM_ID
 from cds_service.content.loader import Content
 from cds_service.errors import ClientError
 from cds_service.pipeline.call import CallDependencies, answer_hook
+from cds_service.storage.prior_notifications import FormContext, Scope
 from cds_service.web.hook_routes import public_base_url
 from cds_service.web.pages import markdown
+from cds_service.web.prior_notification import field_value
+from cds_service.web.prior_notification import page as form_page
 from cds_service.wiring import AppServices, current_services
+from hooks.notifications import PriorNotificationOnFile
 
 blueprint = Blueprint("preview", __name__)
 
@@ -43,17 +54,33 @@ class Outcome:
     response: dict[str, Any] | None = None
     error: str | None = None
     cards: list[dict[str, Any]] = field(default_factory=list)
+    form: FormContext | None = None  # the Prior Notification form a card links, pre-filled from the example
+
+
+class ExampleForms:
+    """The preview's stand-in for the plan's Prior Notification records: none on file (as the examples are
+    written), and the form a booking's card links kept here, not stored: nothing is filed from the preview."""
+
+    def __init__(self) -> None:
+        self.context: FormContext | None = None
+
+    def on_file(self, scope: Scope, patient_id: str, since: date) -> list[PriorNotificationOnFile]:
+        return []
+
+    def save_form_context(self, context: FormContext) -> None:
+        self.context = context
 
 
 @blueprint.get("/preview")
-def page() -> str:
+def page() -> Response:
     services = current_services()
     examples_dir = services.settings.content_dir / "examples"
     as_of, examples = read_index(examples_dir / "index.yaml")
-    chosen = next((e for e in examples if e.id == request.args.get("example")), examples[0] if examples else None)
+    asked = request.args.get("example")
+    chosen = next((e for e in examples if e.id == asked), None if asked else examples[0] if examples else None)
     current = services.content.current
     outcome = run(services, current, examples_dir, chosen, as_of) if chosen and current is not None else Outcome()
-    return render_template(
+    html = render_template(
         "preview.html",
         examples=examples,
         chosen=chosen,
@@ -62,6 +89,39 @@ def page() -> str:
         topics=[card["source"]["topic"]["code"] for card in outcome.cards],
         version=current.version if current is not None else None,
         refused=list(services.content.problems),
+        unknown=asked is not None and chosen is None,
+    )
+    # An example that does not exist is said so (with the menu to pick one), never silently another one.
+    return make_response(html, 404 if asked is not None and chosen is None else 200)
+
+
+@blueprint.get("/preview/prior-notification-form")
+def example_form() -> Response:
+    """The Prior Notification form a booking example's card links, pre-filled from the example, as the
+    practice would open it; it has no submit button (the blank form's printable layout, answers filled in)."""
+    services = current_services()
+    examples_dir = services.settings.content_dir / "examples"
+    as_of, examples = read_index(examples_dir / "index.yaml")
+    chosen = next((e for e in examples if e.id == request.args.get("example")), None)
+    current = services.content.current
+    outcome = run(services, current, examples_dir, chosen, as_of) if chosen and current is not None else Outcome()
+    if chosen is None or outcome.form is None:
+        return form_page(
+            "pn_message.html",
+            status=404,
+            title="No pre-filled form for this example",
+            message="Only a booking example whose card asks for a Prior Notification links a pre-filled form.",
+        )
+    assert current is not None
+    values = {key: field_value(value) for key, value in outcome.form.prefill.items()}
+    return form_page(
+        "pn_form.html",
+        form=current.forms[PN_FORM_ID],
+        values=values,
+        errors={},
+        action=None,
+        example=chosen,
+        preview_url=url_for("preview.page", example=chosen.id),
     )
 
 
@@ -76,12 +136,22 @@ def read_index(path: Path) -> tuple[date, list[Example]]:
 
 def run(services: AppServices, content: Content, examples_dir: Path, example: Example, as_of: date) -> Outcome:
     body = json.loads((examples_dir / f"{example.id}.json").read_text(encoding="utf-8"))
-    deps = CallDependencies(content, services.fetcher, as_of, public_base_url(services))
+    base = public_base_url(services)
+    forms = ExampleForms()
+    deps = CallDependencies(content, services.fetcher, as_of, base, forms, services.form_links)
     try:
         response = answer_hook(services.registry.get(example.service), body, deps).response()
     except ClientError as error:
         return Outcome(error=f"{error.status}: {error.message}")
-    return Outcome(response=response, cards=[with_html(card) for card in response["cards"]])
+    if forms.context is not None:
+        # The card's signed link names a form context the preview kept rather than stored: it links the
+        # example's own pre-filled form instead, in the card and in the raw response alike.
+        example_form_url = f"{base}/preview/prior-notification-form?{urlencode({'example': example.id})}"
+        for card in response["cards"]:
+            for link in card.get("links", []):
+                if link["url"].startswith(f"{base}/prior-notification/form/"):
+                    link["url"] = example_form_url
+    return Outcome(response=response, cards=[with_html(card) for card in response["cards"]], form=forms.context)
 
 
 def with_html(card: dict[str, Any]) -> dict[str, Any]:

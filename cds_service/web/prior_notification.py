@@ -5,11 +5,16 @@ FHIR endpoints (JSON, `application/fhir+json`), under /fhir:
 - POST /fhir/QuestionnaireResponse: a PN as JSON, authenticated like a hook call (the EHR's JWT,
   audience this URL); 201 with Location when stored, 200 with the stored one for a resubmission.
 - GET  /fhir/QuestionnaireResponse[?patient=&_lastUpdated=&_count=] and /fhir/QuestionnaireResponse/{id}:
-  the records, for the plan's staff tools (CDS_PN_READER_ISSUERS: every EHR's) and for an EHR (its own).
+  the records, for the plan's staff tools (CDS_PN_READER_ISSUERS: every EHR's) and for an EHR (its own);
+  /fhir/QuestionnaireResponse/{id}/_history/{n}: a version of an amended record.
 
 The web form (HTML, no JavaScript, strict CSP), opened from the card's link:
 - GET/POST /prior-notification/form/{token}: the pre-filled form; its signed token is its authorisation.
-- GET /prior-notification/form/{token}/records/{id}: the saved record, printable.
+  A link files one record: once used, it opens a page that says so and links the record and its correction.
+- GET /prior-notification/form/{token}/records/{id}: the saved record (its latest version), printable.
+- GET/POST /prior-notification/form/{token}/records/{id}/correction: the form with the filed answers; sent, it
+  amends the record (QuestionnaireResponse status `amended`), the earlier version kept.
+- GET /prior-notification/form/{token}/records/{id}/versions/{n}: an earlier version of the record.
 - GET /prior-notification/form: the blank printable form (what a card links when no context could be stored).
 """
 
@@ -31,13 +36,27 @@ from cds_service.pipeline.prior_notification import (
     FormLinkInvalid,
     Submission,
     Upload,
+    correction,
     new_record,
     response_from_fields,
+    same_answers,
     served_questionnaire,
 )
-from cds_service.pipeline.questionnaire_response import FHIR_ID_PATTERN, ItemProblem, check_response, raise_if_invalid
+from cds_service.pipeline.questionnaire_response import (
+    FHIR_ID_PATTERN,
+    Answers,
+    ItemProblem,
+    check_response,
+    raise_if_invalid,
+)
 from cds_service.pipeline.validation import refuse_deep_nesting
-from cds_service.storage.prior_notifications import FormContext, Scope, SearchCriteria
+from cds_service.storage.prior_notifications import (
+    AlreadyFiled,
+    CorrectedMeanwhile,
+    FormContext,
+    Scope,
+    SearchCriteria,
+)
 from cds_service.web.auth import Caller
 from cds_service.web.hook_routes import authenticate, public_base_url, read_json_body
 from cds_service.wiring import AppServices, current_services, scope_of
@@ -56,6 +75,9 @@ SEARCH_PARAMETERS = frozenset({"patient", "_lastUpdated", "_count", "_offset"})
 BUNDLE_ENVELOPE_BYTES = 4096
 SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}
 UNAVAILABLE = "The plan's records are unavailable for a moment. Try again in a minute."
+NOT_CORRECTED = (
+    "The correction could not be saved right now, so the filed answers are unchanged. Send it again in a minute."
+)
 
 
 # --------------------------------------------------------------------------
@@ -99,6 +121,22 @@ def read_response(record_id: str) -> Response:
     if stored is None:
         raise NotFound(f"No QuestionnaireResponse/{record_id} that this caller may read.")
     return fhir_json(stored.response)
+
+
+@blueprint.get("/fhir/QuestionnaireResponse/<record_id>/_history/<version_id>")
+def read_version(record_id: str, version_id: str) -> Response:
+    """A version of a record (FHIR vread): the latest, or one a correction replaced."""
+    services = current_services()
+    caller = authenticate(services)
+    store = services.prior_notifications
+    stored = store.get(record_id, reader_scope(services, caller))
+    version = int(version_id) if version_id.isdecimal() and len(version_id) < 9 else 0
+    if stored is not None and version == stored.version:
+        return fhir_json(stored.response)
+    earlier = store.earlier_version(record_id, version) if stored is not None else None
+    if earlier is None:
+        raise NotFound(f"No version {version_id} of QuestionnaireResponse/{record_id} that this caller may read.")
+    return fhir_json(earlier.response)
 
 
 @blueprint.get("/fhir/QuestionnaireResponse")
@@ -257,8 +295,24 @@ def prefilled_form(token: str) -> Response:
     context, failure = open_context(services, token)
     if context is None:
         return failure
+    try:
+        filed = services.prior_notifications.filed_from(context.id)
+    except StorageUnavailable:
+        return unavailable_message()
+    if filed is not None:
+        return used_link_page(token, filed)
     values = {key: field_value(value) for key, value in context.prefill.items()}
     return page("pn_form.html", form=pn_form(services), values=values, errors={}, action=request.path, context=context)
+
+
+def used_link_page(token: str, filed: Any) -> Response:
+    """What a form link opens once it has filed its Prior Notification: when, and how to see or correct it."""
+    return page(
+        "pn_used.html",
+        record=filed,
+        record_url=url_for("prior_notification.saved", token=token, record_id=filed.id),
+        correction_url=url_for("prior_notification.correction_form", token=token, record_id=filed.id),
+    )
 
 
 @blueprint.post("/prior-notification/form/<token>")
@@ -287,37 +341,186 @@ def submit_form(token: str) -> Response:
     record = new_record(response, checked, submission, datetime.now(UTC), services.clock.today())
     try:
         stored, _created = services.prior_notifications.record(record)
+        return to_record(token, str(stored["id"]))
+    except AlreadyFiled as filed:
+        # Never a second record unnoticed: the answers sent, offered as a correction of the one filed.
+        return refused_as_already_filed(services, token, filed.record_id, context, fields)
     except StorageUnavailable:
         return unavailable_page(form, fields)
-    return make_response(redirect(url_for("prior_notification.saved", token=token, record_id=stored["id"]), 303))
+
+
+def refused_as_already_filed(
+    services: AppServices, token: str, record_id: str, context: FormContext, fields: Mapping[str, str]
+) -> Response:
+    try:
+        filed = services.prior_notifications.get(record_id, context.scope)
+    except StorageUnavailable:
+        return unavailable_page(pn_form(services), fields)
+    assert filed is not None  # the link's record, in the link's scope
+    return correction_page(token, filed, fields, {}, status=409, conflict="already-filed")
+
+
+def to_record(token: str, record_id: str) -> Response:
+    return make_response(redirect(url_for("prior_notification.saved", token=token, record_id=record_id), 303))
+
+
+@blueprint.get("/prior-notification/form/<token>/records/<record_id>/correction")
+def correction_form(token: str, record_id: str) -> Response:
+    """The form with the record's latest answers, to correct them."""
+    services = current_services()
+    opened, failure = open_record(services, token, record_id)
+    if opened is None:
+        return failure
+    filed = opened[1]
+    return correction_page(token, filed, answers_as_fields(filed.response), {})
+
+
+@blueprint.post("/prior-notification/form/<token>/records/<record_id>/correction")
+def submit_correction(token: str, record_id: str) -> Response:
+    """Amend the record with the answers sent (status amended, the version it replaces kept)."""
+    services = current_services()
+    form = pn_form(services)
+    fields = {name: value for name, value in request.form.items()}
+    opened, failure = open_record(services, token, record_id, typed=fields)
+    if opened is None:
+        return failure
+    context, filed = opened
+    uploads = {
+        name: Upload(upload.filename or "", upload.mimetype or "", upload.read())
+        for name, upload in request.files.items()
+        if upload.filename
+    }
+    base = public_base_url(services)
+    kept = attachments_of(filed.response)
+    response = response_from_fields(form, fields, uploads, context, base, datetime.now(UTC), kept)
+    checked, problems = check_response(response, form)
+    if problems or checked is None:
+        return correction_page(token, filed, fields, by_item(problems), status=400)
+    corrects = number("base-version", fields.get("base-version"), filed.version)
+    amended = correction(
+        filed.id, corrects, response, checked, context.scope, datetime.now(UTC), services.clock.today()
+    )
+    try:
+        outcome = services.prior_notifications.amend(amended, same_answers)
+    except CorrectedMeanwhile:
+        latest = services.prior_notifications.get(filed.id, context.scope)
+        assert latest is not None
+        return correction_page(token, latest, fields, {}, status=409, conflict="corrected-meanwhile")
+    except StorageUnavailable:
+        refused = correction_page(token, filed, fields, {None: NOT_CORRECTED}, status=503)
+        refused.headers["Retry-After"] = "30"
+        return refused
+    if outcome is None:
+        return no_such_record()
+    return to_record(token, filed.id)
+
+
+def correction_page(
+    token: str,
+    filed: Any,
+    values: Mapping[str, str],
+    errors: Mapping[str | None, str],
+    status: int = 200,
+    conflict: str | None = None,
+) -> Response:
+    """The form to correct a record: `values` shown, the version corrected in a hidden field (a correction
+    started from an older version than the stored one is not applied unseen)."""
+    services = current_services()
+    return page(
+        "pn_form.html",
+        status=status,
+        form=pn_form(services),
+        values={**values, "base-version": str(filed.version)},
+        errors=errors,
+        action=url_for("prior_notification.submit_correction", token=token, record_id=filed.id),
+        correcting=filed,
+        conflict=conflict,
+        record_url=url_for("prior_notification.saved", token=token, record_id=filed.id),
+        attached=attachments_of(filed.response),
+    )
+
+
+def open_record(
+    services: AppServices, token: str, record_id: str, typed: Mapping[str, str] | None = None
+) -> tuple[tuple[FormContext, Any] | None, Response]:
+    """The form link's context and the record it filed, or the page that says why they cannot be shown."""
+    context, failure = open_context(services, token, typed)
+    if context is None:
+        return None, failure
+    try:
+        stored = services.prior_notifications.get(record_id, context.scope)
+    except StorageUnavailable:
+        return None, unavailable_message()
+    if stored is None or stored.form_context_id != context.id:
+        return None, no_such_record()
+    return (context, stored), Response()
+
+
+def no_such_record() -> Response:
+    return page(
+        "pn_message.html", status=404, title="No such record", message="This form link has no record with that number."
+    )
+
+
+def unavailable_message() -> Response:
+    response = page("pn_message.html", status=503, title="Try again in a minute", message=UNAVAILABLE)
+    response.headers["Retry-After"] = "30"
+    return response
 
 
 @blueprint.get("/prior-notification/form/<token>/records/<record_id>")
 def saved(token: str, record_id: str) -> Response:
     services = current_services()
-    context, failure = open_context(services, token)
-    if context is None:
+    opened, failure = open_record(services, token, record_id)
+    if opened is None:
         return failure
+    stored = opened[1]
     try:
-        stored = services.prior_notifications.get(record_id, context.scope)
+        earlier = services.prior_notifications.earlier_versions(stored.id)
     except StorageUnavailable:
-        response = page("pn_message.html", status=503, title="Try again in a minute", message=UNAVAILABLE)
-        response.headers["Retry-After"] = "30"
-        return response
-    if stored is None or stored.form_context_id != context.id:
-        return page(
-            "pn_message.html",
-            status=404,
-            title="No such record",
-            message="This form link has no record with that number.",
-        )
+        return unavailable_message()
     zone = services.settings.zone
     return page(
         "pn_saved.html",
         record=stored,
         filed_at=stored.submitted_at.astimezone(zone),
+        amended_at=stored.amended_at.astimezone(zone) if stored.amended_at else None,
         zone=zone.key,
         answers=answer_rows(stored.response),
+        earlier=earlier,
+        token=token,
+        correction_url=url_for("prior_notification.correction_form", token=token, record_id=stored.id),
+    )
+
+
+@blueprint.get("/prior-notification/form/<token>/records/<record_id>/versions/<int:version>")
+def earlier_version(token: str, record_id: str, version: int) -> Response:
+    """A version a correction replaced, as it was filed."""
+    services = current_services()
+    opened, failure = open_record(services, token, record_id)
+    if opened is None:
+        return failure
+    stored = opened[1]
+    try:
+        found = services.prior_notifications.earlier_version(stored.id, version)
+    except StorageUnavailable:
+        return unavailable_message()
+    if found is None:
+        return page(
+            "pn_message.html",
+            status=404,
+            title="No such version",
+            message=f"This record has versions 1 to {stored.version}; the latest is on its own page.",
+        )
+    zone = services.settings.zone
+    return page(
+        "pn_version.html",
+        record=stored,
+        version=found,
+        stored_at=found.stored_at.astimezone(zone),
+        zone=zone.key,
+        answers=answer_rows(found.response),
+        record_url=url_for("prior_notification.saved", token=token, record_id=stored.id),
     )
 
 
@@ -375,6 +578,37 @@ def page(template: str, status: int = 200, **values: Any) -> Response:
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def answers_as_fields(response: Mapping[str, Any]) -> dict[str, str]:
+    """A stored response's answers as the form's field values (attachments aside: no file field is pre-filled)."""
+    values: dict[str, str] = {}
+
+    def visit(items: Any) -> None:
+        for item in items or []:
+            for answer in item.get("answer") or []:
+                for member, value in answer.items():
+                    if member != "valueAttachment":
+                        values.setdefault(item["linkId"], field_value(value))
+            visit(item.get("item"))
+
+    visit(response.get("item"))
+    return values
+
+
+def attachments_of(response: Mapping[str, Any]) -> Answers:
+    """A stored response's attachments by linkId: kept by a correction that chooses no other file."""
+    found: Answers = {}
+
+    def visit(items: Any) -> None:
+        for item in items or []:
+            for answer in item.get("answer") or []:
+                if "valueAttachment" in answer:
+                    found.setdefault(item["linkId"], []).append(answer["valueAttachment"])
+            visit(item.get("item"))
+
+    visit(response.get("item"))
+    return found
 
 
 def field_value(value: Any) -> str:
