@@ -1,4 +1,4 @@
-"""Scale-out: nginx in front of two gunicorn replicas sharing PostgreSQL, as the README's production section says.
+"""Scale-out: nginx in front of two replicas (granian) sharing PostgreSQL, as the README's production section says.
 
 Run alone with `pytest -m scale_out`. Needs nginx (Debian package; `.ci/run` installs it) and the PostgreSQL
 server of the storage tests; without either the test skips on a developer's machine and fails with CI=true.

@@ -99,6 +99,11 @@ class SafeJsonFormatter(JsonFormatter):
         return format_exception_safely(ei)
 
 
+def json_formatter() -> SafeJsonFormatter:
+    """The production line format: one JSON object per line (the HTTP server's own lines use it too)."""
+    return SafeJsonFormatter(FIELDS, rename_fields={"levelname": "level", "asctime": "time"})
+
+
 def render(value: Any) -> str:
     if isinstance(value, dict):
         return ",".join(f"{k}:{v}" for k, v in value.items()) or "-"
@@ -108,7 +113,7 @@ def render(value: Any) -> str:
 
 
 def configure_logging(log_format: str, level: int) -> None:
-    """Log to stderr in the chosen format, unless the host (gunicorn, a test runner) configured logging."""
+    """Log to stderr in the chosen format, unless the host (a test runner) configured logging."""
     root = logging.getLogger()
     if root.handlers:
         return
@@ -116,6 +121,6 @@ def configure_logging(log_format: str, level: int) -> None:
     if log_format == "text":
         handler.setFormatter(TextFormatter())
     else:
-        handler.setFormatter(SafeJsonFormatter(FIELDS, rename_fields={"levelname": "level", "asctime": "time"}))
+        handler.setFormatter(json_formatter())
     root.addHandler(handler)
     root.setLevel(level)
