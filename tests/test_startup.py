@@ -23,6 +23,7 @@ from tests.clinical_date import EXAMPLES_AS_OF
 from tests.databases import database
 from tests.tokens import FORM_KEY, ISSUER, SigningKey, bearer, jwks, make_key, token_for
 from tests.topology import migrate_database
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = json.loads((ROOT / "guideline_data/examples/baseline-lbp-referral.json").read_text())
@@ -150,6 +151,14 @@ def worker_pids(master: int) -> set[int]:
     return {int(pid) for pid in children.read_text().split()} if children.exists() else set()
 
 
+def worker_alive(pid: int) -> bool:
+    """Running still: a killed worker is a zombie (its sockets closed) until the main process reaps it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def jwt_variables(base: str, key: SigningKey) -> dict[str, str]:
     """JWTs required, the replay store the (dead) database, the EHR's key pinned: nothing is fetched."""
     issuers = {ISSUER: {"jwks": jwks(key)}}
@@ -183,7 +192,12 @@ def test_workers_replaced_during_a_database_outage_keep_the_instance_serving(tmp
         if replaced_by == "SIGHUP":
             process.send_signal(signal.SIGHUP)  # graceful reload: each worker replaced, the new one first
         else:
-            os.kill(min(before), signal.SIGKILL)  # the server respawns a worker that died
+            crashed = min(before)
+            os.kill(crashed, signal.SIGKILL)  # the server respawns a worker that died
+            # Each worker listens on its own SO_REUSEPORT socket: connections the kernel queued on the dying
+            # one are reset unless net.ipv4.tcp_migrate_req=1 (docs/operators/serving.md); once it is gone,
+            # new connections reach the others.
+            wait_for(lambda: not worker_alive(crashed), message="the killed worker gone")
         statuses = []
         for _ in range(20):  # each new connection may reach a worker that has just been replaced
             try:
