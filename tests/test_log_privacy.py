@@ -25,7 +25,7 @@ import responses
 from sqlalchemy import text
 
 from cds_service.app import create_app
-from cds_service.observability.logs import FIELDS, SafeJsonFormatter, TextFormatter
+from cds_service.observability.logs import JsonFormatter, TextFormatter
 from cds_service.settings import TrustedIssuer, signing_keys
 from cds_service.wiring import services_of
 from tests.builders import ortho_referral, patient
@@ -49,7 +49,7 @@ def production_log_lines() -> Iterator[io.StringIO]:
     """Every log line, written by the service's text and JSON formatters, at DEBUG."""
     out = io.StringIO()
     handlers = []
-    for formatter in (TextFormatter(), SafeJsonFormatter(FIELDS, rename_fields={"levelname": "level"})):
+    for formatter in (TextFormatter(), JsonFormatter()):
         handler = logging.StreamHandler(out)
         handler.setFormatter(formatter)
         handler.setLevel(logging.DEBUG)
