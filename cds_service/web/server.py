@@ -15,6 +15,7 @@ from __future__ import annotations
 import gc
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Callable
 from multiprocessing import util as multiprocessing_util
@@ -115,6 +116,11 @@ def load_worker_app(target: str) -> Callable[..., Any]:
     function (Python's atexit handlers are not run there): its finalizers store the issued-card records still
     queued and mark the worker's metrics dead when the worker stops (shutdown, reload or recycling).
     """
+    # A stop that arrives while the app is being built: granian installs its own SIGTERM and SIGINT handlers
+    # only once it is (until then the worker holds the main process's, and would ignore the stop and be killed
+    # after CDS_GRACEFUL_TIMEOUT). A worker that has served nothing has nothing to finish: it stops at once.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     from cds_service.app import create_app
 
     try:
