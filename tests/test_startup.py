@@ -243,3 +243,17 @@ def test_a_stopping_worker_stores_the_issued_cards_it_still_holds(tmp_path, kind
         finally:
             engine.dispose()
     assert set(uuids) <= stored
+
+
+def test_invalid_content_without_a_last_good_copy_stops_the_instance_with_json_lines_only(tmp_path):
+    content = tmp_path / "content"
+    content.mkdir()
+    (content / "policy.yaml").write_text("not: [valid\n")
+    env = service_env(tmp_path, free_port(), CDS_CONTENT_DIR=str(content), CDS_LOG_FORMAT="json")
+    result = run(SERVER, env)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in result.stderr and all(line.startswith("{") for line in lines), lines[:10]
+    messages = [json.loads(line)["message"] for line in lines]
+    assert any("is invalid and no earlier version was saved" in message for message in messages)
+    assert "Worker crash loop detected, exiting" in messages

@@ -122,11 +122,16 @@ def load_worker_app(target: str) -> Callable[..., Any]:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     from cds_service.app import create_app
+    from cds_service.content.loader import ContentError
 
     try:
         app = create_app()
-    except SettingsError as error:  # checked in the main process already; the content may fail here
+    except SettingsError as error:  # checked in the main process already
         exit_on_settings_error(error)
+    except ContentError:
+        # Invalid content and no last good copy: the loader has logged every problem. The worker ends without a
+        # traceback; granian then stops the instance when its workers keep failing to start.
+        raise SystemExit(3) from None
     multiprocessing_util.Finalize(None, close_worker, args=(app,), exitpriority=10)
     # What the app holds lives as long as the worker: a full collection then scans only what requests
     # allocated, not the whole application (on a 10,000-resource prefetch that was most of the call).
