@@ -10,17 +10,25 @@ BIN := $(VENV)/bin
 .PHONY: run test test-deps lint check-valuesets validate format image-deps smoke-image check-manifests check-wheel
 NODE_STAMP := tests/fhir_server/node_modules/.installed-package-lock.json
 
+# Two stamps: `make run` installs only what the service needs (requirements.txt), so a fresh clone serves in
+# seconds; the checks and tests install the rest (requirements-dev.txt: test, lint and benchmark tools).
+$(BIN)/.installed-run: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	touch $@
+	touch $@ $(BIN)/.installed-run
 
-# Development defaults; the database is migrated once (the deploy step), then gunicorn serves.
+# Development defaults; the database is migrated once (the deploy step), then granian serves (the production
+# server, cds_service/web/server.py, as `lbp-cds serve` runs it).
 DEV_ENV := CDS_REQUIRE_JWT=$${CDS_REQUIRE_JWT:-false} CDS_LOG_FORMAT=$${CDS_LOG_FORMAT:-text}
 
-run: $(BIN)/.installed
+run: $(BIN)/.installed-run
 	$(DEV_ENV) $(BIN)/flask --app wsgi db upgrade
-	$(DEV_ENV) WEB_CONCURRENCY=$${WEB_CONCURRENCY:-2} $(BIN)/gunicorn -c gunicorn.conf.py --bind 127.0.0.1:$(PORT) wsgi:app
+	$(DEV_ENV) WEB_CONCURRENCY=$${WEB_CONCURRENCY:-2} CDS_BIND=127.0.0.1:$(PORT) $(BIN)/python -m cds_service.web.server
 
 lint: $(BIN)/.installed check-valuesets
 	$(BIN)/ruff check .

@@ -1,4 +1,5 @@
-"""WSGI entry point: `gunicorn wsgi:app` (settings from CDS_* environment variables).
+"""WSGI entry point for any WSGI server (`granian --interface wsgi wsgi:app`; settings from CDS_* environment
+variables). Production serving is `lbp-cds serve` (cds_service/web/server.py), which builds the same app.
 
 Also the app of the `flask --app wsgi ...` commands (Flask sets FLASK_RUN_FROM_CLI): there, invalid
 content must not stop the command that reports it, and the commands need no JWT settings.

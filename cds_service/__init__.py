@@ -3,7 +3,7 @@
 The rooms: `web/` (HTTP), `pipeline/` (one hook call, free of HTTP), `content/` (guideline_data),
 `storage/` (database), `observability/` (logs, metrics). At the top: `app.py` (the factory),
 `settings.py`, `wiring.py` (the shared objects), `errors.py`, `cli.py`. Importing this package
-imports nothing else, so gunicorn's master can read the settings without loading the application.
+imports nothing else, so the server's main process can read the settings without loading the application.
 """
 
 from __future__ import annotations

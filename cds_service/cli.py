@@ -1,7 +1,7 @@
 """Command-line tools: `lbp-cds ...` (the installed entry point) and `flask --app wsgi ...`, thin callers of
 the rooms. Each command is written once and offered under both.
 
-For operators: `lbp-cds serve` (gunicorn with the shipped configuration), `lbp-cds migrate` (`flask --app wsgi
+For operators: `lbp-cds serve` (granian with the shipped configuration), `lbp-cds migrate` (`flask --app wsgi
 db upgrade`: the deploy step before serving), `feedback-report`, `pn-export` (the Prior Notification records as
 CSV), `nginx-config` (the shipped nginx configuration). For informatics staff: `content validate`, `content diff`.
 A new operator command is one function decorated with `@operator_command(...)`: it appears under both `lbp-cds`
@@ -77,25 +77,23 @@ def operator_command(name: str) -> Callable[[Callable[..., None]], click.Command
     return register
 
 
-# What `lbp-cds serve` runs: gunicorn with the shipped configuration, the factory building the app in each worker.
-GUNICORN_CONFIG = "python:cds_service.web.gunicorn_config"
-WSGI_APP = "cds_service.app:create_app()"
+# What `lbp-cds serve` runs: granian with the shipped configuration, each worker building the app.
+SERVER_MODULE = "cds_service.web.server"
 
 
-@main.command("serve", context_settings={"ignore_unknown_options": True})
-@click.argument("gunicorn_options", nargs=-1, type=click.UNPROCESSED)
-def serve(gunicorn_options: tuple[str, ...]) -> None:
-    """Serve the CDS Hooks API with gunicorn and the shipped configuration.
+@main.command("serve")
+def serve() -> None:
+    """Serve the CDS Hooks API with granian and the shipped configuration.
 
-    Workers, threads, timeouts and the address come from CDS_BIND, WEB_CONCURRENCY, CDS_THREADS... (README,
-    "Configuration"); gunicorn options may follow, e.g. `lbp-cds serve --bind 127.0.0.1:8080`. The process
-    becomes the gunicorn master (same process id), so it gets the service manager's signals. Migrations are
-    not run here: `lbp-cds migrate` first, once per release.
+    The address, workers, threads and timeouts come from CDS_BIND, WEB_CONCURRENCY, CDS_THREADS and
+    CDS_GRACEFUL_TIMEOUT (docs/operators/serving.md). The process becomes the server's main process (same
+    process id), so it gets the service manager's signals: SIGTERM stops gracefully, SIGHUP replaces the
+    workers. Migrations are not run here: `lbp-cds migrate` first, once per release.
     """
-    command = [sys.executable, "-m", "gunicorn", "-c", GUNICORN_CONFIG, *gunicorn_options, WSGI_APP]
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, command)
+    # A fresh interpreter: the server's main process never holds the application (each worker builds its own).
+    os.execv(sys.executable, [sys.executable, "-m", SERVER_MODULE])
 
 
 db_commands = AppGroup("db", help="The database of issued cards, feedback, JWT ids and Prior Notifications.")

@@ -587,11 +587,11 @@ class Settings(EnvironmentSettings):
 
 
 class ServerSettings(EnvironmentSettings):
-    """gunicorn's settings (read by gunicorn.conf.py)."""
+    """The HTTP server's settings (read by cds_service/web/server.py, granian)."""
 
     # Loopback unless told otherwise: a development instance (no JWT, CORS *) is never reachable from the
-    # network by default, and a production one is reached through nginx on the same host (gunicorn alone can
-    # be stalled by a few slow clients). The container and Kubernetes set 0.0.0.0:8080 explicitly.
+    # network by default, and a production one is reached through nginx on the same host (slow clients are
+    # nginx's to wait on). The container and Kubernetes set 0.0.0.0:8080 explicitly.
     bind: str = Field("127.0.0.1:8080", description="address to listen on")
     workers: int | None = Field(
         None,
@@ -600,23 +600,23 @@ class ServerSettings(EnvironmentSettings):
         description="worker processes; default: 2 × CPU count",
     )
     threads: int = Field(4, ge=1, description="threads per worker (a call may wait on the EHR's FHIR server)")
-    worker_timeout: int = Field(
-        30, ge=1, description="seconds before a stuck worker is restarted (well beyond the FHIR budget)"
-    )
     graceful_timeout: int = Field(20, ge=0, description="seconds a worker gets to finish its calls on shutdown")
     log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
-        "info", description="gunicorn's own log level"
-    )
-    control_socket: str | None = Field(
-        None,
-        description="path of gunicorn's control socket; off by default, as its default path is one per user and "
-        "instances on one host would share it",
+        "info", description="the HTTP server's own log level"
     )
     prometheus_multiproc_dir: str | None = Field(
         None,
         validation_alias="PROMETHEUS_MULTIPROC_DIR",
         description="where workers write their metrics for `/metrics`; default: a fresh folder under `$TMPDIR`",
     )
+
+    @field_validator("bind")
+    @classmethod
+    def _bind(cls, value: str) -> str:
+        host, _, port = value.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"CDS_BIND={value!r}: expected HOST:PORT, such as 127.0.0.1:8080")
+        return value.strip()
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -97,8 +97,8 @@ def content():
 
 @pytest.fixture(autouse=True)
 def apps_are_closed(monkeypatch) -> Iterator[list[AppServices]]:
-    """Every app a test starts is closed after it (its writer thread, pools and connections), as gunicorn's
-    worker_exit does, whether or not the test closes it itself."""
+    """Every app a test starts is closed after it (its writer thread, pools and connections), as the server's
+    worker does when it stops, whether or not the test closes it itself."""
     started: list[AppServices] = []
 
     def build_and_remember(*args: Any, **kwargs: Any) -> AppServices:

@@ -36,7 +36,7 @@ from tests.builders import appointment
 from tests.clinical_date import TODAY
 from tests.pn import completed_fields, response_json
 from tests.test_appointment_book import adult_with_lbp
-from tests.test_startup import free_port, gunicorn, service_env, wait_for_service
+from tests.test_startup import free_port, server, service_env, wait_for_service
 from tests.topology import feedback_item, migrate_database
 
 pytestmark = pytest.mark.processes
@@ -247,8 +247,8 @@ def test_every_acknowledged_prior_notification_survives_a_database_crash(tmp_pat
         tmp_path, port, CDS_DATABASE_URL=scratch_postgres.url, CDS_CLINICAL_DATE=TODAY.isoformat(), CDS_THREADS="8"
     )
     migrate_database(env)
-    log = tmp_path / "gunicorn.log"
-    with gunicorn(env, log) as process:
+    log = tmp_path / "server.log"
+    with server(env, log) as process:
         wait_for_service(base, process, log)
         links, cards_issued = [], []
         for index in range(SUBMISSIONS_PER_KIND):

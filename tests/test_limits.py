@@ -1,5 +1,5 @@
 """The production shape under abuse: lbp-cds (2 workers × 4 threads) behind the shipped nginx
-configuration (cds_service/web/nginx/lbp-cds.conf). Slow clients wait on nginx, not on gunicorn's threads; a
+configuration (cds_service/web/nginx/lbp-cds.conf). Slow clients wait on nginx, not on the server's threads; a
 body over the limit is 413 whatever its transfer encoding; probes and metrics stay off the internet."""
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def chunks(total: int, piece: int = 64 * 1024) -> Iterator[bytes]:
         sent += piece
 
 
-def test_a_chunked_body_over_the_limit_is_413_at_gunicorn_itself(instance):
+def test_a_chunked_body_over_the_limit_is_413_at_the_replica_itself(instance):
     replica = instance.replicas[0]
     path = "/cds-services/lbp-patient-view"
     response = requests.post(
@@ -154,7 +154,7 @@ def test_probes_and_metrics_are_not_exposed_through_the_proxy(instance, path):
 def test_the_proxy_shows_no_version_and_the_service_asks_for_https_only(instance):
     response = instance.call("lbp-referral-select")
     assert response.status_code == 200
-    assert response.headers["Server"] == "nginx"  # no version, and not gunicorn's banner
+    assert response.headers["Server"] == "nginx"  # no version, and not the replica's own
     assert response.headers["Strict-Transport-Security"].startswith("max-age=")
     assert response.headers["Cache-Control"] == "no-store"
     error = requests.get(instance.nginx_url + "/metrics", timeout=10, verify=instance.ca_file)

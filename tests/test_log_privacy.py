@@ -2,8 +2,7 @@
 database errors carry sentinels in every field, and no log line at any level holds one.
 
 Log lines are captured as production writes them (the service's text and JSON formatters on the root
-logger, at DEBUG), and from a gunicorn process at its production level (info; at debug gunicorn adds
-each request's method and path, which carry no patient data).
+logger, at DEBUG), and from the production server (granian) at its production level (info) and at debug.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ import responses
 from sqlalchemy import text
 
 from cds_service.app import create_app
-from cds_service.observability.logs import FIELDS, SafeJsonFormatter, TextFormatter
+from cds_service.observability.logs import JsonFormatter, TextFormatter
 from cds_service.settings import TrustedIssuer, signing_keys
 from cds_service.wiring import services_of
 from tests.builders import ortho_referral, patient
@@ -50,7 +49,7 @@ def production_log_lines() -> Iterator[io.StringIO]:
     """Every log line, written by the service's text and JSON formatters, at DEBUG."""
     out = io.StringIO()
     handlers = []
-    for formatter in (TextFormatter(), SafeJsonFormatter(FIELDS, rename_fields={"levelname": "level"})):
+    for formatter in (TextFormatter(), JsonFormatter()):
         handler = logging.StreamHandler(out)
         handler.setFormatter(formatter)
         handler.setLevel(logging.DEBUG)
@@ -295,20 +294,20 @@ def test_a_database_outage_during_feedback_logs_no_value(settings, content, outa
     assert_no_sentinel(lines.getvalue())
 
 
-# --- a gunicorn process, at its debug level ------------------------------------------------------------------
+# --- the production server (granian), at info and at debug ---------------------------------------------------
 
 
 @pytest.mark.processes
-def test_a_gunicorn_instance_at_its_production_log_level_logs_no_sentinel(tmp_path):
-    from tests.test_startup import free_port, gunicorn, service_env, wait_for_service
+def test_the_server_at_its_production_log_level_logs_no_sentinel(tmp_path):
+    from tests.test_startup import free_port, server, service_env, wait_for_service
     from tests.topology import migrate_database
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = service_env(tmp_path, port, CDS_LOG_FORMAT="text", CDS_FHIR_ALLOWLIST=FHIR)  # gunicorn at info
+    env = service_env(tmp_path, port, CDS_LOG_FORMAT="text", CDS_FHIR_ALLOWLIST=FHIR)  # the server at info
     migrate_database(env)
-    log = tmp_path / "gunicorn.log"
-    with gunicorn(env, log) as process:
+    log = tmp_path / "server.log"
+    with server(env, log) as process:
         wait_for_service(base, process, log)
         answers = [requests.post(base + path, json=body, timeout=10) for path, body in hook_requests()]
         card = answers[0].json()["cards"][0]
@@ -323,17 +322,18 @@ def test_a_gunicorn_instance_at_its_production_log_level_logs_no_sentinel(tmp_pa
 
 
 @pytest.mark.processes
-def test_gunicorn_at_debug_logs_a_form_link_with_its_token_masked(tmp_path):
-    """gunicorn's debug line per request names the path: a form link's token (a credential) is masked."""
-    from tests.test_startup import free_port, gunicorn, service_env, wait_for_service
+def test_the_server_at_debug_logs_no_form_link_token(tmp_path):
+    """At debug the server logs more of its own work, never a request's path: a form link's token (a credential)
+    appears nowhere (the server's access log stays off; the service's own lines mask it)."""
+    from tests.test_startup import free_port, server, service_env, wait_for_service
     from tests.topology import migrate_database
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = service_env(tmp_path, port, CDS_LOG_FORMAT="text", CDS_LOG_LEVEL="debug")
     migrate_database(env)
-    log = tmp_path / "gunicorn.log"
-    with gunicorn(env, log) as process:
+    log = tmp_path / "server.log"
+    with server(env, log) as process:
         wait_for_service(base, process, log)
         for path in (f"/prior-notification/form/{TOKEN}", f"/prior-notification/form/{TOKEN}/records/x"):
             assert requests.get(base + path, timeout=10).status_code == 404
@@ -341,7 +341,7 @@ def test_gunicorn_at_debug_logs_a_form_link_with_its_token_masked(tmp_path):
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
     written = Path(log).read_text()
-    assert "GET /prior-notification/form/<token>/records/x" in written
+    assert "Spawning worker" in written and TOKEN not in written
     assert_no_sentinel(written)
 
 

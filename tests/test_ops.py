@@ -120,8 +120,8 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def gunicorn(tmp_path):
-    """lbp-cds under gunicorn with the repository's gunicorn.conf.py: 2 workers, JSON logs on stderr.
+def server(tmp_path):
+    """lbp-cds under its production server (granian, cds_service/web/server.py): 2 workers, JSON logs on stderr.
 
     Its database and state folder are under tmp_path; it judges calls as of the bundled examples' date,
     the requests the tests send it.
@@ -139,25 +139,24 @@ def gunicorn(tmp_path):
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     migrate_database(env)
-    log = tmp_path / "gunicorn.log"
+    log = tmp_path / "server.log"
     stderr = log.open("w")
-    gunicorn_bin = Path(sys.executable).with_name("gunicorn")
-    proc = subprocess.Popen([gunicorn_bin, "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT, env=env, stderr=stderr)
+    proc = subprocess.Popen([sys.executable, "-m", "cds_service.web.server"], cwd=ROOT, env=env, stderr=stderr)
     base = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:
         if proc.poll() is not None:
-            pytest.fail(f"gunicorn exited with {proc.returncode}: " + log.read_text()[-2000:])
+            pytest.fail(f"the server exited with {proc.returncode}: " + log.read_text()[-2000:])
         try:
             return requests.get(f"{base}/readyz", timeout=2).status_code == 200
         except requests.RequestException:  # not listening yet, or a worker still booting
             return False
 
     try:
-        wait_for(ready, timeout=40, message="gunicorn answering /readyz", interval=0.1)
+        wait_for(ready, timeout=40, message="the server answering /readyz", interval=0.1)
     except AssertionError:
         proc.kill()
-        pytest.fail("gunicorn did not become ready: " + log.read_text()[-2000:])
+        pytest.fail("the server did not become ready: " + log.read_text()[-2000:])
     yield base, log
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=30)
@@ -165,8 +164,8 @@ def gunicorn(tmp_path):
 
 
 @pytest.mark.processes
-def test_metrics_add_up_every_gunicorn_worker(gunicorn):
-    base, _log = gunicorn
+def test_metrics_add_up_every_worker(server):
+    base, _log = server
     session = requests.Session()
     for _ in range(30):
         assert session.post(f"{base}/cds-services/lbp-referral-select", json=EXAMPLE).status_code == 200
@@ -187,8 +186,8 @@ def hook_call_lines(log: Path) -> list[dict]:
 
 
 @pytest.mark.processes
-def test_one_json_log_line_per_hook_call_without_secrets(gunicorn):
-    base, log = gunicorn
+def test_one_json_log_line_per_hook_call_without_secrets(server):
+    base, log = server
     body = json.loads(json.dumps(EXAMPLE))
     body["fhirServer"] = "https://ehr.example.org/fhir"
     body["fhirAuthorization"] = {
@@ -206,3 +205,13 @@ def test_one_json_log_line_per_hook_call_without_secrets(gunicorn):
     assert call["hookInstance"] == EXAMPLE["hookInstance"]
     assert call["topics"] == ["msc-evaluation-first"] and call["ms"] > 0
     assert "very-secret-token" not in log.read_text()
+
+
+@pytest.mark.processes
+def test_with_json_logs_the_servers_own_start_up_lines_are_json_too(server):
+    _base, log = server
+    lines = [line for line in log.read_text().splitlines() if line.strip()]
+    assert not [line for line in lines if not line.startswith("{")], lines[:5]
+    messages = [json.loads(line)["message"] for line in lines]
+    assert any(message.startswith("Listening at: http://127.0.0.1:") for message in messages)
+    assert sum(message.startswith("Spawning worker") for message in messages) == 2

@@ -87,7 +87,7 @@ def test_the_wheel_holds_the_product_with_its_run_time_files_and_nothing_of_test
         "cds_service/storage/migrations/env.py",
         "cds_service/storage/migrations/script.py.mako",
         "cds_service/storage/migrations/versions/0001_initial.py",
-        "cds_service/web/gunicorn_config.py",
+        "cds_service/web/server.py",
         "guideline_data/cards.yaml",
         "guideline_data/schemas/valueset.schema.json",
         "guideline_data/examples/baseline-lbp-referral.json",

@@ -1,4 +1,4 @@
-"""Scale-out: nginx in front of two gunicorn replicas sharing PostgreSQL, as the production recipe says
+"""Scale-out: nginx in front of two replicas (granian) sharing PostgreSQL, as the production recipe says
 (docs/operators/index.md).
 
 Run alone with `pytest -m scale_out`. Needs nginx (Debian package; `.ci/run` installs it) and the PostgreSQL

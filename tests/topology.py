@@ -1,4 +1,5 @@
-"""Two gunicorn replicas of lbp-cds behind nginx on 127.0.0.1, sharing one database: the production shape.
+"""Two replicas of lbp-cds (the production server, granian) behind nginx on 127.0.0.1, sharing one database:
+the production shape.
 
 nginx runs the shipped cds_service/web/nginx/lbp-cds.conf (TLS with a certificate made here, its "site:" lines
 templated with this topology's ports and replicas), so these tests exercise the real file.
@@ -72,7 +73,8 @@ def tail(path: Path, lines: int = 40) -> str:
 
 @dataclass
 class Replica:
-    """One `gunicorn -c gunicorn.conf.py wsgi:app`, in its own process group (master and workers)."""
+    """One `python -m cds_service.web.server` (what `lbp-cds serve` runs), in its own process group (main
+    process and workers)."""
 
     name: str
     port: int
@@ -123,7 +125,7 @@ class Replica:
             self.process.wait(timeout=5)
 
     def worker_pids(self) -> list[int]:
-        """The gunicorn workers: the master's child processes."""
+        """The server's workers: the main process's child processes."""
         children = []
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
@@ -286,13 +288,10 @@ def migrate_database(env: dict[str, str]) -> None:
 
 def start_replica(name: str, env: dict[str, str], workdir: Path) -> Replica:
     port = free_port()
-    log_path = workdir / f"gunicorn-{name}.log"
-    gunicorn = Path(sys.executable).parent / "gunicorn"
+    log_path = workdir / f"server-{name}.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            # Each its own control socket: by default every gunicorn of a user takes ~/.gunicorn/gunicorn.ctl,
-            # the second replica unlinking the first one's.
-            [str(gunicorn), "-c", "gunicorn.conf.py", "--control-socket", str(workdir / f"{name}.ctl"), "wsgi:app"],
+            [sys.executable, "-m", "cds_service.web.server"],
             cwd=REPO_ROOT,
             env={**env, "CDS_BIND": f"127.0.0.1:{port}"},
             stdin=subprocess.DEVNULL,
@@ -439,7 +438,7 @@ def stop_nginx(process: subprocess.Popen[bytes]) -> None:
 def topology(
     database_url: str, replicas: int = 2, workers: int = 2, threads: int = 4, clinical_date: date = EXAMPLES_AS_OF
 ) -> Iterator[Topology]:
-    """nginx in front of `replicas` gunicorns with `workers` each, JWTs required, sharing database_url.
+    """nginx in front of `replicas` servers with `workers` each, JWTs required, sharing database_url.
 
     The replicas judge every call as of `clinical_date` (default: the date the bundled examples they are sent
     are written for) and keep their state folder in the topology's temporary folder, as nginx its files.

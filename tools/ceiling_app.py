@@ -3,9 +3,13 @@
 It reads the request body, parses it with `json.loads`, and answers with the exact bytes lbp-cds
 answered for that request (captured by the benchmark first, in the file named by
 CEILING_RESPONSE_FILE), as `application/json`. No validation, no rules, no rendering, no logging:
-whatever lbp-cds costs above this is ours, not Flask's or gunicorn's.
+whatever lbp-cds costs above this is ours, not Flask's or the HTTP server's.
 
-    CEILING_RESPONSE_FILE=/tmp/response.json gunicorn -c gunicorn.conf.py --pythonpath tools ceiling_app:app
+tools/bench_http.py serves it twice: on gunicorn as the fixed reference (the issue 22 ceiling) and on
+lbp-cds's own server (tools/ceiling_granian.py).
+
+    CEILING_RESPONSE_FILE=/tmp/response.json gunicorn --worker-class gthread --threads 4 \
+        --pythonpath tools ceiling_app:app
 """
 
 from __future__ import annotations

@@ -3,14 +3,14 @@
     .venv/bin/python tools/soak.py [--minutes 10] [--rate 20] [--clients 8]
 
 Starts what tests/test_scale_out.py starts (tests/topology.py): nginx on 127.0.0.1 in front of two
-`gunicorn -c gunicorn.conf.py wsgi:app` replicas (2 workers each, JWTs required) sharing a fresh schema on
+`python -m cds_service.web.server` replicas (granian, 2 workers each, JWTs required) sharing a fresh schema on
 the PostgreSQL server of the tests (127.0.0.1:5432 database `test`, or LBP_TEST_POSTGRES_URL), dropped at
 the end. It then sends `--rate` requests a second through nginx, cycling order-select, order-sign,
 patient-view and feedback on a recently issued card, each with a fresh JWT.
 
 Every minute and at the end it prints: requests, errors by status, p50/p99 latency, and the resident memory
-(VmRSS) of every gunicorn worker with its growth since the first minute. At the end it also checks that every
-feedback entry acknowledged with 200 is in the database, and counts tracebacks in the gunicorn logs.
+(VmRSS) of every worker with its growth since the first minute. At the end it also checks that every
+feedback entry acknowledged with 200 is in the database, and counts tracebacks in the replicas' logs.
 Exit status 1 when there was any error, lost feedback or traceback.
 """
 
@@ -140,7 +140,7 @@ class Load:
 
 
 class Memory:
-    """VmRSS of every gunicorn worker; the first minute's reading is the baseline for growth."""
+    """VmRSS of every worker; the first minute's reading is the baseline for growth."""
 
     def __init__(self, replicas: list[Replica]) -> None:
         self.replicas = replicas
@@ -219,7 +219,7 @@ def run(cluster: Topology, minutes: float, rate: float, clients: int, say: Calla
         say(f"  {memory.sample()}")
 
     say(f"\ntotal over {elapsed:.1f} min: {load.total.summary()}")
-    say("memory per gunicorn worker (VmRSS):")
+    say("memory per worker (VmRSS):")
     for line in memory.report(elapsed):
         say(line)
     lost, unknown = check_feedback(cluster, load.acknowledged)
@@ -228,7 +228,7 @@ def run(cluster: Topology, minutes: float, rate: float, clients: int, say: Calla
         f"{lost} missing from the database; {unknown} stored with topic unknown (card not yet recorded as issued)"
     )
     tracebacks = {r.name: r.log().count("Traceback") for r in cluster.replicas}
-    say(f"tracebacks in gunicorn logs: {tracebacks}")
+    say(f"tracebacks in the replicas' logs: {tracebacks}")
     failed = sum(load.total.errors.values()) or lost or sum(tracebacks.values())
     return 1 if failed else 0
 
@@ -245,7 +245,7 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=10, help="how long to run (default 10)")
     parser.add_argument("--rate", type=float, default=20, help="requests per second (default 20)")
     parser.add_argument("--clients", type=int, default=8, help="most requests in flight at once (default 8)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers per replica (default 2)")
+    parser.add_argument("--workers", type=int, default=2, help="workers per replica (default 2)")
     args = parser.parse_args()
     if not (0 < args.minutes <= 24 * 60 and 0 < args.rate <= 1000 and 0 < args.clients <= 256):
         parser.error("--minutes in (0, 1440], --rate in (0, 1000], --clients in (0, 256]")

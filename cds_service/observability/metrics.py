@@ -1,15 +1,16 @@
-"""Prometheus metrics. Under gunicorn every worker writes its own files in PROMETHEUS_MULTIPROC_DIR
-(set by gunicorn.conf.py) and /metrics adds them up; in a single process the default registry serves."""
+"""Prometheus metrics. Under the server every worker writes its own files in PROMETHEUS_MULTIPROC_DIR
+(set by cds_service/web/server.py) and /metrics adds them up; in a single process the default registry serves."""
 
 from __future__ import annotations
 
 import os
+from functools import cache
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
 # In multiprocess mode a metric without labels writes its file when defined (below): the folder must exist
-# in every process that imports this, a command such as `lbp-cds migrate` too, not only under gunicorn.
+# in every process that imports this, a command such as `lbp-cds migrate` too, not only under the server.
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
@@ -40,8 +41,20 @@ FEEDBACK = Counter(
 )
 
 
+# The labelled series a hook call updates, looked up once per label set: `labels()` takes the metric's lock
+# and builds its key on every call, so the hot path keeps the series it has already met.
+@cache
+def hook_seconds(service: str, status: int) -> Histogram:
+    return HOOK_SECONDS.labels(service=service, status=status)
+
+
+@cache
+def cards_issued(service: str, topic: str) -> Counter:
+    return CARDS_ISSUED.labels(service=service, topic=topic)
+
+
 def exposition() -> tuple[bytes, str]:
-    """The text exposition format: all workers' metrics under gunicorn, this process's otherwise."""
+    """The text exposition format: all workers' metrics under the server, this process's otherwise."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

@@ -59,7 +59,7 @@ def call_service(service_id: str) -> Response:
         raise
     log_call(service.id, 200, started, result=result)
     for topic in result.topics:
-        metrics.CARDS_ISSUED.labels(service=service.id, topic=topic).inc()
+        metrics.cards_issued(service.id, topic).inc()
     record_issued(services, service.id, result)
     return jsonify(result.response())
 
@@ -73,7 +73,7 @@ def log_call(
 ) -> None:
     """One line per hook call: what was answered, how long it took, which data was fetched or missing."""
     seconds = time.perf_counter() - started
-    metrics.HOOK_SECONDS.labels(service=service_id, status=status).observe(seconds)
+    metrics.hook_seconds(service_id, status).observe(seconds)
     fields: dict[str, Any] = {
         "event": "hook_call",
         "service": service_id,

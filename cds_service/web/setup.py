@@ -90,13 +90,22 @@ def vary_on_origin(response: Response) -> Response:
     return response
 
 
+# The security headers with their names as Werkzeug compares them, computed once: adding what is missing in one
+# pass costs about a fifth of one Headers.setdefault per header (BENCHMARKS.md, "The serving stack").
+SECURITY_HEADER_ITEMS = tuple((name.lower(), name, value) for name, value in SECURITY_HEADERS.items())
+
+
 def add_security_headers(response: Response) -> Response:
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
+    headers = response.headers
+    present = {name.lower() for name, _value in headers}
+    headers.extend([(name, value) for key, name, value in SECURITY_HEADER_ITEMS if key not in present])
     # Hook answers, feedback and pages may carry patient data: no cache keeps them. Only this
     # service's own static files (scripts, styles) may be cached.
     if request.endpoint != "static":
-        response.headers["Cache-Control"] = "no-store"
+        if "cache-control" in present:
+            headers["Cache-Control"] = "no-store"
+        else:
+            headers.add("Cache-Control", "no-store")
     return response
 
 
