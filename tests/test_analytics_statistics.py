@@ -74,9 +74,17 @@ def test_stopped_firing_when_zero_cards_in_a_row_are_improbable():
     assert "no card since 2026-03-02 (3 days with 300 calls), expected 9.0 (P(0) = 1.2e-04)" in found[0].message
 
 
+def test_a_topic_that_stops_is_one_stopped_alarm_not_one_alarm_a_day():
+    found = alarms(control_chart(days([(10, 100)] * 56 + [(0, 100)] * 20)))
+    assert [(a.kind, a.since, a.until) for a in found] == [
+        ("stopped", START + timedelta(days=56), START + timedelta(days=75))
+    ]
+    assert found[0].expected == pytest.approx(200.0)
+
+
 def test_days_without_calls_neither_break_nor_count_in_a_stopped_run():
     baseline = [(3, 100)] * 56
-    found = alarms(control_chart(days(baseline + [(0, 100), (0, 0), (0, 0), (0, 100), (0, 100)])))
+    found = alarms(control_chart(days([*baseline, (0, 100), (0, 0), (0, 0), (0, 100), (0, 100)])))
     assert [(a.kind, a.expected) for a in found] == [("stopped", pytest.approx(9.0))]
 
 

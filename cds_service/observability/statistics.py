@@ -99,8 +99,12 @@ def control_chart(days: Sequence[Day]) -> list[Point]:
 
 def alarms(points: Sequence[Point]) -> list[Alarm]:
     """Every alarm of the chart, oldest first: beyond the limits, a run on one side, stopped firing."""
-    found = beyond_limits(points) + runs(points) + stopped(points)
-    return sorted(found, key=lambda a: (a.since, a.kind))
+    silent = stopped(points)
+    # Within a stopped run every day is also below the limits: the stopped alarm says it once.
+    explained = [
+        a for a in beyond_limits(points) + runs(points) if not any(s.since <= a.since <= s.until for s in silent)
+    ]
+    return sorted(explained + silent, key=lambda a: (a.since, a.kind))
 
 
 def beyond_limits(points: Sequence[Point]) -> list[Alarm]:
