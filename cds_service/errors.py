@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 ISSUE_TYPE_BY_STATUS = {
     400: "invalid",
     401: "login",
+    403: "forbidden",
     404: "not-found",
     405: "not-supported",
     412: "incomplete",

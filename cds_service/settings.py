@@ -46,6 +46,9 @@ LOOPBACK_NAMES = frozenset({"localhost"})
 # CDS_REQUIRE_JWT=false); a service that requires JWTs refuses to start without a key of its own.
 DEVELOPMENT_FORM_KEY = "lbp-cds development form-link key: never use in production"
 MIN_FORM_KEY_LENGTH = 32
+# Signs the staff session cookie when CDS_STAFF_SESSION_SECRET is not set: development only, as above.
+DEVELOPMENT_SESSION_KEY = "lbp-cds development staff-session key: never use in production"
+DISCOVERY_PATH = "/.well-known/openid-configuration"
 # What pydantic's own checks mean, in the words of the variables' documentation.
 PLAIN_ERRORS = {
     "int_parsing": "expected a whole number",
@@ -304,6 +307,36 @@ class Settings(EnvironmentSettings):
         "may read every EHR's Prior Notification records; any other caller reads only those its own EHR "
         "(issuer and tenant) filed; default: none",
     )
+    staff_oidc_issuer: str | None = Field(
+        None,
+        description="the organization's OpenID Connect identity provider for the staff sign-in to `/analytics`: "
+        "its issuer URL (the discovery document is read from `<issuer>/.well-known/openid-configuration`) or the "
+        "discovery document's URL; https, or http to loopback only; default: none (in production every analytics "
+        "URL then answers 401; in development it is open on loopback)",
+    )
+    staff_oidc_client_id: str | None = Field(
+        None, description="this service's client id at the identity provider (required with the issuer)"
+    )
+    staff_oidc_client_secret: SecretStr | None = Field(
+        None, description="this service's client secret at the identity provider (required with the issuer)"
+    )
+    staff_role_claim: str = Field(
+        "groups",
+        description="the ID token (or UserInfo) claim that grants the staff role: a string or a list of strings",
+    )
+    staff_role_values: CommaList = Field(
+        ("lbp-analytics",),
+        description="comma-separated values of that claim, any one of which grants the staff role",
+    )
+    staff_session_minutes: int = Field(
+        60, ge=1, description="how long a staff sign-in lasts (then the dashboard asks to sign in again)"
+    )
+    staff_session_secret: SecretStr | None = Field(
+        None,
+        description="secret that signs the staff session cookie (at least 32 characters; the same on every "
+        "replica); required in production when the issuer is set; default: a fixed development key, only with "
+        "`CDS_REQUIRE_JWT=false`",
+    )
     state_dir: Path = Field(
         DEFAULT_STATE_DIR,
         description="where the service keeps the last content that passed validation (`content-last-good.tar`), "
@@ -346,8 +379,29 @@ class Settings(EnvironmentSettings):
             return self.cors_origins
         return () if self.require_jwt else ("*",)
 
+    @property
+    def staff_sign_in(self) -> bool:
+        """Whether staff sign in through an identity provider (check() makes sure it is fully set)."""
+        return self.staff_oidc_issuer is not None
+
+    @property
+    def staff_oidc_discovery_url(self) -> str | None:
+        issuer = self.staff_oidc_issuer
+        if issuer is None or issuer.endswith(DISCOVERY_PATH):
+            return issuer
+        return issuer + DISCOVERY_PATH
+
+    @property
+    def session_key(self) -> str | None:
+        """The staff session key; the development key only where JWTs are not required; None: no sessions (in
+        production without an identity provider, where every analytics URL is refused anyway)."""
+        if self.staff_session_secret is not None:
+            return self.staff_session_secret.get_secret_value()
+        return None if self.require_jwt else DEVELOPMENT_SESSION_KEY
+
     def check(self) -> None:
-        """Refuse to serve when JWTs are required but could never be verified."""
+        """Refuse to serve when JWTs are required but could never be verified, or the staff sign-in is half set."""
+        self.check_staff_sign_in()
         if not self.require_jwt:
             return
         missing = [
@@ -372,6 +426,70 @@ class Settings(EnvironmentSettings):
         untrusted = [issuer for issuer in self.pn_reader_issuers if issuer not in self.trusted_issuers]
         if untrusted:
             raise SettingsError(f"CDS_PN_READER_ISSUERS: {', '.join(untrusted)} not among CDS_TRUSTED_ISSUERS")
+
+    def check_staff_sign_in(self) -> None:
+        given = {
+            "CDS_STAFF_OIDC_ISSUER": self.staff_oidc_issuer,
+            "CDS_STAFF_OIDC_CLIENT_ID": self.staff_oidc_client_id,
+            "CDS_STAFF_OIDC_CLIENT_SECRET": self.staff_oidc_client_secret,
+        }
+        if not any(given.values()):
+            return  # no staff sign-in: analytics is closed in production, open on loopback in development
+        missing = [name for name, value in given.items() if not value]
+        if self.require_jwt and self.staff_session_secret is None:
+            missing.append("CDS_STAFF_SESSION_SECRET")
+        if missing:
+            raise SettingsError(
+                f"the staff sign-in needs {' and '.join(missing)} too: the identity provider, this service's "
+                "client id and secret there, and (in production) the secret that signs the staff session cookie "
+                f"(at least {MIN_FORM_KEY_LENGTH} characters); or set none of CDS_STAFF_OIDC_*"
+            )
+
+    @field_validator("staff_oidc_issuer")
+    @classmethod
+    def _staff_issuer(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            return parse_allowlist([value])[0]
+        except ValueError as error:
+            raise ValueError(f"CDS_STAFF_OIDC_ISSUER: {error}") from None
+
+    @field_validator("staff_oidc_client_id")
+    @classmethod
+    def _staff_client_id(cls, value: str | None) -> str | None:
+        return value.strip() if value is not None and value.strip() else None
+
+    @field_validator("staff_oidc_client_secret")
+    @classmethod
+    def _staff_client_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value().strip() else None
+
+    @field_validator("staff_role_claim")
+    @classmethod
+    def _staff_role_claim(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("CDS_STAFF_ROLE_CLAIM: name the claim that grants the staff role, e.g. groups")
+        return value.strip()
+
+    @field_validator("staff_role_values", mode="before")
+    @classmethod
+    def _staff_role_values(cls, value: Any) -> Any:
+        values = comma_separated(value)
+        if not values:
+            raise ValueError("CDS_STAFF_ROLE_VALUES: list at least one value that grants the staff role")
+        return values
+
+    @field_validator("staff_session_secret")
+    @classmethod
+    def _session_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if len(value.get_secret_value()) < MIN_FORM_KEY_LENGTH:
+            raise ValueError(
+                f"CDS_STAFF_SESSION_SECRET: too short; use a random secret of at least {MIN_FORM_KEY_LENGTH} characters"
+            )
+        return value
 
     @field_validator("public_base_url")
     @classmethod

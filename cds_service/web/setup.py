@@ -7,7 +7,7 @@ from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from cds_service.settings import Settings
-from cds_service.web import errors, hook_routes, openapi, ops, pages, preview, prior_notification
+from cds_service.web import errors, hook_routes, openapi, ops, pages, preview, prior_notification, staff
 from cds_service.web.json_provider import OrjsonProvider
 from cds_service.wiring import current_services
 
@@ -38,6 +38,7 @@ def init_app(app: Flask, settings: Settings) -> None:
         app.config["TRUSTED_HOSTS"] = LOOPBACK_HOSTS
     app.config["SEND_FILE_MAX_AGE_DEFAULT"] = STATIC_MAX_AGE_SECONDS
     errors.init_app(app)
+    staff.init_app(app, settings)  # before any blueprint: its guard covers every /analytics URL
     app.register_blueprint(hook_routes.blueprint)
     app.register_blueprint(pages.blueprint)
     app.register_blueprint(prior_notification.blueprint)
