@@ -71,9 +71,8 @@ class Alarm:
     message: str
 
 
-def centre_for(day: date, history: Sequence[Day]) -> float | None:
-    """Cards per call on the same weekday in the BASELINE_DAYS before `day` (all weekdays if too few)."""
-    window = [d for d in history if 0 < (day - d.day).days <= BASELINE_DAYS and d.calls > 0]
+def centre_for(day: date, window: Sequence[Day]) -> float | None:
+    """Cards per call on the same weekday among the days of `window` (all weekdays if too few)."""
     same = [d for d in window if d.day.weekday() == day.weekday()]
     chosen = same if len(same) >= MIN_SAME_WEEKDAYS else window
     calls = sum(d.calls for d in chosen)
@@ -82,12 +81,13 @@ def centre_for(day: date, history: Sequence[Day]) -> float | None:
 
 def control_chart(days: Sequence[Day]) -> list[Point]:
     """The u-chart: each day with calls, its centre line and 3-sigma limits from its own baseline."""
-    ordered = sorted(days, key=lambda d: d.day)
+    ordered = [d for d in sorted(days, key=lambda d: d.day) if d.calls > 0]  # no call, no information
     points = []
-    for day in ordered:
-        if day.calls <= 0:
-            continue  # no opportunity, no information
-        centre = centre_for(day.day, ordered)
+    start = 0
+    for index, day in enumerate(ordered):
+        while (day.day - ordered[start].day).days > BASELINE_DAYS:
+            start += 1
+        centre = centre_for(day.day, ordered[start:index])  # the BASELINE_DAYS before the day
         if centre is None:
             points.append(Point(day.day, day.cards, day.calls, None, None, None))
             continue
