@@ -13,6 +13,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+import orjson
+
+from cards.render import thaw
 from cds_service.content.loader import Content
 from cds_service.pipeline.call import CallResult
 from cds_service.storage.database import HookCall, IssuedCard
@@ -69,9 +72,9 @@ def judgement_of(decision: Decision, decisions: tuple[Decision, ...]) -> str:
 def suggestion_kind(suggestion: Mapping[str, Any], orders: Mapping[str, Any]) -> str:
     """`pt-referral`, `cbt-referral`…: the orders.yaml order it creates; one that also deletes the draft
     referral is a swap (`msc-swap`)."""
-    codes = {name: order.get("code") for name, order in orders.items()}
+    codes = {name: comparable(order.get("code")) for name, order in orders.items()}
     created = [
-        next((name for name, code in codes.items() if code == action["resource"].get("code")), "other")
+        next((name for name, code in codes.items() if code == comparable(action["resource"].get("code"))), "other")
         for action in suggestion.get("actions", ())
         if action.get("type") == "create"
     ]
@@ -79,6 +82,11 @@ def suggestion_kind(suggestion: Mapping[str, Any], orders: Mapping[str, Any]) ->
     if any(action.get("type") == "delete" for action in suggestion.get("actions", ())):
         return kind.removesuffix("-referral") + "-swap"
     return kind
+
+
+def comparable(value: Any) -> str:
+    """The content's frozen JSON and a rendered card's plain JSON, made comparable."""
+    return orjson.dumps(thaw(value), option=orjson.OPT_SORT_KEYS).decode()
 
 
 def clinician_pseudonym(key: str, issuer: str | None, tenant: str | None, user: str | None) -> str | None:

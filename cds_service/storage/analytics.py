@@ -93,7 +93,9 @@ class Choices:
 def choices(storage: Storage) -> Choices:
     c = card_days.c
     with storage.engine.connect() as connection:
-        ehrs = list(connection.execute(select(c.issuer, c.tenant).distinct().order_by(c.issuer, c.tenant)).tuples())
+        ehrs = [
+            (i, t) for i, t in connection.execute(select(c.issuer, c.tenant).distinct().order_by(c.issuer, c.tenant))
+        ]
         services = list(connection.scalars(select(c.service_id).distinct().order_by(c.service_id)))
         topics = list(connection.scalars(select(c.topic).distinct().order_by(c.topic)))
         versions_query = (
@@ -101,7 +103,7 @@ def choices(storage: Storage) -> Choices:
             .group_by(c.content_version)
             .order_by(func.min(c.day))
         )
-        versions = list(connection.execute(versions_query).tuples())
+        versions = [(v, first, last) for v, first, last in connection.execute(versions_query)]
         first, last = connection.execute(select(func.min(c.day), func.max(c.day))).one()
     return Choices(ehrs, services, topics, versions, first, last)
 

@@ -100,11 +100,20 @@ def record_issued(
     key, key_id = services.settings.clinician_key, services.settings.clinician_key_id
     user = user_id if isinstance(user_id, str) and user_id else (caller.subject if caller else None)
     pseudonym = clinician_pseudonym(key.get_secret_value(), issuer, tenant, user) if key else None
-    content = services.current_content()
-    at = datetime.now(UTC)
-    services.issued_cards.record(
-        hook_call_record(result, service_id, hook, at, content, (issuer, tenant), (pseudonym, key_id))
-    )
+    try:
+        call = hook_call_record(
+            result,
+            service_id,
+            hook,
+            datetime.now(UTC),
+            services.current_content(),
+            (issuer, tenant),
+            (pseudonym, key_id),
+        )
+    except Exception:  # bookkeeping: never the clinician's problem
+        log.exception("hook call not recorded (analytics record could not be made)")
+        return
+    services.issued_cards.record(call)
 
 
 @blueprint.post("/cds-services/<service_id>/feedback")
