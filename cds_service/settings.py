@@ -320,6 +320,11 @@ class Settings(EnvironmentSettings):
     staff_oidc_client_secret: SecretStr | None = Field(
         None, description="this service's client secret at the identity provider (required with the issuer)"
     )
+    staff_oidc_scopes: CommaList = Field(
+        ("openid",),
+        description="comma-separated scopes asked of the identity provider (`openid` is always asked); add the one "
+        "your provider needs to release the role claim, e.g. `openid,groups`",
+    )
     staff_role_claim: str = Field(
         "groups",
         description="the ID token (or UserInfo) claim that grants the staff role: a string or a list of strings",
@@ -464,6 +469,12 @@ class Settings(EnvironmentSettings):
     @classmethod
     def _staff_client_secret(cls, value: SecretStr | None) -> SecretStr | None:
         return value if value is not None and value.get_secret_value().strip() else None
+
+    @field_validator("staff_oidc_scopes", mode="before")
+    @classmethod
+    def _staff_scopes(cls, value: Any) -> Any:
+        scopes = comma_separated(value)
+        return scopes if "openid" in scopes else ("openid", *scopes)
 
     @field_validator("staff_role_claim")
     @classmethod

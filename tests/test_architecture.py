@@ -63,11 +63,17 @@ def test_the_top_of_cds_service_holds_only_the_factory_settings_and_wiring():
     assert rooms == ["content", "observability", "pipeline", "storage", "web"]
 
 
+# Pages whose tables document variables beside the README's Configuration section.
+VARIABLE_PAGES = ("docs/operators/staff-sign-in.md",)
+
+
 def readme_variables() -> dict[str, str]:
-    """Each variable of the README's configuration tables with its default column."""
+    """Each variable of the configuration tables (the README's, and those of VARIABLE_PAGES) with its default
+    column."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
-    rows = re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \| ([^|]*) \|", section, re.MULTILINE)
+    sections = [readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]]
+    sections += [(ROOT / page).read_text(encoding="utf-8") for page in VARIABLE_PAGES]
+    rows = [row for section in sections for row in re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \| ([^|]*) \|", section, re.M)]
     return {name: default.strip() for name, default in rows}
 
 

@@ -97,6 +97,7 @@ def wait_for_service(base: str, process: subprocess.Popen[bytes], log: Path) -> 
         ("CDS_DATABASE_URL", "postgresql+psycopg://lbp@db.example.org:54x2/lbp", "CDS_DATABASE_URL"),
         ("CDS_FHIR_BUDGET_MS", "fast", "CDS_FHIR_BUDGET_MS"),
         ("CDS_THREADS", "0", "CDS_THREADS"),
+        ("CDS_STAFF_SESSION_SECRET", "too short", "CDS_STAFF_SESSION_SECRET"),
     ],
 )
 @pytest.mark.parametrize("command", ["gunicorn", "db upgrade"])
