@@ -28,6 +28,7 @@ from tests.builders import CPT, medication_request, patient
 from tests.clinical_date import CLOCK, TODAY
 from tests.conftest import private_settings
 from tests.databases import migrated, postgres_schema
+from tests.test_staff_sign_in import production
 
 PATIENT_VIEW = "/cds-services/lbp-patient-view"
 CLINICIAN_KEY = "k" * 40
@@ -255,3 +256,18 @@ def test_retention_deletes_what_is_older_than_the_setting(tmp_path, content):
     assert "Kept the last 30 days; deleted 1 issued cards" in result.output
     assert rows(app, issued_cards) == [] and rows(app, call_days) == []
     assert len(rows(app, card_days)) == 1  # today's count is within the 30 days
+
+
+def test_in_production_without_sign_in_every_analytics_url_reveals_nothing(demo_app, content):
+    demo_settings = services_of(demo_app).settings
+    app = create_app(production(demo_settings, public_base_url="https://cds.example.org"), content=content, clock=CLOCK)
+    client = app.test_client()
+    urls = [f"/analytics{page}?{YEAR}" for page in PAGES] + [f"/analytics/outcomes.csv?{YEAR}&table=coverage"]
+    for url in urls:
+        for accept in ("text/html", "*/*"):
+            response = client.get(url, headers={"Accept": accept})
+            assert response.status_code in (302, 401), url
+            assert "demo.invalid" not in response.get_data(as_text=True)
+            assert "lbp-referral-sign" not in response.get_data(as_text=True)
+    assert client.post("/analytics/comments/read", data={"comment": "1"}).status_code in (302, 401, 403)
+    services_of(app).close()
