@@ -44,13 +44,24 @@ def test_u_chart_limits_are_the_centre_plus_minus_three_sigma_of_the_day():
 
 
 def test_a_day_beyond_three_sigma_is_an_alarm_that_says_count_and_expected():
-    # limits for 100 calls at 0.1: 0.1 ± 3 * 0.0316228 → 0.51 to 19.49 cards
-    found = alarms(control_chart(days([(10, 100)] * 56 + [(20, 100)])))
+    # limits for 100 calls at 0.1: 0.1 ± 3 * 0.0316228 → 0.51 to 19.49 cards; P(X >= 25 | 10) = 5e-5
+    found = alarms(control_chart(days([(10, 100)] * 56 + [(25, 100)])))
     assert [(a.kind, a.since, a.cards, a.expected) for a in found] == [
-        ("beyond-limits", START + timedelta(days=56), 20, pytest.approx(10.0))
+        ("beyond-limits", START + timedelta(days=56), 25, pytest.approx(10.0))
     ]
-    assert "20 cards in 100 calls, above" in found[0].message and "expected 10.0" in found[0].message
+    assert "25 cards in 100 calls, above" in found[0].message and "expected 10.0" in found[0].message
+    # 20 cards: beyond 19.49, but P(X >= 20 | 10) = 0.0035, more than a normal value beyond 3 sigma (0.00135)
+    assert alarms(control_chart(days([(10, 100)] * 56 + [(20, 100)]))) == []
     assert alarms(control_chart(days([(10, 100)] * 56 + [(19, 100)]))) == []
+
+
+def test_a_rare_card_firing_once_is_not_beyond_the_limits_when_the_poisson_tail_says_it_is_likely():
+    # centre 0.001 per call, 100 calls: expected 0.1 card, upper limit 0.001 + 3 * sqrt(0.00001) = 0.0105 per call;
+    # 2 cards (0.02) are above it, but P(X >= 2 | 0.1) = 1 - e^-0.1 * 1.1 = 0.0047: not improbable enough.
+    baseline = [(1, 1000)] * 56
+    assert alarms(control_chart(days([*baseline, (2, 100)]))) == []
+    # 4 cards: P(X >= 4 | 0.1) = 3.8e-6
+    assert [a.kind for a in alarms(control_chart(days([*baseline, (4, 100)])))] == ["beyond-limits"]
 
 
 def test_eight_days_in_a_row_above_the_centre_is_a_shift_seven_is_not():

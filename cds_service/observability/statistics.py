@@ -15,6 +15,7 @@ from datetime import date
 
 Z_95 = 1.959963984540054
 SIGMAS = 3.0
+ONE_SIDED_3_SIGMA = 0.00135  # the chance of a normal value beyond +3 sigma
 BASELINE_DAYS = 56  # eight weeks of the same weekday before a day set its centre line
 MIN_SAME_WEEKDAYS = 2  # fewer same-weekday days in the baseline: the centre is the whole baseline's
 RUN_LENGTH = 8  # this many days in a row on one side of the centre line is a shift
@@ -100,9 +101,11 @@ def control_chart(days: Sequence[Day]) -> list[Point]:
 def alarms(points: Sequence[Point]) -> list[Alarm]:
     """Every alarm of the chart, oldest first: beyond the limits, a run on one side, stopped firing."""
     silent = stopped(points)
-    # Within a stopped run every day is also below the limits: the stopped alarm says it once.
+    # A stopped run is also below the limits and a run below the centre: the stopped alarm says it once.
     explained = [
-        a for a in beyond_limits(points) + runs(points) if not any(s.since <= a.since <= s.until for s in silent)
+        a
+        for a in beyond_limits(points) + runs(points)
+        if not any(a.since <= s.until and s.since <= a.until for s in silent)
     ]
     return sorted(explained + silent, key=lambda a: (a.since, a.kind))
 
@@ -112,7 +115,9 @@ def beyond_limits(points: Sequence[Point]) -> list[Alarm]:
     for p in points:
         if p.upper is None or p.lower is None or p.expected is None:
             continue
-        if p.rate > p.upper or (p.lower > 0 and p.rate < p.lower):
+        # Few cards a day are far from normal: a high count must also be improbable by the Poisson tail.
+        high = p.rate > p.upper and poisson_at_least(p.cards, p.expected) < ONE_SIDED_3_SIGMA
+        if high or (p.lower > 0 and p.rate < p.lower):
             side = "above" if p.rate > p.upper else "below"
             message = (
                 f"{p.day}: {p.cards} cards in {p.calls} calls, {side} the 3-sigma limits "
@@ -120,6 +125,15 @@ def beyond_limits(points: Sequence[Point]) -> list[Alarm]:
             )
             found.append(Alarm("beyond-limits", p.day, p.day, p.cards, p.expected, message))
     return found
+
+
+def poisson_at_least(count: int, mean: float) -> float:
+    """P(X >= count) for a Poisson count of this mean."""
+    term, below = math.exp(-mean), 0.0
+    for k in range(count):
+        below += term
+        term *= mean / (k + 1)
+    return max(0.0, 1.0 - below)
 
 
 def runs(points: Sequence[Point]) -> list[Alarm]:

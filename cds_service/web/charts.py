@@ -40,7 +40,9 @@ def control_charts(rows: Sequence[Mapping[str, Any]]) -> Markup:
     rate = base.mark_line(color="#1f4e79", strokeWidth=1.2).encode(y="rate:Q")
     alarm = base.mark_point(color="#b00020", filled=True, size=30).encode(y="rate:Q").transform_filter("datum.alarm")
     layered = alt.layer(band, centre, rate, alarm, data=values(rows)).properties(width=WIDTH, height=110)
-    return svg(layered.facet(row=alt.Row("series:N", title=None, header=alt.Header(labelAngle=0, labelAlign="left"))))
+    header = alt.Header(labelAngle=0, labelAlign="left", labelAnchor="start", labelOrient="top", labelFontSize=12)
+    faceted = layered.facet(row=alt.Row("series:N", title=None, header=header)).resolve_scale(y="independent")
+    return svg(faceted)
 
 
 def stacked_bars(rows: Sequence[Mapping[str, Any]], category: str, title: str) -> Markup:
