@@ -271,3 +271,11 @@ def test_in_production_without_sign_in_every_analytics_url_reveals_nothing(demo_
             assert "lbp-referral-sign" not in response.get_data(as_text=True)
     assert client.post("/analytics/comments/read", data={"comment": "1"}).status_code in (302, 401, 403)
     services_of(app).close()
+
+
+def test_the_stopped_topic_is_a_prometheus_metric(demo_app):
+    text = demo_app.test_client().get("/metrics").get_data(as_text=True)
+    stopped = 'lbp_analytics_topic_stopped{service="lbp-referral-sign",topic="opioid-sparing-alternatives"} 1.0'
+    assert stopped in text
+    assert 'lbp_analytics_topic_stopped{service="lbp-patient-view",topic="physical-therapy-first-line"} 0.0' in text
+    assert "lbp_analytics_alarms_evaluated_timestamp_seconds" in text

@@ -70,6 +70,7 @@ class Alarm:
     cards: int  # over since..until
     expected: float  # over since..until
     message: str
+    direction: str = "below"  # above | below the centre line
 
 
 def centre_for(day: date, window: Sequence[Day]) -> float | None:
@@ -123,7 +124,7 @@ def beyond_limits(points: Sequence[Point]) -> list[Alarm]:
                 f"{p.day}: {p.cards} cards in {p.calls} calls, {side} the 3-sigma limits "
                 f"(expected {p.expected:.1f}, limits {p.lower * p.calls:.1f}–{p.upper * p.calls:.1f})"
             )
-            found.append(Alarm("beyond-limits", p.day, p.day, p.cards, p.expected, message))
+            found.append(Alarm("beyond-limits", p.day, p.day, p.cards, p.expected, message, side))
     return found
 
 
@@ -153,7 +154,7 @@ def runs(points: Sequence[Point]) -> list[Alarm]:
                 f"since {run[0].day}: {len(run)} days in a row {where} the centre line "
                 f"({cards} cards, expected {expected:.1f})"
             )
-            found.append(Alarm("run", run[0].day, run[-1].day, cards, expected, message))
+            found.append(Alarm("run", run[0].day, run[-1].day, cards, expected, message, where))
         run, side = ([p], this) if p is not None and this != 0 else ([], 0)
     return found
 

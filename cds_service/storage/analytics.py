@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, delete, distinct, exists, func, literal, or_, select, true, update
 from sqlalchemy.engine import Connection
 
-from cds_service.observability.statistics import BASELINE_DAYS, Day
+from cds_service.observability.statistics import BASELINE_DAYS, Alarm, Day, alarms, control_chart
 from cds_service.storage.database import (
     NO_EHR,
     Storage,
@@ -29,6 +29,7 @@ from cds_service.storage.database import (
 
 DEMO_ISSUER_SUFFIX = ".demo.invalid"  # demo-data's EHRs: never a real host (RFC 6761)
 COMMENT_PAGE = 50
+RECENT_DAYS = 28  # the alarms of the metrics look at the last four weeks (and their baseline)
 NO_SUGGESTION = "no suggestion taken"  # accepted cards that offer none (PN, red flags), or none recorded
 # Time from card to action, and cards per clinician per day: the buckets of their distributions.
 ACTION_BUCKETS = ((60, "< 1 min"), (600, "1–10 min"), (3600, "10–60 min"), (86400, "1–24 h"), (604800, "1–7 days"))
@@ -138,6 +139,17 @@ def firing(storage: Storage, filters: Filters) -> dict[tuple[str, str], list[Day
             Day(day, cards.get((service, topic, day), 0), n) for day, n in sorted(calls[service].items())
         ]
     return series
+
+
+def ongoing_alarms(storage: Storage, today: date) -> dict[tuple[str, str], list[Alarm]]:
+    """Per service × topic with cards in the last weeks, the alarms that hold on its latest day with calls."""
+    found: dict[tuple[str, str], list[Alarm]] = {}
+    recent = Filters(today - timedelta(days=RECENT_DAYS), today)
+    for key, days in firing(storage, recent).items():
+        points = control_chart(days)
+        latest = points[-1].day if points else None
+        found[key] = [a for a in alarms(points) if a.until == latest]
+    return found
 
 
 # --------------------------------------------------------------------------

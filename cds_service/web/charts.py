@@ -13,6 +13,7 @@ import vl_convert
 from markupsafe import Markup
 
 WIDTH = 620
+LABELS = alt.Axis(labelLimit=320)  # service · topic and EHR names in full
 # The SVG's own ARIA roles describe marks one by one; the figure describes the chart as a whole (role=img),
 # so they are dropped, with the SVG's fixed size (the stylesheet scales it).
 ARIA_ATTRIBUTES = re.compile(r'\s(?:role|aria-[a-z]+)="[^"]*"')
@@ -51,7 +52,7 @@ def stacked_bars(rows: Sequence[Mapping[str, Any]], category: str, title: str) -
         alt.Chart(values(rows))
         .mark_bar()
         .encode(
-            y=alt.Y(f"{category}:N", title=None, sort=None),
+            y=alt.Y(f"{category}:N", title=None, sort=None, axis=LABELS),
             x=alt.X("share:Q", title=title, axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
             color=alt.Color("part:N", title=None, sort=None, scale=alt.Scale(scheme="tableau10")),
             order=alt.Order("order:Q"),
@@ -63,7 +64,7 @@ def stacked_bars(rows: Sequence[Mapping[str, Any]], category: str, title: str) -
 
 def interval_chart(rows: Sequence[Mapping[str, Any]], category: str, title: str) -> Markup:
     """A share with its 95 % interval per category (point and rule); small n drawn grey."""
-    base = alt.Chart(values(rows)).encode(y=alt.Y(f"{category}:N", title=None, sort=None))
+    base = alt.Chart(values(rows)).encode(y=alt.Y(f"{category}:N", title=None, sort=None, axis=LABELS))
     colour = alt.condition("datum.small", alt.value("#999999"), alt.value("#1f4e79"))
     rule = base.mark_rule().encode(x=alt.X("low:Q", title=title, axis=alt.Axis(format="%")), x2="high:Q", color=colour)
     point = base.mark_point(filled=True, size=50).encode(x="share:Q", color=colour)
