@@ -126,6 +126,7 @@ feedback = Table(
     UniqueConstraint("card_uuid", "outcome", "outcome_timestamp", name="uq_feedback_card_outcome_time"),
 )
 Index("ix_feedback_issuer_time", feedback.c.issuer, feedback.c.tenant, feedback.c.outcome_timestamp)
+Index("ix_feedback_card_issued_at", feedback.c.card_issued_at)  # analytics: feedback on the cards of a period
 
 # Daily counts kept beside the rows (revision 0003), so that a dashboard over a year of a large plan reads
 # thousands of rows, not millions. Absent issuer/tenant are stored as "" (part of the key). Days are UTC.

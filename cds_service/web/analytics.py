@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -20,6 +21,7 @@ from flask import Blueprint, Response, abort, redirect, render_template, request
 from markupsafe import Markup
 
 from cds_service.observability.statistics import (
+    SIGMAS,
     SUPPRESSED,
     Alarm,
     Point,
@@ -180,6 +182,7 @@ def firing_sections(storage: Storage, filters: Filters) -> list[Section]:
     rows: list[dict[str, Any]] = []
     weekly: dict[tuple[str, date], tuple[int, int, float]] = {}
     found: list[tuple[str, Alarm]] = []
+    by_day = (filters.last - filters.first).days < DAILY_CHART_DAYS
     for (service, topic), days in queries.firing(storage, filters).items():
         series = f"{service} · {topic}"
         points = control_chart(days)
@@ -187,11 +190,12 @@ def firing_sections(storage: Storage, filters: Filters) -> list[Section]:
         series_alarms = alarms(points)
         found += [(series, a) for a in series_alarms if a.until >= filters.first]
         flagged = flagged_days(series_alarms)
-        rows += [chart_row(series, p, p.day in flagged) for p in shown_points]
-        for p in shown_points:
-            week = p.day - timedelta(days=p.day.weekday())
-            cards, calls, expected = weekly.get((series, week), (0, 0, 0.0))
-            weekly[(series, week)] = (cards + p.cards, calls + p.calls, expected + (p.expected or 0.0))
+        by_week = weeks(shown_points)
+        if by_day:
+            rows += [chart_row(series, p, p.day in flagged) for p in shown_points]
+        else:
+            rows += [chart_row(series, p, bool(flagged_in_week(p.day, flagged))) for p in by_week]
+        weekly |= {(series, p.day): (p.cards, p.calls, p.expected or 0.0) for p in by_week}
     alarm_table = Table(
         "alarms",
         "Alarms, most recent first",
@@ -245,12 +249,44 @@ def firing_sections(storage: Storage, filters: Filters) -> list[Section]:
             "Daily firing per service and topic (u-chart)",
             "Cards per 100 hook calls of the service, day by day. The dashed line is the centre: the same weekday's "
             "rate over the 8 weeks before (weekends differ from weekdays). The band is the 3-sigma limits for that "
-            "day's number of calls. Red points are days with an alarm.",
+            "day's number of calls. Red points are days with an alarm. Over more than "
+            f"{DAILY_CHART_DAYS} days the chart draws weeks (the week's cards per 100 calls, against the sum of its "
+            "days' expected cards); the alarms are still found day by day.",
             week_table,
             chart,
             label,
         ),
     ]
+
+
+DAILY_CHART_DAYS = 120  # longer periods are drawn by week: a year of days per panel is slow to draw and to read
+
+
+def weeks(points: Sequence[Point]) -> list[Point]:
+    """The days summed by week (Monday first): cards, calls, and centre and limits from the expected cards."""
+    summed: dict[date, tuple[int, int, float, bool]] = {}
+    for p in points:
+        week = p.day - timedelta(days=p.day.weekday())
+        cards, calls, expected, known = summed.get(week, (0, 0, 0.0, True))
+        summed[week] = (
+            cards + p.cards,
+            calls + p.calls,
+            expected + (p.expected or 0.0),
+            known and p.centre is not None,
+        )
+    found = []
+    for week, (cards, calls, expected, known) in sorted(summed.items()):
+        if not known or not calls:
+            found.append(Point(week, cards, calls, None, None, None))
+            continue
+        centre = expected / calls
+        sigma = math.sqrt(centre / calls)
+        found.append(Point(week, cards, calls, centre, max(0.0, centre - SIGMAS * sigma), centre + SIGMAS * sigma))
+    return found
+
+
+def flagged_in_week(monday: date, flagged: set[date]) -> set[date]:
+    return {monday + timedelta(days=n) for n in range(7)} & flagged
 
 
 ALARM_NAMES = {"beyond-limits": "beyond 3 sigma", "run": "8 in a row", "stopped": "stopped firing"}

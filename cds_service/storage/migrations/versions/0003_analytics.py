@@ -39,6 +39,7 @@ def upgrade() -> None:
         table.add_column(sa.Column("content_version", sa.String(64), nullable=True))
         table.add_column(sa.Column("comment_read_at", sa.DateTime(), nullable=True))
     op.create_index("ix_feedback_issuer_time", "feedback", ["issuer", "tenant", "outcome_timestamp"])
+    op.create_index("ix_feedback_card_issued_at", "feedback", ["card_issued_at"])
     op.create_table(
         "card_days",
         sa.Column("day", sa.Date(), primary_key=True),
@@ -72,6 +73,7 @@ def downgrade() -> None:
     op.drop_table("clinician_days")
     op.drop_table("call_days")
     op.drop_table("card_days")
+    op.drop_index("ix_feedback_card_issued_at", "feedback")
     op.drop_index("ix_feedback_issuer_time", "feedback")
     with op.batch_alter_table("feedback") as table:
         for name in ("comment_read_at", "content_version", "card_issued_at", "accepted_kind"):
