@@ -262,7 +262,7 @@ def analytics_retention() -> None:
         pruned = enforce_retention(services.storage, keep, datetime.now(UTC))
     except StorageUnavailable as error:
         raise click.ClickException(error.message) from None
-    click.echo(f"Kept the last {keep} days; deleted " + ", ".join(f"{n} {what}" for what, n in pruned) + ".")
+    click.echo(f"Kept the last {keep} days; deleted " + ", ".join(f"{n} {what}" for what, n in pruned.items()) + ".")
 
 
 # `lbp-cds migrate` is `flask --app wsgi db upgrade`; `lbp-cds content ...` the same group as under flask.

@@ -32,6 +32,10 @@ from tests.test_staff_sign_in import production
 
 PATIENT_VIEW = "/cds-services/lbp-patient-view"
 CLINICIAN_KEY = "k" * 40
+NOT_APPLICABLE = {
+    "code": "cds-not-applicable",
+    "system": "http://terminology.hl7.org/CodeSystem/non-adherence-reason-codes",
+}
 PAGES = ("", "/outcomes", "/overrides", "/timing", "/versions")
 
 
@@ -279,3 +283,28 @@ def test_the_stopped_topic_is_a_prometheus_metric(demo_app):
     assert stopped in text
     assert 'lbp_analytics_topic_stopped{service="lbp-patient-view",topic="physical-therapy-first-line"} 0.0' in text
     assert "lbp_analytics_alarms_evaluated_timestamp_seconds" in text
+
+
+def test_a_card_is_counted_once_whatever_the_feedback_entries_about_it(recording_app):
+    client = recording_app.test_client()
+    [card] = issue(client, patient(45).with_lbp().patient_view())
+    overridden = {"card": card["uuid"], "outcome": "overridden", "overrideReason": {"reason": NOT_APPLICABLE}}
+    entries = [
+        {**overridden, "outcomeTimestamp": "2026-05-01T09:00:00Z"},
+        {**overridden, "outcomeTimestamp": "2026-05-01T09:05:00Z"},  # sent again, later: the same override
+        {
+            "card": card["uuid"],
+            "outcome": "accepted",
+            "outcomeTimestamp": "2026-05-01T09:10:00Z",
+            "acceptedSuggestions": [{"id": card["suggestions"][0]["uuid"]}],
+        },
+    ]
+    assert client.post(PATIENT_VIEW + "/feedback", json={"feedback": entries}).status_code == 200
+    flags = sorted((r["outcome"], r["first_of_card"], r["first_of_outcome"]) for r in rows(recording_app, feedback))
+    assert flags == [("accepted", False, True), ("overridden", False, False), ("overridden", True, True)]
+    today = datetime.now(UTC).date()
+    html = recording_app.test_client().get(f"/analytics/outcomes?from={today}&to={today}").get_data(as_text=True)
+    row = re.search(r"<tr[^>]*><td>lbp-patient-view</td><td>physical-therapy-first-line</td>(.*?)</tr>", html, re.S)
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", row.group(1))
+    # issued 1, accepted 1, share, interval, overridden 1, share, interval, no feedback 0
+    assert [cells[0], cells[1], cells[4], cells[7]] == ["1", "1", "1", "0"]

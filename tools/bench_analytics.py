@@ -70,7 +70,8 @@ WHERE NOT (k = 3 AND d >= 300)
 FILL_FEEDBACK = """
 INSERT INTO feedback (service_id, card_uuid, topic, outcome, accepted_suggestions, override_code, override_system,
                       override_display, user_comment, outcome_timestamp, received_at, issuer, tenant,
-                      accepted_kind, card_issued_at, content_version, comment_read_at)
+                      accepted_kind, card_issued_at, content_version, comment_read_at, first_of_card,
+                      first_of_outcome)
 SELECT c.service_id, c.card_uuid, c.topic,
        CASE WHEN r < 30 THEN 'accepted' ELSE 'overridden' END,
        '[]'::json,
@@ -83,7 +84,7 @@ SELECT c.service_id, c.card_uuid, c.topic,
        c.issued_at + (r * r) * interval '1 second', c.issued_at + (r * r + 2) * interval '1 second',
        c.issuer, c.tenant,
        CASE WHEN r < 30 THEN (SELECT value FROM json_each_text(c.suggestion_kinds) LIMIT 1) END,
-       c.issued_at, c.content_version, NULL
+       c.issued_at, c.content_version, NULL, true, true
 FROM (SELECT *, abs(hashtext(card_uuid)) % 100 AS r FROM issued_cards WHERE issuer <> 'https://ehr-4.bench.invalid')
      AS c
 WHERE abs(hashtext(c.card_uuid || 'f')) % :every = 0

@@ -8,12 +8,11 @@ of rows for a year of a large plan); outcomes, reasons, comments and times from 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, delete, distinct, exists, func, literal, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, case, delete, exists, func, literal, or_, select, true, update
 from sqlalchemy.engine import Connection
 
 from cds_service.observability.statistics import BASELINE_DAYS, Alarm, Day, alarms, control_chart
@@ -187,41 +186,69 @@ def feedback_on_cards_issued_in(filters: Filters) -> ColumnElement[bool]:
     return and_(f.card_issued_at >= filters.start, f.card_issued_at < filters.end, where(feedback, filters))
 
 
-def outcomes(storage: Storage, filters: Filters) -> list[OutcomeRow]:
-    """Per service × topic: cards issued in the period, and how many of them were accepted, overridden, or got
-    no feedback at all (each card counted once per outcome)."""
+@dataclass(frozen=True)
+class FeedbackGroup:
+    """Feedback on the period's cards, counted by card (each card once, and once per outcome)."""
+
+    service_id: str
+    topic: str
+    issuer: str
+    tenant: str
+    accepted_kind: str | None
+    accepted: int
+    overridden: int
+    with_feedback: int
+
+
+def counted(condition: ColumnElement[bool]) -> Any:
+    return func.sum(case((condition, 1), else_=0))
+
+
+def feedback_groups(storage: Storage, filters: Filters) -> list[FeedbackGroup]:
+    """One pass over the feedback on the cards issued in the period (no DISTINCT: each entry knows whether it
+    is its card's first, and the first of its outcome), grouped finely enough for the outcome mix, the
+    suggestion kinds and the coverage per EHR."""
     f = feedback.c
-    rows: dict[tuple[str, str], OutcomeRow] = {}
-    acted = (
+    first = f.first_of_outcome.is_(True)
+    issuer, tenant = func.coalesce(f.issuer, NO_EHR), func.coalesce(f.tenant, NO_EHR)
+    keys = (f.service_id, func.coalesce(f.topic, "unknown"), issuer, tenant, f.accepted_kind)
+    query = (
         select(
-            f.service_id,
-            f.topic,
-            func.count(distinct(case((f.outcome == "accepted", f.card_uuid)))),
-            func.count(distinct(case((f.outcome == "overridden", f.card_uuid)))),
-            func.count(distinct(f.card_uuid)),
+            *keys,
+            counted(and_(f.outcome == "accepted", first)),
+            counted(and_(f.outcome == "overridden", first)),
+            counted(f.first_of_card.is_(True)),
         )
         .where(feedback_on_cards_issued_in(filters))
-        .group_by(f.service_id, f.topic)
+        .group_by(*keys)
     )
+    with storage.engine.connect() as connection:
+        return [FeedbackGroup(*row[:5], int(row[5]), int(row[6]), int(row[7])) for row in connection.execute(query)]
+
+
+def outcomes(storage: Storage, filters: Filters, groups: list[FeedbackGroup]) -> list[OutcomeRow]:
+    """Per service × topic: cards issued in the period, and how many of them were accepted, overridden, or got
+    no feedback at all."""
+    rows: dict[tuple[str, str], OutcomeRow] = {}
     with storage.engine.connect() as connection:
         for service, topic, n in connection.execute(issued_cards_in(filters, "service_id", "topic")):
             rows[(service, topic)] = OutcomeRow(service, topic, issued=int(n))
-        for service, topic, accepted, overridden, any_feedback in connection.execute(acted):
-            row = rows.setdefault((service, topic or "unknown"), OutcomeRow(service, topic or "unknown"))
-            row.accepted, row.overridden, row.with_feedback = accepted, overridden, any_feedback
+    for group in groups:
+        row = rows.setdefault((group.service_id, group.topic), OutcomeRow(group.service_id, group.topic))
+        row.accepted += group.accepted
+        row.overridden += group.overridden
+        row.with_feedback += group.with_feedback
     return sorted(rows.values(), key=lambda r: (r.service_id, r.topic))
 
 
-def acceptance_by_kind(storage: Storage, filters: Filters) -> tuple[list[tuple[str, int]], int]:
-    """Accepted cards by the kind of suggestion taken (msc-swap, pt-referral…), and all accepted cards."""
-    f = feedback.c
-    accepted = and_(feedback_on_cards_issued_in(filters), f.outcome == "accepted")
-    kind = func.coalesce(f.accepted_kind, NO_SUGGESTION)
-    query = select(kind, func.count(distinct(f.card_uuid))).where(accepted).group_by(kind).order_by(func.count().desc())
-    with storage.engine.connect() as connection:
-        kinds = [(k, int(n)) for k, n in connection.execute(query)]
-        total = connection.scalar(select(func.count(distinct(f.card_uuid))).where(accepted)) or 0
-    return kinds, int(total)
+def acceptance_by_kind(groups: list[FeedbackGroup]) -> tuple[list[tuple[str, int]], int]:
+    """Accepted cards by the kind of suggestion taken (msc-swap, pt-referral…), most first, and all accepted."""
+    kinds: dict[str, int] = defaultdict(int)
+    for group in groups:
+        if group.accepted:
+            kinds[group.accepted_kind or NO_SUGGESTION] += group.accepted
+    ranked = sorted(kinds.items(), key=lambda item: (-item[1], item[0]))
+    return ranked, sum(kinds.values())
 
 
 def override_reasons(storage: Storage, filters: Filters) -> list[tuple[str, str, int]]:
@@ -290,17 +317,12 @@ class Coverage:
     with_feedback: int
 
 
-def coverage(storage: Storage, filters: Filters) -> list[Coverage]:
+def coverage(storage: Storage, filters: Filters, groups: list[FeedbackGroup]) -> list[Coverage]:
     """Per EHR: cards issued, and how many of them got any feedback (an EHR that sends none shows 0)."""
-    f = feedback.c
-    issuer, tenant = func.coalesce(f.issuer, NO_EHR), func.coalesce(f.tenant, NO_EHR)
-    query = (
-        select(issuer, tenant, func.count(distinct(f.card_uuid)))
-        .where(feedback_on_cards_issued_in(filters))
-        .group_by(issuer, tenant)
-    )
+    got: dict[tuple[str, str], int] = defaultdict(int)
+    for group in groups:
+        got[(group.issuer, group.tenant)] += group.with_feedback
     with storage.engine.connect() as connection:
-        got = {(i, t): int(n) for i, t, n in connection.execute(query)}
         issued = {(i, t): int(n) for i, t, n in connection.execute(issued_cards_in(filters, "issuer", "tenant"))}
     return [Coverage(i, t, n, got.get((i, t), 0)) for (i, t), n in sorted(issued.items())]
 
@@ -383,11 +405,12 @@ def versions(storage: Storage, filters: Filters) -> list[VersionRow]:
         .where(c.day.between(filters.first, filters.last), where(card_days, filters))
         .group_by(c.content_version)
     )
+    first = f.first_of_outcome.is_(True)
     acted = (
         select(
             f.content_version,
-            func.count(distinct(case((f.outcome == "accepted", f.card_uuid)))),
-            func.count(distinct(case((f.outcome == "overridden", f.card_uuid)))),
+            counted(and_(f.outcome == "accepted", first)),
+            counted(and_(f.outcome == "overridden", first)),
         )
         .where(feedback_on_cards_issued_in(filters))
         .group_by(f.content_version)
@@ -398,7 +421,7 @@ def versions(storage: Storage, filters: Filters) -> list[VersionRow]:
             rows[version] = VersionRow(version, first, last, int(n))
         for version, accepted, overridden in connection.execute(acted):
             if version in rows:
-                rows[version].accepted, rows[version].overridden = accepted, overridden
+                rows[version].accepted, rows[version].overridden = int(accepted), int(overridden)
     return sorted(rows.values(), key=lambda r: (r.first_day or date.min, r.version))
 
 
@@ -407,15 +430,7 @@ def versions(storage: Storage, filters: Filters) -> list[VersionRow]:
 # --------------------------------------------------------------------------
 
 
-@dataclass
-class Pruned:
-    counts: dict[str, int] = field(default_factory=dict)
-
-    def __iter__(self) -> Iterator[tuple[str, int]]:
-        return iter(self.counts.items())
-
-
-def enforce_retention(storage: Storage, keep_days: int, now: datetime) -> Pruned:
+def enforce_retention(storage: Storage, keep_days: int, now: datetime) -> dict[str, int]:
     """Delete issued cards, feedback and daily counts older than `keep_days` (by issue, outcome or count day)."""
     cutoff = now - timedelta(days=keep_days)
     statements = {
@@ -425,11 +440,8 @@ def enforce_retention(storage: Storage, keep_days: int, now: datetime) -> Pruned
         "daily call counts": delete(call_days).where(call_days.c.day < cutoff.date()),
         "daily clinician counts": delete(clinician_days).where(clinician_days.c.day < cutoff.date()),
     }
-    pruned = Pruned()
     with storage.engine.begin() as connection:
-        for what, statement in statements.items():
-            pruned.counts[what] = connection.execute(statement).rowcount
-    return pruned
+        return {what: connection.execute(statement).rowcount for what, statement in statements.items()}
 
 
 def holds_real_cards(connection: Connection) -> bool:

@@ -123,6 +123,9 @@ feedback = Table(
     Column("card_issued_at", UtcDateTime, nullable=True),
     Column("content_version", String(64), nullable=True),
     Column("comment_read_at", UtcDateTime, nullable=True),
+    # The card's first feedback, and its first of this outcome: analytics counts cards without DISTINCT.
+    Column("first_of_card", Boolean, nullable=True),
+    Column("first_of_outcome", Boolean, nullable=True),
     UniqueConstraint("card_uuid", "outcome", "outcome_timestamp", name="uq_feedback_card_outcome_time"),
 )
 Index("ix_feedback_issuer_time", feedback.c.issuer, feedback.c.tenant, feedback.c.outcome_timestamp)
@@ -412,9 +415,23 @@ class Storage:
             for row in rows:
                 row["topic"] = issued[row["card_uuid"]][1] if row["card_uuid"] in issued else None
                 row.update(analytics_columns(row, cards.get(row["card_uuid"])))
+            seen = self.outcomes_on_record(connection, {row["card_uuid"] for row in rows})
             statement = self.insert_ignoring_duplicates(feedback).returning(feedback.c.id)
+            new = []
             # One by one: a row returned is a new entry, none a duplicate (rowcount is unreliable for INSERT).
-            return [(row["topic"], row["outcome"]) for row in rows if connection.execute(statement, row).first()]
+            for row in rows:
+                row["first_of_card"] = not any(card == row["card_uuid"] for card, _outcome in seen)
+                row["first_of_outcome"] = (row["card_uuid"], row["outcome"]) not in seen
+                if connection.execute(statement, row).first():
+                    seen.add((row["card_uuid"], row["outcome"]))
+                    new.append((row["topic"], row["outcome"]))
+            return new
+
+    @staticmethod
+    def outcomes_on_record(connection: Connection, card_uuids: set[str]) -> set[tuple[str, str]]:
+        """(card, outcome) of the feedback already stored about these cards."""
+        query = select(feedback.c.card_uuid, feedback.c.outcome).where(feedback.c.card_uuid.in_(card_uuids))
+        return {(row.card_uuid, row.outcome) for row in connection.execute(query)}
 
     @staticmethod
     def issuers(connection: Connection, card_uuids: set[str]) -> dict[str, tuple[str, str]]:

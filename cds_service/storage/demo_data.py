@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, or_
+from sqlalchemy import delete, insert
 
 from cds_service.pipeline.analytics import clinician_pseudonym
 from cds_service.storage.analytics import DEMO_ISSUER_SUFFIX, holds_real_cards
@@ -198,7 +198,7 @@ def fill(storage: Storage, last_day: date, reasons: Mapping[str, Mapping[str, st
 
 def remove_demo_data(connection: Any) -> None:
     for table in (issued_cards, feedback, card_days, call_days, clinician_days):
-        connection.execute(delete(table).where(or_(table.c.issuer.endswith(DEMO_ISSUER_SUFFIX))))
+        connection.execute(delete(table).where(table.c.issuer.endswith(DEMO_ISSUER_SUFFIX)))
 
 
 def version_on(index: int) -> str:
@@ -300,6 +300,8 @@ def feedback_row(
         "card_issued_at": card.issued_at,
         "content_version": card.content_version,
         "comment_read_at": None,
+        "first_of_card": True,  # one feedback entry per card here
+        "first_of_outcome": True,
     }
 
 

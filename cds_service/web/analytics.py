@@ -215,7 +215,7 @@ def firing_sections(storage: Storage, filters: Filters) -> list[Section]:
         )
     week_table = Table(
         "weekly",
-        "Cards and hook calls per week (the CSV of the daily values: daily)",
+        "Cards and hook calls per week",
         [
             Column("Service · topic"),
             Column("Week of"),
@@ -335,7 +335,8 @@ def outcome_sections(storage: Storage, filters: Filters) -> list[Section]:
         ],
     )
     bars = []
-    for row in queries.outcomes(storage, filters):
+    groups = queries.feedback_groups(storage, filters)
+    for row in queries.outcomes(storage, filters, groups):
         n = row.issued
         mix.add(
             [
@@ -358,7 +359,7 @@ def outcome_sections(storage: Storage, filters: Filters) -> list[Section]:
             bars.append(
                 {"card": f"{row.service_id} · {row.topic}", "part": part, "share": share(count, n) or 0, "order": order}
             )
-    kinds, accepted_total = queries.acceptance_by_kind(storage, filters)
+    kinds, accepted_total = queries.acceptance_by_kind(groups)
     by_kind = Table(
         "suggestions",
         "Accepted cards by the suggestion taken",
@@ -386,7 +387,7 @@ def outcome_sections(storage: Storage, filters: Filters) -> list[Section]:
         ],
     )
     silent = []
-    for ehr in queries.coverage(storage, filters):
+    for ehr in queries.coverage(storage, filters, groups):
         label = ehr_label(ehr.issuer, ehr.tenant) or "(no JWT: development)"
         coverage.add(
             [

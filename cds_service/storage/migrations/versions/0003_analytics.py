@@ -1,5 +1,6 @@
 """Analytics (issue 19): what each issued card rests on, without PHI; feedback's accepted suggestion kind and
-its card's issue time; comments marked read; daily counts of hook calls, cards and cards per clinician.
+its card's issue time, whether it is the card's first (of its outcome); comments marked read; daily counts of
+hook calls, cards and cards per clinician.
 
 Revision ID: 0003
 Revises: 0002
@@ -38,6 +39,8 @@ def upgrade() -> None:
         table.add_column(sa.Column("card_issued_at", sa.DateTime(), nullable=True))
         table.add_column(sa.Column("content_version", sa.String(64), nullable=True))
         table.add_column(sa.Column("comment_read_at", sa.DateTime(), nullable=True))
+        table.add_column(sa.Column("first_of_card", sa.Boolean(), nullable=True))
+        table.add_column(sa.Column("first_of_outcome", sa.Boolean(), nullable=True))
     op.create_index("ix_feedback_issuer_time", "feedback", ["issuer", "tenant", "outcome_timestamp"])
     op.create_index("ix_feedback_card_issued_at", "feedback", ["card_issued_at"])
     op.create_table(
@@ -76,7 +79,14 @@ def downgrade() -> None:
     op.drop_index("ix_feedback_card_issued_at", "feedback")
     op.drop_index("ix_feedback_issuer_time", "feedback")
     with op.batch_alter_table("feedback") as table:
-        for name in ("comment_read_at", "content_version", "card_issued_at", "accepted_kind"):
+        for name in (
+            "first_of_outcome",
+            "first_of_card",
+            "comment_read_at",
+            "content_version",
+            "card_issued_at",
+            "accepted_kind",
+        ):
             table.drop_column(name)
     with op.batch_alter_table("issued_cards") as table:
         for name in ("suggestion_kinds", "clinician_key_id", "clinician_key", "judgement", "tenant", "issuer", "hook"):
