@@ -229,10 +229,11 @@ def firing_sections(storage: Storage, filters: Filters) -> list[Section]:
     stopped = [f"{series}: {a.message}" for series, a in found if a.kind == "stopped"]
     chart = charts.control_charts(rows) if rows else None
     label = (
-        f"Control charts of cards per 100 hook calls a day, {len(weekly and {s for s, _w in weekly})} service and "
-        f"topic pairs, {filters.first} to {filters.last}; {len(found)} alarms"
+        f"Control charts of cards per 100 hook calls {'a day' if by_day else 'a week'}, "
+        f"{len({series for series, _week in weekly})} service and topic pairs, {filters.first} to {filters.last}; "
+        f"{len(found)} alarms"
         + (f", among them: {'; '.join(stopped)}" if stopped else "")
-        + ". The weekly numbers are in the table below."
+        + ". The weekly numbers are in the table beside it."
     )
     return [
         Section(
