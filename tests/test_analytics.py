@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -14,6 +15,7 @@ from sqlalchemy import func, select
 
 from cds_service.app import create_app
 from cds_service.pipeline.analytics import judgement_of
+from cds_service.pipeline.clock import FixedClock
 from cds_service.storage.database import call_days, card_days, clinician_days, feedback, issued_cards
 from cds_service.wiring import services_of
 from hooks.decisions import (
@@ -25,7 +27,7 @@ from hooks.decisions import (
 from hooks.model import Appointment
 from hooks.policy import Suspension
 from tests.builders import CPT, medication_request, patient
-from tests.clinical_date import CLOCK, TODAY
+from tests.clinical_date import CLOCK, EXAMPLES, EXAMPLES_AS_OF, TODAY
 from tests.conftest import private_settings
 from tests.databases import migrated, postgres_schema
 from tests.test_staff_sign_in import production
@@ -308,3 +310,21 @@ def test_a_card_is_counted_once_whatever_the_feedback_entries_about_it(recording
     cells = re.findall(r"<td[^>]*>([^<]*)</td>", row.group(1))
     # issued 1, accepted 1, share, interval, overridden 1, share, interval, no feedback 0
     assert [cells[0], cells[1], cells[4], cells[7]] == ["1", "1", "1", "0"]
+
+
+def test_the_one_click_swap_to_the_msc_is_recorded_as_msc_swap(settings, content):
+    values = dict(clinician_key=SecretStr(CLINICIAN_KEY))
+    app = create_app(settings.model_copy(update=values), content=content, clock=FixedClock(EXAMPLES_AS_OF))
+    client = app.test_client()
+    body = json.loads((EXAMPLES / "baseline-lbp-referral.json").read_text(encoding="utf-8"))
+    [card] = client.post("/cds-services/lbp-referral-select", json=body).get_json()["cards"]
+    services_of(app).issued_cards.flush()
+    [stored] = rows(app, issued_cards)
+    assert (stored["hook"], stored["judgement"]) == ("order-select", "msc-applies")
+    swap = next(s for s in card["suggestions"] if {a["type"] for a in s["actions"]} == {"delete", "create"})
+    assert stored["suggestion_kinds"][swap["uuid"]] == "msc-swap"
+    accepted = {"card": card["uuid"], "outcome": "accepted", "outcomeTimestamp": "2026-05-01T09:00:00Z"}
+    accepted["acceptedSuggestions"] = [{"id": swap["uuid"]}]
+    assert client.post("/cds-services/lbp-referral-select/feedback", json={"feedback": [accepted]}).status_code == 200
+    assert [r["accepted_kind"] for r in rows(app, feedback)] == ["msc-swap"]
+    services_of(app).close()
