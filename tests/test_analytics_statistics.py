@@ -14,6 +14,7 @@ from cds_service.observability.statistics import (
     suppressed_share,
     wilson,
 )
+from cds_service.web.analytics import weeks
 
 START = date(2026, 1, 5)  # a Monday
 
@@ -115,3 +116,12 @@ def test_counts_from_one_to_ten_are_suppressed_in_exports():
     assert suppressed_share(50, 8) == "<11"
     assert suppressed_share(25, 100) == "0.250"
     assert suppressed_share(0, 0) == ""
+
+
+def test_a_long_period_is_drawn_by_week_with_limits_from_the_summed_expected_cards():
+    points = control_chart(days([(10, 100)] * 56 + [(10, 100)] * 6 + [(16, 100)]))
+    [*_, last_week] = weeks([p for p in points if p.day >= START + timedelta(days=56)])
+    # Monday 2026-03-02 to Sunday 2026-03-08: 76 cards in 700 calls, 70 expected: centre 0.1, sigma sqrt(0.1/700)
+    assert (last_week.day, last_week.cards, last_week.calls) == (date(2026, 3, 2), 76, 700)
+    assert last_week.centre == pytest.approx(0.1)
+    assert last_week.upper == pytest.approx(0.1 + 3 * (0.1 / 700) ** 0.5)
