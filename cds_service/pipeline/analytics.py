@@ -69,10 +69,14 @@ def judgement_of(decision: Decision, decisions: tuple[Decision, ...]) -> str:
     return OTHER_TOPICS.get(decision.topic, decision.topic)
 
 
-def suggestion_kind(suggestion: Mapping[str, Any], orders: Mapping[str, Any]) -> str:
-    """`pt-referral`, `cbt-referral`…: the orders.yaml order it creates; one that also deletes the draft
-    referral is a swap (`msc-swap`)."""
-    codes = {name: comparable(order.get("code")) for name, order in orders.items()}
+def order_codes(orders: Mapping[str, Any]) -> dict[str, str]:
+    """Each orders.yaml order's code, comparable with a rendered order's."""
+    return {name: comparable(order.get("code")) for name, order in orders.items()}
+
+
+def suggestion_kind(suggestion: Mapping[str, Any], codes: Mapping[str, str]) -> str:
+    """`pt-referral`, `cbt-referral`…: the orders.yaml order it creates (`codes`: order_codes()); one that also
+    deletes the draft referral is a swap (`msc-swap`)."""
     created = [
         next((name for name, code in codes.items() if code == comparable(action["resource"].get("code"))), "other")
         for action in suggestion.get("actions", ())
@@ -109,6 +113,7 @@ def hook_call_record(
     """The call and its cards as analytics stores them; `clinician` is (pseudonym or None, key id)."""
     pseudonym, key_id = clinician
     issuer, tenant = ehr
+    codes = order_codes(content.orders) if any(card.get("suggestions") for card in result.cards) else {}
     cards = tuple(
         IssuedCard(
             card_uuid=card["uuid"],
@@ -122,7 +127,7 @@ def hook_call_record(
             judgement=judgement_of(decision, result.decisions),
             clinician_key=pseudonym,
             clinician_key_id=key_id if pseudonym else None,
-            suggestion_kinds={s["uuid"]: suggestion_kind(s, content.orders) for s in card.get("suggestions", ())},
+            suggestion_kinds={s["uuid"]: suggestion_kind(s, codes) for s in card.get("suggestions", ())},
         )
         for card, decision in zip(result.cards, result.decisions, strict=True)
     )
