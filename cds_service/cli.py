@@ -3,8 +3,9 @@ the rooms. Each command is written once and offered under both.
 
 For operators: `lbp-cds serve` (granian with the shipped configuration), `lbp-cds migrate` (`flask --app wsgi
 db upgrade`: the deploy step before serving), `feedback-report`, `pn-export` (the Prior Notification records as
-CSV), `nginx-config` (the shipped nginx configuration). For informatics staff: `content validate`, `content diff`.
-A new operator command is one function decorated with `@operator_command(...)`: it appears under both `lbp-cds`
+CSV), `nginx-config` (the shipped nginx configuration), `analytics-retention`. For informatics staff: `content
+validate`, `content diff`, `demo-data`. A new operator command is one function decorated with
+`@operator_command(...)`: it appears under both `lbp-cds`
 and `flask --app wsgi`.
 """
 
@@ -14,7 +15,7 @@ import os
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from importlib.resources import files
 from pathlib import Path
 from typing import TextIO
@@ -28,10 +29,14 @@ from cds_service.content.diff import RevisionError, content_at_revision, describ
 from cds_service.content.loader import Content, check_content
 from cds_service.errors import StorageUnavailable
 from cds_service.settings import SettingsError, exit_on_settings_error
+from cds_service.storage.analytics import enforce_retention
 from cds_service.storage.database import head_revision
+from cds_service.storage.demo_data import DemoRefused, fill
 from cds_service.storage.prior_notifications import export_csv
 from cds_service.storage.report import Key, as_csv, as_text, build_report
 from cds_service.wiring import current_services
+
+DEMO_CLINICIAN_KEY = "demo-data pseudonyms, never a real clinician's"  # without CDS_CLINICIAN_KEY
 
 
 def init_app(app: Flask) -> None:
@@ -230,6 +235,34 @@ def pn_export(since: datetime | None, until: datetime | None, output: TextIO) ->
         raise click.ClickException(error.message) from None
     if output is not sys.stdout:
         click.echo(f"{written} Prior Notification(s) written to {output.name}.", err=True)
+
+
+@operator_command("demo-data")
+def demo_data() -> None:
+    """Fill the configured database with a synthetic year of hook calls, cards and feedback for the analytics
+    dashboard (without prompting); refused when it holds cards from a real EHR, its own earlier run replaced."""
+    services = current_services()
+    try:
+        services.storage.migrate()
+        reasons = services.current_content().cards["override_reasons"]
+        key = services.settings.clinician_key
+        pseudonym_key = key.get_secret_value() if key else DEMO_CLINICIAN_KEY
+        cards, answered = fill(services.storage, services.clock.today(), reasons, pseudonym_key)
+    except (StorageUnavailable, DemoRefused) as error:
+        raise click.ClickException(str(getattr(error, "message", error))) from None
+    click.echo(f"Demo data written: a year of {cards} issued cards and {answered} feedback entries; see /analytics.")
+
+
+@operator_command("analytics-retention")
+def analytics_retention() -> None:
+    """Delete issued-card records, feedback and daily counts older than CDS_ANALYTICS_RETENTION_DAYS (run daily)."""
+    services = current_services()
+    keep = services.settings.analytics_retention_days
+    try:
+        pruned = enforce_retention(services.storage, keep, datetime.now(UTC))
+    except StorageUnavailable as error:
+        raise click.ClickException(error.message) from None
+    click.echo(f"Kept the last {keep} days; deleted " + ", ".join(f"{n} {what}" for what, n in pruned.items()) + ".")
 
 
 # `lbp-cds migrate` is `flask --app wsgi db upgrade`; `lbp-cds content ...` the same group as under flask.

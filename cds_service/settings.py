@@ -348,6 +348,24 @@ class Settings(EnvironmentSettings):
         "served if it starts while the files are invalid; default: `var/` in the repository (installed from the "
         "wheel: `~/.local/share/lbp-cds/var/`)",
     )
+    clinician_key: SecretStr | None = Field(
+        None,
+        description="secret (at least 32 characters) that turns the clinician's id (the context's `userId`, else "
+        "the JWT `sub`) into a pseudonym for analytics (keyed HMAC-SHA256: cards per clinician can be counted, "
+        "nobody named); default: none, and no pseudonym is recorded",
+    )
+    clinician_key_id: str = Field(
+        "1",
+        max_length=32,
+        description="a name for `CDS_CLINICIAN_KEY`, stored beside each pseudonym: change both together to rotate "
+        "the key (pseudonyms made with different keys are never the same person to the dashboard)",
+    )
+    analytics_retention_days: int = Field(
+        730,
+        ge=1,
+        description="how long issued-card records, feedback and their daily counts are kept; `lbp-cds "
+        "analytics-retention` deletes what is older (run it daily)",
+    )
 
     @property
     def shows_preview(self) -> bool:
@@ -502,6 +520,17 @@ class Settings(EnvironmentSettings):
         if len(value.get_secret_value()) < MIN_FORM_KEY_LENGTH:
             raise ValueError(
                 f"CDS_FORM_SIGNING_KEY: too short; use a random secret of at least {MIN_FORM_KEY_LENGTH} characters"
+            )
+        return value
+
+    @field_validator("clinician_key")
+    @classmethod
+    def _clinician_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if len(value.get_secret_value()) < MIN_FORM_KEY_LENGTH:
+            raise ValueError(
+                f"CDS_CLINICIAN_KEY: too short; use a random secret of at least {MIN_FORM_KEY_LENGTH} characters"
             )
         return value
 

@@ -237,19 +237,19 @@ def test_database_down_is_503_and_the_retried_feedback_is_stored(settings, conte
 def test_hook_call_still_answers_cards_while_the_database_is_down(settings, content, outage, monkeypatch):
     app = create_app(settings.model_copy(update=dict(database_url=outage.url)), content=content, clock=CLOCK)
     storage = services_of(app).storage
-    record = storage.record_issued_cards
+    record = storage.record_hook_calls
     writing, written, release = threading.Event(), threading.Event(), threading.Event()
 
-    def hanging(cards):
+    def hanging(calls):
         """The write to the database that is down does not come back until the test is done."""
         writing.set()
         release.wait(timeout=60)
         try:
-            return record(cards)
+            return record(calls)
         finally:
             written.set()
 
-    monkeypatch.setattr(storage, "record_issued_cards", hanging)
+    monkeypatch.setattr(storage, "record_hook_calls", hanging)
     outage.down()
     client = app.test_client()
     try:

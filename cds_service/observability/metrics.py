@@ -7,7 +7,7 @@ import os
 from functools import cache
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 # In multiprocess mode a metric without labels writes its file when defined (below): the folder must exist
 # in every process that imports this, a command such as `lbp-cds migrate` too, not only under the server.
@@ -38,6 +38,27 @@ JWT_REPLAY_LOCAL = Counter(
 )
 FEEDBACK = Counter(
     "lbp_feedback_total", "Feedback entries stored, by service, topic and outcome.", ["service", "topic", "outcome"]
+)
+
+# The analytics alarms (issue 19), evaluated when /metrics is scraped (at most every ALARM_REFRESH_SECONDS per
+# worker): 1 while the alarm holds on the latest day, else 0. Under gunicorn the most recent value any live
+# worker set is reported.
+TOPIC_STOPPED = Gauge(
+    "lbp_analytics_topic_stopped",
+    "1 while a card topic has stopped firing (zero cards on days whose hook calls make that improbable).",
+    ["service", "topic"],
+    multiprocess_mode="livemostrecent",
+)
+TOPIC_OUT_OF_CONTROL = Gauge(
+    "lbp_analytics_topic_out_of_control",
+    "1 while a card topic's daily rate is beyond its 3-sigma limits, or 8 days in a row on one side of its centre.",
+    ["service", "topic", "direction"],
+    multiprocess_mode="livemostrecent",
+)
+ALARMS_EVALUATED = Gauge(
+    "lbp_analytics_alarms_evaluated_timestamp_seconds",
+    "When the analytics alarms were last evaluated (Unix time).",
+    multiprocess_mode="livemostrecent",
 )
 
 

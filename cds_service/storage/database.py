@@ -9,7 +9,8 @@ from __future__ import annotations
 import fcntl
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
@@ -88,6 +89,15 @@ issued_cards = Table(
     Column("topic", String(100), nullable=False),
     Column("content_version", String(64), nullable=False),
     Column("issued_at", UtcDateTime, nullable=False, index=True),
+    # For analytics (revision 0003), no PHI: which hook and EHR (JWT issuer and tenant), the judgement the
+    # card rests on, a keyed pseudonym of the clinician (and which key made it), each suggestion's kind.
+    Column("hook", String(40), nullable=True),
+    Column("issuer", Text, nullable=True),
+    Column("tenant", Text, nullable=True),
+    Column("judgement", String(40), nullable=True),
+    Column("clinician_key", String(64), nullable=True),
+    Column("clinician_key_id", String(32), nullable=True),
+    Column("suggestion_kinds", JSON, nullable=True),  # suggestion uuid → kind (msc-swap, pt-referral…)
 )
 
 feedback = Table(
@@ -107,7 +117,55 @@ feedback = Table(
     Column("received_at", UtcDateTime, nullable=False),
     Column("issuer", Text, nullable=True),
     Column("tenant", Text, nullable=True),
+    # Revision 0003: copied from the issued card when it is recorded (so analytics reads feedback alone),
+    # and when a reviewer marked the comment read.
+    Column("accepted_kind", String(40), nullable=True),
+    Column("card_issued_at", UtcDateTime, nullable=True),
+    Column("content_version", String(64), nullable=True),
+    Column("comment_read_at", UtcDateTime, nullable=True),
+    # The card's first feedback, and its first of this outcome: analytics counts cards without DISTINCT.
+    Column("first_of_card", Boolean, nullable=True),
+    Column("first_of_outcome", Boolean, nullable=True),
     UniqueConstraint("card_uuid", "outcome", "outcome_timestamp", name="uq_feedback_card_outcome_time"),
+)
+Index("ix_feedback_issuer_time", feedback.c.issuer, feedback.c.tenant, feedback.c.outcome_timestamp)
+Index("ix_feedback_card_issued_at", feedback.c.card_issued_at)  # analytics: feedback on the cards of a period
+
+# Daily counts kept beside the rows (revision 0003), so that a dashboard over a year of a large plan reads
+# thousands of rows, not millions. Absent issuer/tenant are stored as "" (part of the key). Days are UTC.
+NO_EHR = ""
+card_days = Table(
+    "card_days",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("service_id", String(100), primary_key=True),
+    Column("topic", String(100), primary_key=True),
+    Column("hook", String(40), primary_key=True),
+    Column("content_version", String(64), primary_key=True),
+    Column("judgement", String(40), primary_key=True),
+    Column("issuer", String(300), primary_key=True),
+    Column("tenant", String(300), primary_key=True),
+    Column("cards", Integer, nullable=False),
+)
+call_days = Table(
+    "call_days",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("service_id", String(100), primary_key=True),
+    Column("hook", String(40), primary_key=True),
+    Column("content_version", String(64), primary_key=True),
+    Column("issuer", String(300), primary_key=True),
+    Column("tenant", String(300), primary_key=True),
+    Column("calls", Integer, nullable=False),
+)
+clinician_days = Table(
+    "clinician_days",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("clinician_key", String(64), primary_key=True),
+    Column("issuer", String(300), primary_key=True),
+    Column("tenant", String(300), primary_key=True),
+    Column("cards", Integer, nullable=False),
 )
 
 jwt_replay = Table(
@@ -197,10 +255,33 @@ class IssuedCard:
     topic: str
     content_version: str
     issued_at: datetime
+    hook: str | None = None
+    issuer: str | None = None
+    tenant: str | None = None
+    judgement: str | None = None
+    clinician_key: str | None = None
+    clinician_key_id: str | None = None
+    suggestion_kinds: Mapping[str, str] | None = None
 
     def row(self) -> dict[str, Any]:
-        """Its columns; every value is immutable, so unlike asdict() nothing needs deep-copying."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """Its columns; the values are immutable but for the kinds, copied into a plain dict."""
+        row = {f.name: getattr(self, f.name) for f in fields(self)}
+        row["suggestion_kinds"] = dict(self.suggestion_kinds) if self.suggestion_kinds is not None else None
+        return row
+
+
+@dataclass(frozen=True)
+class HookCall:
+    """One answered hook call, for analytics: counted per day whether or not it issued cards."""
+
+    service_id: str
+    hook: str
+    content_version: str
+    at: datetime
+    issuer: str | None = None
+    tenant: str | None = None
+    clinician_key: str | None = None
+    cards: tuple[IssuedCard, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -302,6 +383,42 @@ class Storage:
         with unavailable("Issued cards could not be recorded."), self.engine.begin() as connection:
             connection.execute(self.insert_ignoring_duplicates(issued_cards), [card.row() for card in cards])
 
+    def record_hook_calls(self, calls: Sequence[HookCall]) -> None:
+        """The cards of these calls, and the daily counts of calls, cards and cards per clinician, in one
+        transaction (the counts added to those already stored)."""
+        if not calls:
+            return
+        cards = [card for call in calls for card in call.cards]
+        per_call: Counter[tuple[Any, ...]] = Counter()
+        per_card: Counter[tuple[Any, ...]] = Counter()
+        per_clinician: Counter[tuple[Any, ...]] = Counter()
+        for call in calls:
+            day, ehr = call.at.astimezone(UTC).date(), (call.issuer or NO_EHR, call.tenant or NO_EHR)
+            per_call[(day, call.service_id, call.hook, call.content_version, *ehr)] += 1
+            for card in call.cards:
+                per_card[
+                    (day, card.service_id, card.topic, call.hook, card.content_version, card.judgement or "", *ehr)
+                ] += 1
+            if call.clinician_key and call.cards:
+                per_clinician[(day, call.clinician_key, *ehr)] += len(call.cards)
+        with unavailable("Hook calls could not be recorded."), self.engine.begin() as connection:
+            if cards:
+                connection.execute(self.insert_ignoring_duplicates(issued_cards), [card.row() for card in cards])
+            self.add_counts(connection, call_days, "calls", per_call)
+            self.add_counts(connection, card_days, "cards", per_card)
+            self.add_counts(connection, clinician_days, "cards", per_clinician)
+
+    def add_counts(self, connection: Connection, table: Table, column: str, counts: Counter[tuple[Any, ...]]) -> None:
+        if not counts:
+            return
+        keys = [c.name for c in table.primary_key.columns]
+        rows = [{**dict(zip(keys, key, strict=True)), column: count} for key, count in counts.items()]
+        insert = sqlite.insert(table) if self.dialect == "sqlite" else postgresql.insert(table)
+        statement = insert.on_conflict_do_update(
+            index_elements=keys, set_={column: table.c[column] + insert.excluded[column]}
+        )
+        connection.execute(statement, rows)
+
     def record_feedback(self, entries: Sequence[FeedbackEntry]) -> list[tuple[str | None, str]]:
         """Store every entry with the topic of its card, in one transaction; duplicates are stored once.
 
@@ -314,11 +431,27 @@ class Storage:
             issued = self.issuers(connection, {entry.card_uuid for entry in entries})
             refuse_foreign_cards(entries, issued)
             rows = [{**asdict(entry), "accepted_suggestions": list(entry.accepted_suggestions)} for entry in entries]
+            cards = self.cards_for_analytics(connection, set(issued))
             for row in rows:
                 row["topic"] = issued[row["card_uuid"]][1] if row["card_uuid"] in issued else None
+                row.update(analytics_columns(row, cards.get(row["card_uuid"])))
+            seen = self.outcomes_on_record(connection, {row["card_uuid"] for row in rows})
             statement = self.insert_ignoring_duplicates(feedback).returning(feedback.c.id)
+            new = []
             # One by one: a row returned is a new entry, none a duplicate (rowcount is unreliable for INSERT).
-            return [(row["topic"], row["outcome"]) for row in rows if connection.execute(statement, row).first()]
+            for row in rows:
+                row["first_of_card"] = not any(card == row["card_uuid"] for card, _outcome in seen)
+                row["first_of_outcome"] = (row["card_uuid"], row["outcome"]) not in seen
+                if connection.execute(statement, row).first():
+                    seen.add((row["card_uuid"], row["outcome"]))
+                    new.append((row["topic"], row["outcome"]))
+            return new
+
+    @staticmethod
+    def outcomes_on_record(connection: Connection, card_uuids: set[str]) -> set[tuple[str, str]]:
+        """(card, outcome) of the feedback already stored about these cards."""
+        query = select(feedback.c.card_uuid, feedback.c.outcome).where(feedback.c.card_uuid.in_(card_uuids))
+        return {(row.card_uuid, row.outcome) for row in connection.execute(query)}
 
     @staticmethod
     def issuers(connection: Connection, card_uuids: set[str]) -> dict[str, tuple[str, str]]:
@@ -327,6 +460,15 @@ class Storage:
             issued_cards.c.card_uuid.in_(card_uuids)
         )
         return {row.card_uuid: (row.service_id, row.topic) for row in connection.execute(query)}
+
+    @staticmethod
+    def cards_for_analytics(connection: Connection, card_uuids: set[str]) -> dict[str, Any]:
+        """When each of these cards was issued, with which content, and the kinds of its suggestions."""
+        if not card_uuids:
+            return {}
+        columns = issued_cards.c
+        query = select(columns.card_uuid, columns.issued_at, columns.content_version, columns.suggestion_kinds)
+        return {row.card_uuid: row for row in connection.execute(query.where(columns.card_uuid.in_(card_uuids)))}
 
     def first_use(self, token_id: str, expires_at: datetime) -> bool:
         """Remember a JWT id until it expires; False when it is already remembered (a replay)."""
@@ -381,6 +523,20 @@ def refuse_foreign_cards(entries: Sequence[FeedbackEntry], issued: dict[str, tup
                 f"send its feedback to /cds-services/{service}/feedback.",
                 where=f"feedback/{index}/card (another service's card)",
             )
+
+
+def analytics_columns(row: Mapping[str, Any], card: Any) -> dict[str, Any]:
+    """What analytics reads from a feedback row alone: the kind of the first accepted suggestion, when and
+    with which content its card was issued (None when the card was not recorded, or before revision 0003)."""
+    if card is None:
+        return {"accepted_kind": None, "card_issued_at": None, "content_version": None}
+    kinds = card.suggestion_kinds or {}
+    accepted = [kinds[uuid] for uuid in row["accepted_suggestions"] if uuid in kinds]
+    return {
+        "accepted_kind": accepted[0] if accepted else None,
+        "card_issued_at": card.issued_at,
+        "content_version": card.content_version,
+    }
 
 
 @contextmanager

@@ -1,6 +1,7 @@
-"""Recording which card uuid had which topic, off the hook call's path.
+"""Recording each hook call and the cards it issued (topic, judgement, EHR: what the feedback report and the
+analytics dashboard read), off the hook call's path.
 
-The feedback report needs it, the clinician does not: a hook call hands its cards to a bounded
+The clinician does not need it: a hook call hands its record to a bounded
 queue and returns at once; one writer thread per process stores them in batches, gathering what
 arrives within LINGER_SECONDS of the first into one transaction (a transaction per hook call cost
 more CPU than the hook call itself). When the database is down the batch is logged and dropped,
@@ -15,31 +16,29 @@ import threading
 import time
 from collections.abc import Sequence
 
-from cds_service.storage.database import IssuedCard, Storage
+from cds_service.storage.database import HookCall, Storage
 
 log = logging.getLogger("lbp_cds")
 BATCH = 200  # hook calls per transaction, at most
 LINGER_SECONDS = 0.05  # how long the writer waits for more after the first
 CLOSE_TIMEOUT_SECONDS = 5.0  # how long close() waits for the writer to store what it holds
-STOP: Sequence[IssuedCard] = []  # a unique object, handed to the writer by close(): write what came before, then end
+STOP: Sequence[HookCall] = []  # a unique object, handed to the writer by close(): write what came before, then end
 
 
 class IssuedCardRecorder:
     def __init__(self, storage: Storage, max_pending: int = 10_000, linger_seconds: float = LINGER_SECONDS) -> None:
         self._storage = storage
         self._linger = linger_seconds
-        self._queue: queue.Queue[Sequence[IssuedCard]] = queue.Queue(max_pending)
+        self._queue: queue.Queue[Sequence[HookCall]] = queue.Queue(max_pending)
         self._writer = threading.Thread(target=self._run, name="issued-cards", daemon=True)
         self._writer.start()
 
-    def record(self, cards: Sequence[IssuedCard]) -> None:
+    def record(self, call: HookCall) -> None:
         """Never blocks: when the writer is far behind, the record is dropped and logged."""
-        if not cards:
-            return
         try:
-            self._queue.put_nowait(cards)
+            self._queue.put_nowait([call])
         except queue.Full:
-            log.warning("issued cards not recorded (writer queue full): %s", [c.card_uuid for c in cards])
+            log.warning("hook call not recorded (writer queue full): cards %s", [c.card_uuid for c in call.cards])
 
     def flush(self) -> None:
         """Wait until everything handed over so far is written (or given up on)."""
@@ -69,14 +68,15 @@ class IssuedCardRecorder:
                 except queue.Empty:
                     break
             stopping = batches[-1] is STOP
-            self._write([card for batch in batches for card in batch])
+            self._write([call for batch in batches for call in batch])
             for _ in batches:
                 self._queue.task_done()
 
-    def _write(self, cards: list[IssuedCard]) -> None:
-        if not cards:
+    def _write(self, calls: list[HookCall]) -> None:
+        if not calls:
             return
         try:
-            self._storage.record_issued_cards(cards)
+            self._storage.record_hook_calls(calls)
         except Exception:  # bookkeeping: log it, keep the writer alive
-            log.warning("issued cards not recorded (database unavailable): %s", [c.card_uuid for c in cards])
+            uuids = [card.card_uuid for call in calls for card in call.cards]
+            log.warning("%d hook call(s) not recorded (database unavailable): cards %s", len(calls), uuids)

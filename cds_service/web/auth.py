@@ -60,6 +60,7 @@ class Caller:
     issuer: str
     tenant: str | None
     jti: str
+    subject: str | None = None  # the JWT `sub`: only ever stored as a keyed pseudonym (analytics)
 
 
 class ReplayStore(Protocol):
@@ -292,7 +293,10 @@ class JwtVerifier:
         claims = self.decode(token, key, alg, issuer.issuer, audience)
         self.check_lifetime(claims)
         tenant = self.check_tenant(claims, issuer)
-        caller = Caller(issuer=issuer.issuer, tenant=tenant, jti=claims["jti"])
+        sub = claims.get("sub")
+        caller = Caller(
+            issuer=issuer.issuer, tenant=tenant, jti=claims["jti"], subject=sub if isinstance(sub, str) else None
+        )
         self.check_replay(caller, claims["exp"])  # last: a token failing any other check uses up no jti
         log.info(
             "JWT accepted: iss=%s tenant=%s kid=%s jti=%s",

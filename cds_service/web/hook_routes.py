@@ -18,10 +18,10 @@ from cards.model import CONTENT_VERSION_EXTENSION
 from cds_service.errors import ClientError, PayloadTooLarge, PrefetchUnavailable, UnsupportedMediaType
 from cds_service.observability import metrics
 from cds_service.pipeline import crd
+from cds_service.pipeline.analytics import clinician_pseudonym, hook_call_record
 from cds_service.pipeline.call import CallResult, answer_hook
 from cds_service.pipeline.feedback import parse_feedback
 from cds_service.pipeline.validation import parse_hook_request, parse_json
-from cds_service.storage.database import IssuedCard
 from cds_service.web.auth import Caller
 from cds_service.web.errors import route
 from cds_service.wiring import AppServices, current_services
@@ -60,7 +60,7 @@ def call_service(service_id: str) -> Response:
     log_call(service.id, 200, started, result=result)
     for topic in result.topics:
         metrics.cards_issued(service.id, topic).inc()
-    record_issued(services, service.id, result)
+    record_issued(services, service.id, service.hook, result, caller, body["context"].get("userId"))
     return jsonify(result.response())
 
 
@@ -92,12 +92,28 @@ def log_call(
     log.info("hook call", extra=fields)
 
 
-def record_issued(services: AppServices, service_id: str, result: CallResult) -> None:
-    """Record which topic each card uuid had, for feedback reports; in the background, never in the way."""
-    issued_at = datetime.now(UTC)
-    services.issued_cards.record(
-        [IssuedCard(card.uuid, service_id, card.topic, result.content_version, issued_at) for card in result.issued]
-    )
+def record_issued(
+    services: AppServices, service_id: str, hook: str, result: CallResult, caller: Caller | None, user_id: Any
+) -> None:
+    """Record the call and its cards for the feedback report and analytics; in the background, never in the way."""
+    issuer, tenant = (caller.issuer, caller.tenant) if caller else (None, None)
+    key, key_id = services.settings.clinician_key, services.settings.clinician_key_id
+    user = user_id if isinstance(user_id, str) and user_id else (caller.subject if caller else None)
+    pseudonym = clinician_pseudonym(key.get_secret_value(), issuer, tenant, user) if key else None
+    try:
+        call = hook_call_record(
+            result,
+            service_id,
+            hook,
+            datetime.now(UTC),
+            services.current_content(),
+            (issuer, tenant),
+            (pseudonym, key_id),
+        )
+    except Exception:  # bookkeeping: never the clinician's problem
+        log.exception("hook call not recorded (analytics record could not be made)")
+        return
+    services.issued_cards.record(call)
 
 
 @blueprint.post("/cds-services/<service_id>/feedback")

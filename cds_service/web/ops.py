@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import time
+
 from flask import Blueprint, Response, jsonify
 
 from cds_service import version
 from cds_service.observability import metrics
+from cds_service.storage.analytics import ongoing_alarms
 from cds_service.web.auth import RedisReplayStore
 from cds_service.wiring import current_services
 
 blueprint = Blueprint("ops", __name__)
+log = logging.getLogger("lbp_cds")
 
 
 @blueprint.get("/healthz")
@@ -52,5 +57,31 @@ def readyz() -> tuple[Response, int]:
 
 @blueprint.get("/metrics")
 def prometheus_metrics() -> Response:
+    refresh_analytics_alarms()
     payload, content_type = metrics.exposition()
     return Response(payload, mimetype=content_type.split(";")[0], content_type=content_type)
+
+
+ALARM_REFRESH_SECONDS = 300.0
+_next_alarm_refresh: dict[int, float] = {}  # per app (by id: tests run several in one process)
+
+
+def refresh_analytics_alarms() -> None:
+    """The stopped and out-of-control gauges from the database's daily counts, at most every ALARM_REFRESH_SECONDS
+    in this worker; a database that cannot answer leaves the last values (their timestamp says how old)."""
+    services = current_services()
+    if time.monotonic() < _next_alarm_refresh.get(id(services), 0.0):
+        return
+    _next_alarm_refresh[id(services)] = time.monotonic() + ALARM_REFRESH_SECONDS
+    try:
+        ongoing = ongoing_alarms(services.storage, services.clock.today())
+    except Exception:  # the metrics page must answer whatever the database does
+        log.warning("analytics alarms not evaluated (database unavailable)")
+        return
+    for (service, topic), found in ongoing.items():
+        kinds = {(a.kind, a.direction) for a in found}
+        metrics.TOPIC_STOPPED.labels(service=service, topic=topic).set(int(any(k == "stopped" for k, _d in kinds)))
+        for direction in ("above", "below"):
+            shifted = any(k in ("beyond-limits", "run") and d == direction for k, d in kinds)
+            metrics.TOPIC_OUT_OF_CONTROL.labels(service=service, topic=topic, direction=direction).set(int(shifted))
+    metrics.ALARMS_EVALUATED.set(time.time())

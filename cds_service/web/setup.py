@@ -7,7 +7,7 @@ from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from cds_service.settings import Settings
-from cds_service.web import errors, hook_routes, openapi, ops, pages, preview, prior_notification, staff
+from cds_service.web import analytics, errors, hook_routes, openapi, ops, pages, preview, prior_notification, staff
 from cds_service.web.json_provider import OrjsonProvider
 from cds_service.wiring import current_services
 
@@ -44,6 +44,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.register_blueprint(prior_notification.blueprint)
     app.register_blueprint(ops.blueprint)
     app.register_blueprint(openapi.blueprint)
+    app.register_blueprint(analytics.blueprint)
     if settings.shows_preview:
         app.register_blueprint(preview.blueprint)
     enable_cors(app, settings)
