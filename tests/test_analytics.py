@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import re
+import shlex
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -30,6 +31,7 @@ from tests.builders import CPT, medication_request, patient
 from tests.clinical_date import CLOCK, EXAMPLES, EXAMPLES_AS_OF, TODAY
 from tests.conftest import private_settings
 from tests.databases import migrated, postgres_schema
+from tests.docs_snippets import Snippet, snippet
 from tests.test_staff_sign_in import production
 
 PATIENT_VIEW = "/cds-services/lbp-patient-view"
@@ -149,11 +151,18 @@ def demo_app(request, tmp_path_factory, content):
 def demo(tmp_path, content, url):
     settings = private_settings(tmp_path, database_url=migrated(url), require_jwt=False)
     app = create_app(settings, content=content, clock=CLOCK)
-    result = app.test_cli_runner().invoke(args=["demo-data"])
+    result = app.test_cli_runner().invoke(args=documented_command(snippet("analytics-demo-data")))
     assert result.exit_code == 0, result.output
     assert "Demo data written: a year of" in result.output
     yield app
     services_of(app).close()
+
+
+def documented_command(recipe: Snippet) -> list[str]:
+    """The `lbp-cds` command of one of the analytics page's recipes, as the Flask CLI's arguments."""
+    words = shlex.split(recipe.text, comments=True)
+    assert words[0] == "lbp-cds", words
+    return words[1:]
 
 
 YEAR = f"from={TODAY - timedelta(days=364)}&to={TODAY}"
@@ -257,7 +266,7 @@ def test_retention_deletes_what_is_older_than_the_setting(tmp_path, content):
     with storage.engine.begin() as connection:
         connection.execute(issued_cards.update().values(issued_at=old))
         connection.execute(call_days.update().values(day=old.date()))
-    result = app.test_cli_runner().invoke(args=["analytics-retention"])
+    result = app.test_cli_runner().invoke(args=documented_command(snippet("analytics-retention")))
     assert result.exit_code == 0, result.output
     assert "Kept the last 30 days; deleted 1 issued cards" in result.output
     assert rows(app, issued_cards) == [] and rows(app, call_days) == []

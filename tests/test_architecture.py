@@ -64,7 +64,11 @@ def test_the_top_of_cds_service_holds_only_the_factory_settings_and_wiring():
 
 
 # The operators' configuration page, and the pages whose tables document the variables of one feature.
-VARIABLE_PAGES = ("docs/operators/configuration.md", "docs/operators/staff-sign-in.md")
+VARIABLE_PAGES = (
+    "docs/operators/configuration.md",
+    "docs/operators/staff-sign-in.md",
+    "docs/informatics/analytics.md",
+)
 
 
 def documented_variables() -> dict[str, str]:

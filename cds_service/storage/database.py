@@ -89,7 +89,7 @@ issued_cards = Table(
     Column("topic", String(100), nullable=False),
     Column("content_version", String(64), nullable=False),
     Column("issued_at", UtcDateTime, nullable=False, index=True),
-    # For analytics (revision 0003), no PHI: which hook and EHR (JWT issuer and tenant), the judgement the
+    # For analytics (revision 0004), no PHI: which hook and EHR (JWT issuer and tenant), the judgement the
     # card rests on, a keyed pseudonym of the clinician (and which key made it), each suggestion's kind.
     Column("hook", String(40), nullable=True),
     Column("issuer", Text, nullable=True),
@@ -117,7 +117,7 @@ feedback = Table(
     Column("received_at", UtcDateTime, nullable=False),
     Column("issuer", Text, nullable=True),
     Column("tenant", Text, nullable=True),
-    # Revision 0003: copied from the issued card when it is recorded (so analytics reads feedback alone),
+    # Revision 0004: copied from the issued card when it is recorded (so analytics reads feedback alone),
     # and when a reviewer marked the comment read.
     Column("accepted_kind", String(40), nullable=True),
     Column("card_issued_at", UtcDateTime, nullable=True),
@@ -131,7 +131,7 @@ feedback = Table(
 Index("ix_feedback_issuer_time", feedback.c.issuer, feedback.c.tenant, feedback.c.outcome_timestamp)
 Index("ix_feedback_card_issued_at", feedback.c.card_issued_at)  # analytics: feedback on the cards of a period
 
-# Daily counts kept beside the rows (revision 0003), so that a dashboard over a year of a large plan reads
+# Daily counts kept beside the rows (revision 0004), so that a dashboard over a year of a large plan reads
 # thousands of rows, not millions. Absent issuer/tenant are stored as "" (part of the key). Days are UTC.
 NO_EHR = ""
 card_days = Table(
@@ -527,7 +527,7 @@ def refuse_foreign_cards(entries: Sequence[FeedbackEntry], issued: dict[str, tup
 
 def analytics_columns(row: Mapping[str, Any], card: Any) -> dict[str, Any]:
     """What analytics reads from a feedback row alone: the kind of the first accepted suggestion, when and
-    with which content its card was issued (None when the card was not recorded, or before revision 0003)."""
+    with which content its card was issued (None when the card was not recorded, or before revision 0004)."""
     if card is None:
         return {"accepted_kind": None, "card_issued_at": None, "content_version": None}
     kinds = card.suggestion_kinds or {}
