@@ -1,7 +1,7 @@
 """Settings from environment variables (pydantic-settings), with embedded development-friendly defaults.
 
 One field per documented variable: `CDS_<FIELD NAME>` unless the field names another variable. The
-README's configuration tables list exactly these (a test compares them). Any invalid value stops
+configuration tables of docs/operators/ list exactly these (a test compares them). Any invalid value stops
 start-up with one line per variable saying what is wrong (SettingsError).
 """
 

@@ -7,7 +7,7 @@ a raw dictionary. A FHIR array is a tuple here (empty when absent), a single ele
 
 Why msgspec: converting the parsed JSON of a 10,000-resource record into these Structs takes about
 9 ms on the reference machine, where pydantic-core's validated models took several times that
-(README "Typed data"); the Structs are C objects with slots, cheap to read and to hash.
+(docs/developers/index.md, "Typed data"); the Structs are C objects with slots, cheap to read and to hash.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def lenient(value: object, kind: type[T], default: T) -> T:
 
 # gc=False: the Structs hold only strings, numbers, tuples and other Structs (and JSON kept as sent), so
 # they can form no reference cycle; left out of the cyclic collector's sight, a 10,000-resource record
-# costs it nothing to scan (README "Typed data").
+# costs it nothing to scan (docs/developers/index.md, "Typed data").
 class Element(Struct, frozen=True, gc=False):
     """A FHIR data type or backbone element."""
 

@@ -8,9 +8,13 @@ The analytics pages themselves live elsewhere; these tests register a stand-in b
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
+import shlex
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -34,6 +38,7 @@ from cds_service.wiring import services_of
 from tests.builders import patient
 from tests.clinical_date import CLOCK
 from tests.conftest import BASE_URL
+from tests.docs_snippets import snippet
 from tests.tokens import FORM_KEY, ISSUER, TENANT, bearer, make_key, token_for
 
 FIGURE = "Accepted 4711 of 9000"  # what the stand-in pages reveal
@@ -443,3 +448,71 @@ def test_staff_settings_from_the_environment():
     assert settings.staff_role_values == ("lbp-analytics", "informatics")
     given = "https://login.plan.example/.well-known/openid-configuration"
     assert Settings.from_env({"CDS_STAFF_OIDC_ISSUER": given}).staff_oidc_discovery_url == given
+
+
+# --- the operators' page (docs/operators/staff-sign-in.md) ---------------------------------------------------
+
+
+@pytest.mark.processes
+def test_the_pages_settings_example_configures_a_production_sign_in(settings):
+    """The example's lines, run in a shell as an operator would set them, give a sign-in production accepts."""
+    lines = snippet("staff-sign-in-settings").text
+    shell = subprocess.run(
+        ["bash", "-c", f"set -a\n{lines}\nenv -0"],
+        env={"PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    environment = dict(item.split("=", 1) for item in shell.stdout.split("\0") if item.startswith("CDS_"))
+    example = Settings.from_env(environment)
+    assert example.staff_oidc_issuer == "https://login.example.org/realms/plan"
+    assert example.staff_role_claim == "groups" and example.staff_role_values == ("lbp-analytics",)
+    assert example.staff_session_secret is not None
+    assert len(example.staff_session_secret.get_secret_value()) >= 32
+    staff = {name: getattr(example, name) for name in type(example).model_fields if name.startswith("staff_")}
+    production(settings, **staff).check()  # no SettingsError: nothing is missing
+
+
+def by_hand_recipe() -> tuple[list[User], dict[str, str], int]:
+    """The page's "Trying it locally" lines: the people given to the provider, the settings given to
+    `make run`, and the provider's port."""
+    words = shlex.split(snippet("staff-sign-in-by-hand").text.replace("\\\n", " "))
+    assert words[:3] == [".venv/bin/python", "-m", "oidc_provider_mock"]
+    assert words[-2:] == ["make", "run"]
+    people = []
+    for at, word in enumerate(words):
+        if word == "--user-claims":
+            claims = json.loads(words[at + 1])
+            people.append(User(sub=claims.pop("sub"), claims=claims))
+    port = int(words[words.index("--port") + 1])
+    environment = dict(word.split("=", 1) for word in words if re.match(r"^CDS_[A-Z_]+=", word))
+    return people, environment, port
+
+
+def test_the_pages_by_hand_recipe_signs_in_the_staff_member_and_refuses_the_other(make_app, settings):
+    people, environment, port = by_hand_recipe()
+    assert environment["CDS_STAFF_OIDC_ISSUER"] == f"http://localhost:{port}"
+    recipe = Settings.from_env(environment)
+    ann, carl = people
+    assert ann.claims["groups"] == ["lbp-analytics"] and carl.claims["groups"] == ["clinicians"]
+    with run_server_in_thread(user_claims=people) as server:
+        provider = f"http://localhost:{server.server_port}"  # the recipe's issuer, on a free port
+        app = make_app(  # `make run`: development settings (CDS_REQUIRE_JWT=false), with the recipe's
+            settings.model_copy(
+                update={
+                    "staff_oidc_issuer": provider,
+                    "staff_oidc_client_id": recipe.staff_oidc_client_id,
+                    "staff_oidc_client_secret": recipe.staff_oidc_client_secret,
+                }
+            )
+        )
+        staff = app.test_client()
+        signed_in = sign_in(staff, provider, ann, start="/analytics")
+        assert signed_in.status_code == 302 and signed_in.headers["Location"] == "/analytics"
+        assert FIGURE in get(staff, PAGE).get_data(as_text=True)
+        refused = sign_in(app.test_client(), provider, carl, start="/analytics")
+        assert refused.status_code == 403
+        assert "does not have the plan staff role" in refused.get_data(as_text=True)
+        assert reveals_nothing(refused)

@@ -4,7 +4,7 @@ One check for both ways a Prior Notification arrives: the JSON a machine client 
 QuestionnaireResponse built from the web form's fields. Each problem names the item (linkId and its
 text) and says what is wrong, so a 400 tells the client which answer to fix and the web form can show
 the message beside its field. As for every refusal, a message says where and what kind, never the
-value sent (README, "Messages say where and what kind, never the value").
+value sent (docs/integrators/errors.md, "Messages say where and what kind, never the value").
 """
 
 from __future__ import annotations
