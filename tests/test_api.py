@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -109,15 +110,19 @@ def test_non_json_content_type_is_415(client):
     assert "application/json" in outcome_message(response)
 
 
-def test_body_over_the_limit_is_413(settings, content):
+def test_body_over_the_limit_is_413(settings, content, caplog):
     small = create_app(
         settings.model_copy(update=dict(max_body_bytes=2000)), content=content, clock=CLOCK
     ).test_client()
     body = patient(45).with_lbp().patient_view()
     body["prefetch"]["conditions"]["entry"] *= 50
-    response = small.post("/cds-services/lbp-patient-view", json=body)
+    with caplog.at_level(logging.INFO, logger="lbp_cds"):
+        response = small.post("/cds-services/lbp-patient-view", json=body)
     assert response.status_code == 413
     assert "2000 bytes" in outcome_message(response)
+    # Logged as the 413 it is answered with (the hook call's line, and the refusal's).
+    assert [r.status for r in caplog.records if getattr(r, "event", None) == "hook_call"] == [413]
+    assert [r.kind for r in caplog.records if getattr(r, "event", None) == "refused"] == ["too-large"]
 
 
 def test_get_on_a_service_is_405(client):

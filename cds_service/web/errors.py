@@ -27,16 +27,20 @@ def init_app(app: Flask) -> None:
 
 
 def client_error(error: ClientError) -> Response:
-    # Where and what kind, never the message: it may name what the client sent.
+    log_refusal(error, route())
+    return error_response(error.status, error.message, error.headers)
+
+
+def log_refusal(error: ClientError, where: str) -> None:
+    """Where (the route) and what kind, never the message: it may name what the client sent."""
     log.log(
         logging.WARNING if error.status >= 500 else logging.INFO,
         "answered %s on %s: %s",
         error.status,
-        route(),
+        where,
         error.log_detail(),
         extra={"event": "refused", "status": error.status, "kind": error.kind},
     )
-    return error_response(error.status, error.message, error.headers)
 
 
 def route() -> str:
@@ -74,11 +78,18 @@ def http_error(error: HTTPException) -> Response:
     return error_response(status, http_message(status, error), headers)
 
 
+UNEXPECTED = "The CDS service failed to process this request."
+
+
 def unexpected(error: Exception) -> Response:
-    # A bug: log it with where it happened (the formatter prints the stack and the exception types,
-    # never their messages, which may hold values), reveal nothing, keep the worker alive.
-    log.exception("unexpected error on %s %s", request.method, route())
-    return error_response(500, "The CDS service failed to process this request.")
+    log_unexpected(request.method, route())
+    return error_response(500, UNEXPECTED)
+
+
+def log_unexpected(method: str, where: str) -> None:
+    """A bug: logged with where it happened (the formatter prints the stack and the exception types, never their
+    messages, which may hold values); the answer reveals nothing and the worker stays alive."""
+    log.exception("unexpected error on %s %s", method, where)
 
 
 def http_message(status: int, error: HTTPException) -> str:

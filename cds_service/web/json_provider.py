@@ -28,9 +28,12 @@ class OrjsonProvider(DefaultJSONProvider):
         if (self.compact is None and self._app.debug) or self.compact is False:
             return super().response(*args, **kwargs)  # indented for people: rare, leave it to the default
         obj = self._prepare_response_obj(args, kwargs)
+        return Response(self.encode(obj), mimetype=self.mimetype)
+
+    def encode(self, obj: Any) -> bytes:
+        """The compact JSON answer's bytes, trailing newline included (the hook path answers with these too)."""
         options = BASE_OPTIONS | (orjson.OPT_SORT_KEYS if self.sort_keys else 0)
         try:
-            body = orjson.dumps(obj, default=self.default, option=options)
+            return orjson.dumps(obj, default=self.default, option=options)
         except orjson.JSONEncodeError:
-            return super().response(*args, **kwargs)
-        return Response(body, mimetype=self.mimetype)
+            return (self.dumps(obj, separators=(",", ":")) + "\n").encode()

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask, Response, request
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from cds_service.settings import Settings
 from cds_service.web import analytics, errors, hook_routes, openapi, ops, pages, preview, prior_notification, staff
+from cds_service.web.hook_path import HookPath
 from cds_service.web.json_provider import OrjsonProvider
-from cds_service.wiring import current_services
+from cds_service.wiring import current_services, services_of
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -51,6 +54,10 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.after_request(add_security_headers)
     if (settings.public_base_url or "").startswith("https://"):
         app.after_request(add_hsts)
+    hook_path = HookPath(
+        app, services_of(app), settings, app.json, hook_answer_headers(settings), cors_options(settings)
+    )
+    app.wsgi_app = hook_path  # type: ignore[method-assign]
     if settings.trusted_proxy_hops:
         hops = settings.trusted_proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops)  # type: ignore[method-assign]
@@ -64,10 +71,24 @@ def pick_up_content_edits() -> None:
 def enable_cors(app: Flask, settings: Settings) -> None:
     """Browser-based CDS clients (CDS Hooks "Cross-Origin Resource Sharing"): discovery, services, feedback,
     and the FHIR endpoints of Prior Notification (a browser-based form filler posts QuestionnaireResponses)."""
+    options = cors_options(settings)
+    if options is None:
+        return
+    CORS(
+        app,
+        resources={r"/cds-services(/.*)?$": options, r"/fhir/(Questionnaire|QuestionnaireResponse)(/.*)?$": options},
+    )
+    if options["origins"] != ["*"]:
+        app.after_request(vary_on_origin)
+
+
+def cors_options(settings: Settings) -> dict[str, Any] | None:
+    """Flask-Cors's options for the CDS Hooks and FHIR endpoints (the hook path asks Flask-Cors with them too);
+    None: no origin is allowed."""
     origins = list(settings.allowed_origins)
     if not origins:
-        return
-    options = {
+        return None
+    return {
         "origins": origins,
         "methods": ["GET", "POST", "OPTIONS"],
         "allow_headers": ["Authorization", "Content-Type"],
@@ -76,12 +97,14 @@ def enable_cors(app: Flask, settings: Settings) -> None:
         "send_wildcard": origins == ["*"],
         "max_age": 600,
     }
-    CORS(
-        app,
-        resources={r"/cds-services(/.*)?$": options, r"/fhir/(Questionnaire|QuestionnaireResponse)(/.*)?$": options},
-    )
-    if origins != ["*"]:
-        app.after_request(vary_on_origin)
+
+
+def hook_answer_headers(settings: Settings) -> list[tuple[str, str]]:
+    """The headers every hook answer has, as add_security_headers and add_hsts give them to Flask's answers."""
+    headers = [*SECURITY_HEADERS.items(), ("Cache-Control", "no-store")]
+    if (settings.public_base_url or "").startswith("https://"):
+        headers.append(("Strict-Transport-Security", HSTS))
+    return headers
 
 
 def vary_on_origin(response: Response) -> Response:
