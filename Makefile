@@ -47,11 +47,14 @@ check-valuesets: $(BIN)/.installed
 validate: $(BIN)/.installed
 	$(BIN)/flask --app wsgi content validate
 
-# What the tests need beyond Python: Debian's chromium (browser test) and nginx (scale-out test), and the
-# test FHIR server's npm packages, installed from its lockfile. apt-get runs only when one is missing.
+# What the tests need beyond Python: Debian's chromium (browser test), nginx (scale-out test) and prometheus
+# (its promtool checks the alert rules), and the test FHIR server's npm packages, installed from its lockfile.
+# apt-get runs only when one is missing.
 test-deps: $(NODE_STAMP)
-	@if [ ! -x /usr/bin/chromium ] || ! { command -v nginx || [ -x /usr/sbin/nginx ]; } >/dev/null; then \
-		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium nginx; \
+	@if [ ! -x /usr/bin/chromium ] || ! { command -v nginx || [ -x /usr/sbin/nginx ]; } >/dev/null \
+		|| ! command -v promtool >/dev/null; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium nginx \
+			prometheus; \
 	fi
 
 $(NODE_STAMP): tests/fhir_server/package-lock.json
