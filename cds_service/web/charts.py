@@ -21,7 +21,9 @@ FIXED_SIZE = re.compile(r'^(<svg[^>]*?)\swidth="[^"]*"\sheight="[^"]*"')
 
 
 def svg(chart: alt.TopLevelMixin) -> Markup:
-    rendered = vl_convert.vegalite_to_svg(chart.to_dict())
+    # Room on the left: vl-convert measures the axis labels with its own fonts, a browser may draw them wider.
+    spec = {**chart.to_dict(), "padding": {"left": 48, "top": 5, "right": 5, "bottom": 5}}
+    rendered = vl_convert.vegalite_to_svg(spec)
     rendered = FIXED_SIZE.sub(r"\1", ARIA_ATTRIBUTES.sub("", rendered), count=1)
     return Markup(rendered)  # SVG made by vl-convert from our own data: no markup from users
 
