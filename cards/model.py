@@ -69,6 +69,11 @@ class CardContent(Protocol):
         ...
 
     @property
+    def order_json(self) -> Mapping[str, bytes]:
+        """Each order of orders.yaml serialised as JSON once: a suggestion's new order is parsed from it."""
+        ...
+
+    @property
     def crd(self) -> Content:
         """crd.yaml: the CRD card type of each topic, configuration options, coverage-information text."""
         ...

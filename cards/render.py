@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from urllib.parse import urlencode
 
+import orjson
+
 from cards.model import (
     APPOINTMENT_WITH_LIMIT,
     ASSOCIATED_RESOURCE_EXTENSION,
@@ -185,7 +187,7 @@ def render_actions(template: Content, decision: Decision, ctx: RenderContext) ->
 
 
 def new_order(name: str, decision: Decision, ctx: RenderContext) -> JsonObject:
-    resource: JsonObject = thaw(ctx.content.orders[name])
+    resource: JsonObject = orjson.loads(ctx.content.order_json[name])
     resource["subject"] = {"reference": f"Patient/{ctx.patient_id}"}
     if decision.reason_codes:
         resource["reasonCode"] = [thaw(code) for code in decision.reason_codes]
