@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import gc
 import io
 import os
 import pstats
@@ -113,16 +112,11 @@ def main() -> int:
         import logging
 
         from cds_service.app import create_app
-        from cds_service.web.server import GC_THRESHOLDS
 
         # The deploy step before serving: the schema the issued-card writer needs.
         command = [sys.executable, "-m", "flask", "--app", "wsgi", "db", "upgrade"]
         subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
         app = create_app()
-        # As a granian worker runs it (cds_service/web/server.py): the app's objects frozen, the same thresholds.
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(*GC_THRESHOLDS)
         logging.getLogger().handlers[0].stream = open(os.devnull, "w")  # noqa: SIM115  (the lines cost, unseen)
         body = BASELINE.read_bytes()
         for _ in range(args.warmup):
