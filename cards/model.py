@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
+
 # The content (guideline_data YAML, checked against its JSON Schemas when loaded) and the JSON of an answer are
 # not FHIR data the rules read: these three names are the only `Any` in cards/ and hooks/ (FHIR data is typed,
 # hooks/model.py; mypy refuses any other explicit Any there).
@@ -69,6 +71,11 @@ class CardContent(Protocol):
         ...
 
     @property
+    def order_json(self) -> Mapping[str, bytes]:
+        """Each order of orders.yaml serialised as JSON once: a suggestion's new order is parsed from it."""
+        ...
+
+    @property
     def crd(self) -> Content:
         """crd.yaml: the CRD card type of each topic, configuration options, coverage-information text."""
         ...
@@ -77,3 +84,9 @@ class CardContent(Protocol):
     def version(self) -> str:
         """A hash of every content file: ties feedback to the exact wording shown."""
         ...
+
+
+def sorted_json(value: object) -> str:
+    """JSON with sorted keys, the same for read-only content (mapping proxies, tuples) and for a rendered card's
+    plain JSON: what tells which orders.yaml order a suggestion creates."""
+    return orjson.dumps(value, default=dict, option=orjson.OPT_SORT_KEYS).decode()

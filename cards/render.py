@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from urllib.parse import urlencode
+
+import orjson
 
 from cards.model import (
     APPOINTMENT_WITH_LIMIT,
@@ -32,6 +33,9 @@ from hooks.fhir import References
 from hooks.model import Appointment, Resource
 
 SCALARS = frozenset({str, int, float, bool, type(None)})
+# A random UUID's version field and RFC 4122 variant bits (RFC 9562 section 5.4), as the uuid module sets them.
+UUID_VERSION_FIELDS = (0xF000 << 64) | (0xC000 << 48)
+UUID_VERSION_4 = (0x4000 << 64) | (0x8000 << 48)
 
 
 class Uuids:
@@ -49,7 +53,9 @@ class Uuids:
         if not self._pool:
             self._pool = os.urandom(16 * self._batch)
         raw, self._pool = self._pool[:16], self._pool[16:]
-        return str(uuid.UUID(bytes=raw, version=4))
+        # What str(uuid.UUID(bytes=raw, version=4)) gives (the version and variant bits set), at half the cost.
+        digits = f"{int.from_bytes(raw) & ~UUID_VERSION_FIELDS | UUID_VERSION_4:032x}"
+        return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 @dataclass(frozen=True)
@@ -185,7 +191,7 @@ def render_actions(template: Content, decision: Decision, ctx: RenderContext) ->
 
 
 def new_order(name: str, decision: Decision, ctx: RenderContext) -> JsonObject:
-    resource: JsonObject = thaw(ctx.content.orders[name])
+    resource: JsonObject = orjson.loads(ctx.content.order_json[name])
     resource["subject"] = {"reference": f"Patient/{ctx.patient_id}"}
     if decision.reason_codes:
         resource["reasonCode"] = [thaw(code) for code in decision.reason_codes]

@@ -15,15 +15,17 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Any
 
+import orjson
 import yaml
 from cachetools import LRUCache
 from jsonschema import Draft202012Validator
 
-from cards.model import LONGEST_APPOINTMENT, NO_END_DATE, NO_REGION, PLACEHOLDERS, SUMMARY_LIMIT, Region
+from cards.model import LONGEST_APPOINTMENT, NO_END_DATE, NO_REGION, PLACEHOLDERS, SUMMARY_LIMIT, Region, sorted_json
 from cds_service.content.crd import CRD, check_crd
 from cds_service.content.forms import FORMS_DIR, PN_FORM_ID, Form, build_form
 from cds_service.content.icd10cm import Families, default_families
@@ -94,6 +96,17 @@ class Content:
     forms: Mapping[str, Form] = field(default_factory=dict)  # forms/*.questionnaire.json, by Questionnaire id
     # The bytes of every file, as they were validated and hashed into `version`: what a snapshot saves.
     files: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def order_json(self) -> Mapping[str, bytes]:
+        """Each order serialised once per content version: parsing it back is 4x cheaper than copying the
+        frozen order (`cards.render.thaw`), and a card's order must be its own copy."""
+        return MappingProxyType({name: orjson.dumps(order, default=dict) for name, order in self.orders.items()})
+
+    @cached_property
+    def order_codes(self) -> Mapping[str, str]:
+        """Each order's code as `sorted_json`, once per content version: analytics tells a suggestion's order by it."""
+        return MappingProxyType({name: sorted_json(order.get("code")) for name, order in self.orders.items()})
 
 
 def load_content(root: Path = DEFAULT_CONTENT_DIR, families: Families | None = None) -> Content:

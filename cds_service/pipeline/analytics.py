@@ -13,9 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-import orjson
-
-from cards.render import thaw
+from cards.model import sorted_json
 from cds_service.content.loader import Content
 from cds_service.pipeline.call import CallResult
 from cds_service.storage.database import HookCall, IssuedCard
@@ -69,16 +67,11 @@ def judgement_of(decision: Decision, decisions: tuple[Decision, ...]) -> str:
     return OTHER_TOPICS.get(decision.topic, decision.topic)
 
 
-def order_codes(orders: Mapping[str, Any]) -> dict[str, str]:
-    """Each orders.yaml order's code, comparable with a rendered order's."""
-    return {name: comparable(order.get("code")) for name, order in orders.items()}
-
-
 def suggestion_kind(suggestion: Mapping[str, Any], codes: Mapping[str, str]) -> str:
-    """`pt-referral`, `cbt-referral`…: the orders.yaml order it creates (`codes`: order_codes()); one that also
+    """`pt-referral`, `cbt-referral`…: the orders.yaml order it creates (`codes`: Content.order_codes); one that also
     deletes the draft referral is a swap (`msc-swap`)."""
     created = [
-        next((name for name, code in codes.items() if code == comparable(action["resource"].get("code"))), "other")
+        order_name(sorted_json(action["resource"].get("code")), codes)
         for action in suggestion.get("actions", ())
         if action.get("type") == "create"
     ]
@@ -88,9 +81,9 @@ def suggestion_kind(suggestion: Mapping[str, Any], codes: Mapping[str, str]) -> 
     return kind
 
 
-def comparable(value: Any) -> str:
-    """The content's frozen JSON and a rendered card's plain JSON, made comparable."""
-    return orjson.dumps(thaw(value), option=orjson.OPT_SORT_KEYS).decode()
+def order_name(code: str, codes: Mapping[str, str]) -> str:
+    """The first orders.yaml order with this code (`sorted_json`), or "other"."""
+    return next((name for name, order_code in codes.items() if order_code == code), "other")
 
 
 def clinician_pseudonym(key: str, issuer: str | None, tenant: str | None, user: str | None) -> str | None:
@@ -113,7 +106,7 @@ def hook_call_record(
     """The call and its cards as analytics stores them; `clinician` is (pseudonym or None, key id)."""
     pseudonym, key_id = clinician
     issuer, tenant = ehr
-    codes = order_codes(content.orders) if any(card.get("suggestions") for card in result.cards) else {}
+    codes = content.order_codes
     cards = tuple(
         IssuedCard(
             card_uuid=card["uuid"],
