@@ -198,12 +198,20 @@ def test_workers_replaced_during_a_database_outage_keep_the_instance_serving(tmp
             crashed = min(before)
             os.kill(crashed, signal.SIGKILL)  # the server respawns a worker that died
             wait_for(lambda: not worker_alive(crashed), message="the killed worker gone")
-        statuses = []
-        for _ in range(20):  # each new connection may reach a worker that has just been replaced
-            try:
-                statuses.append(hook_call().status_code)
-            except requests.ConnectionError:
-                statuses.append(0)
+
+        def answers(count: int) -> list[int]:
+            statuses = []
+            for _ in range(count):  # each new connection may reach a worker that has just been replaced
+                try:
+                    statuses.append(hook_call().status_code)
+                except requests.ConnectionError:
+                    statuses.append(0)
+            return statuses
+
+        statuses = answers(20)
+        if replaced_by != "SIGHUP":  # the replacement serving: from then on every call is answered
+            wait_for(lambda: log.read_text().count("Started worker-") == 3, timeout=START_SECONDS, message="respawn")
+            after_respawn = answers(10)
         wait_for_service(base, process, log)
         assert process.poll() is None, log.read_text()[-3000:]
         token = token_for(key, SERVICE, aud=base + SERVICE)
@@ -215,11 +223,11 @@ def test_workers_replaced_during_a_database_outage_keep_the_instance_serving(tmp
     if replaced_by == "SIGHUP":
         assert set(statuses) == {200}, statuses
     else:
-        # The connections the kernel had queued for the killed worker at that instant are reset (without
-        # net.ipv4.tcp_migrate_req=1, docs/operators/serving.md); every call after them is answered.
-        first_answered = statuses.index(200)
-        assert set(statuses[:first_answered]) <= {0} and first_answered <= 2, statuses
-        assert set(statuses[first_answered:]) == {200}, statuses
+        # Connections that arrive in the instant a worker's socket leaves or joins the port's SO_REUSEPORT group
+        # (the killed worker's, its replacement's) may be reset, without net.ipv4.tcp_migrate_req=1
+        # (docs/operators/serving.md); the others are answered, and all once the replacement serves.
+        assert set(statuses) <= {0, 200} and statuses.count(0) <= 3, statuses
+        assert after_respawn == [200] * 10, after_respawn
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
