@@ -154,6 +154,16 @@ def client(app) -> FlaskClient:
     return app.test_client()
 
 
+@pytest.fixture
+def stored_app(settings, content, database_url):
+    """The app on a migrated database of each kind (database_url): for the storage tests."""
+    app = create_app(
+        settings.model_copy(update=dict(database_url=migrated(database_url))), content=content, clock=CLOCK
+    )
+    yield app
+    services_of(app).close()
+
+
 def assert_conformant(response: dict[str, Any]) -> None:
     """CDS Hooks 2.0 response rules (our strict schema), unique uuids, valid FHIR in suggestions."""
     errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in RESPONSE_SCHEMA.iter_errors(response)]

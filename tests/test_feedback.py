@@ -15,21 +15,11 @@ from cds_service.storage.database import feedback, issued_cards
 from cds_service.wiring import services_of
 from tests.builders import medication_request, patient
 from tests.clinical_date import CLOCK
-from tests.databases import migrated
 from tests.waiting import wait_for
 
 SERVICE = "/cds-services/lbp-patient-view"
 FEEDBACK = SERVICE + "/feedback"
 WHEN = "2026-03-04T05:06:07Z"
-
-
-@pytest.fixture
-def stored_app(settings, content, database_url):
-    app = create_app(
-        settings.model_copy(update=dict(database_url=migrated(database_url))), content=content, clock=CLOCK
-    )
-    yield app
-    services_of(app).close()
 
 
 @pytest.fixture

@@ -19,27 +19,16 @@ from alembic import command
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
-from cds_service.app import create_app
 from cds_service.storage.database import Storage, alembic_config, prior_notification_versions, prior_notifications
 from cds_service.wiring import services_of
 from tests.builders import PRACTICE_NPI, SURGEON_NPI, appointment
 from tests.clinical_date import CLOCK
 from tests.conftest import Hooks
-from tests.databases import migrated
 from tests.pn import completed_fields, file_on_form, form_link
 from tests.test_appointment_book import adult_with_lbp
 
 RESPONSES = "/fhir/QuestionnaireResponse"
 WRONG_NPI = "1234567893"  # a valid NPI, but not the practice's nor the surgeon's
-
-
-@pytest.fixture
-def stored_app(settings, content, database_url):
-    app = create_app(
-        settings.model_copy(update=dict(database_url=migrated(database_url))), content=content, clock=CLOCK
-    )
-    yield app
-    services_of(app).close()
 
 
 @pytest.fixture

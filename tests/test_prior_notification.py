@@ -39,15 +39,6 @@ RESPONSES = "/fhir/QuestionnaireResponse"
 
 
 @pytest.fixture
-def stored_app(settings, content, database_url):
-    app = create_app(
-        settings.model_copy(update=dict(database_url=migrated(database_url))), content=content, clock=CLOCK
-    )
-    yield app
-    services_of(app).close()
-
-
-@pytest.fixture
 def client(stored_app):
     """On SQLite and PostgreSQL: for what the records' storage decides."""
     return stored_app.test_client()

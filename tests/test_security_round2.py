@@ -41,15 +41,6 @@ SEPARATORS = (",", ";", "\t", "|", " ")
 FORMULA_STARTS = ("=", "+", "-", "@")
 
 
-@pytest.fixture
-def stored_app(settings, content, database_url):
-    app = create_app(
-        settings.model_copy(update=dict(database_url=migrated(database_url))), content=content, clock=CLOCK
-    )
-    yield app
-    services_of(app).close()
-
-
 def stored_count(app) -> int:
     with services_of(app).storage.engine.connect() as connection:
         return int(connection.execute(select(func.count()).select_from(prior_notifications)).scalar_one())

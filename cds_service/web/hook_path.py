@@ -147,9 +147,7 @@ class HookPath:
             caller = services.jwt_verifier.verify(
                 environ.get("HTTP_AUTHORIZATION"), audience=base + environ["PATH_INFO"], endpoint=base + route
             )
-        mimetype = parse_options_header(environ.get("CONTENT_TYPE", ""))[0].lower()
-        if not mimetype or not (mimetype == "application/json" or mimetype.endswith("+json")):
-            raise UnsupportedMediaType("Send the request as application/json (Content-Type).")
+        require_json(parse_options_header(environ.get("CONTENT_TYPE", ""))[0].lower())
         body = parse_hook_request(read_body(environ, services.settings.max_body_bytes))
         result = answer_hook(service, body, services.call_dependencies(base, caller))
         return result, caller, body["context"].get("userId")
@@ -179,6 +177,12 @@ class CorsAnswers:
         if self.vary and ("Vary", "Origin") not in answer:
             answer.append(("Vary", "Origin"))
         return answer
+
+
+def require_json(mimetype: str) -> None:
+    """415 unless the body is said to be JSON (application/json or a +json type): every JSON route's check."""
+    if not mimetype or not (mimetype == "application/json" or mimetype.endswith("+json")):
+        raise UnsupportedMediaType("Send the request as application/json (Content-Type).")
 
 
 def read_body(environ: WSGIEnvironment, limit: int) -> bytes:

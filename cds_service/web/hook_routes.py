@@ -14,13 +14,14 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from cards.model import CONTENT_VERSION_EXTENSION
-from cds_service.errors import PayloadTooLarge, UnsupportedMediaType
+from cds_service.errors import PayloadTooLarge
 from cds_service.observability import metrics
 from cds_service.pipeline import crd
 from cds_service.pipeline.feedback import parse_feedback
 from cds_service.pipeline.validation import parse_json
 from cds_service.web.auth import Caller
 from cds_service.web.errors import route
+from cds_service.web.hook_path import require_json
 from cds_service.wiring import AppServices, current_services
 
 log = logging.getLogger("lbp_cds")
@@ -79,8 +80,7 @@ def authenticate(services: AppServices) -> Caller | None:
 
 
 def read_json_body(services: AppServices, parse: Callable[[bytes], Any] = parse_json) -> Any:
-    if not request.mimetype or not (request.mimetype == "application/json" or request.mimetype.endswith("+json")):
-        raise UnsupportedMediaType("Send the request as application/json (Content-Type).")
+    require_json(request.mimetype)
     return parse(read_body(services.settings.max_body_bytes))
 
 
