@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -265,7 +265,7 @@ class IssuedCard:
 
     def row(self) -> dict[str, Any]:
         """Its columns; the values are immutable but for the kinds, copied into a plain dict."""
-        row = {f.name: getattr(self, f.name) for f in fields(self)}
+        row = dict(vars(self))  # the fields, as `fields(self)` would list them, without walking them
         row["suggestion_kinds"] = dict(self.suggestion_kinds) if self.suggestion_kinds is not None else None
         return row
 

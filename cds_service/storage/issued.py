@@ -1,76 +1,121 @@
 """Recording each hook call and the cards it issued (topic, judgement, EHR: what the feedback report and the
 analytics dashboard read), off the hook call's path.
 
-The clinician does not need it: a hook call hands its record to a bounded
-queue and returns at once; one writer thread per process stores them in batches, gathering what
-arrives within LINGER_SECONDS of the first into one transaction (a transaction per hook call cost
-more CPU than the hook call itself). When the database is down the batch is logged and dropped,
-never retried at the cost of memory.
+The clinician does not need it: a hook call appends what its record is made from to a deque (a lock-free
+append under the GIL: no lock, no condition variable, no thread woken while the writer is busy) and returns at
+once; one writer thread per process makes the records (analytics' judgements, suggestion kinds, the
+clinician's pseudonym) and stores them in batches, gathering what arrives within LINGER_SECONDS of the first
+into one transaction (a transaction per hook call cost more CPU than the hook call itself). The writer sleeps
+on an Event only when nothing is pending, so a call sets it at most once per idle spell. When the database is
+down the batch is logged and dropped, never retried at the cost of memory.
+
+A queue.Queue did this before, with the records made on the call's path; the change and a longer linger
+(50 → 250 ms, so larger transactions) are measured in BENCHMARKS.md ("The serving stack", round 3).
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
-import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable
 
 from cds_service.storage.database import HookCall, Storage
 
 log = logging.getLogger("lbp_cds")
-BATCH = 200  # hook calls per transaction, at most
-LINGER_SECONDS = 0.05  # how long the writer waits for more after the first
+BATCH = 500  # hook calls per transaction, at most
+LINGER_SECONDS = 0.25  # how long the writer waits for more after the first (a batch of ~400 calls at full load)
 CLOSE_TIMEOUT_SECONDS = 5.0  # how long close() waits for the writer to store what it holds
-STOP: Sequence[HookCall] = []  # a unique object, handed to the writer by close(): write what came before, then end
+
+# A hook call's record, made when the writer comes to it (its inputs are immutable once the call is answered).
+PendingCall = Callable[[], HookCall]
+
+
+class Flushed(threading.Event):
+    """Handed to the writer by flush(): set once everything handed over before it is written."""
 
 
 class IssuedCardRecorder:
     def __init__(self, storage: Storage, max_pending: int = 10_000, linger_seconds: float = LINGER_SECONDS) -> None:
         self._storage = storage
         self._linger = linger_seconds
-        self._queue: queue.Queue[Sequence[HookCall]] = queue.Queue(max_pending)
+        self._max_pending = max_pending
+        self._pending: deque[PendingCall | Flushed] = deque()
+        self._wake = threading.Event()
+        self._idle = False  # the writer waits on _wake (set by the next record)
+        self._hurry = False  # a flush() waits: write without lingering
+        self._closing = False
         self._writer = threading.Thread(target=self._run, name="issued-cards", daemon=True)
         self._writer.start()
 
-    def record(self, call: HookCall) -> None:
-        """Never blocks: when the writer is far behind, the record is dropped and logged."""
-        try:
-            self._queue.put_nowait([call])
-        except queue.Full:
-            log.warning("hook call not recorded (writer queue full): cards %s", [c.card_uuid for c in call.cards])
+    def record(self, call: PendingCall) -> None:
+        """Never blocks: when the writer is far behind (or closed), the record is dropped and logged."""
+        if self._closing or len(self._pending) >= self._max_pending:
+            log.warning("hook call not recorded (writer queue full)")
+            return
+        self._pending.append(call)
+        if self._idle:
+            self._idle = False
+            self._wake.set()
 
-    def flush(self) -> None:
+    def flush(self, timeout: float | None = None) -> None:
         """Wait until everything handed over so far is written (or given up on)."""
-        self._queue.join()
+        if not self._writer.is_alive():
+            return
+        done = Flushed()
+        self._pending.append(done)
+        self._hurry = True
+        self._wake.set()
+        done.wait(timeout)
 
     def close(self, timeout: float = CLOSE_TIMEOUT_SECONDS) -> None:
         """Write what is pending and stop the writer (a worker's exit); records after this are dropped."""
         if not self._writer.is_alive():
             return
-        try:
-            self._queue.put(STOP, timeout=timeout)
-        except queue.Full:
-            log.warning("issued-card writer did not drain its queue in %s s; pending records dropped", timeout)
-            return
+        self._closing = True
+        self._wake.set()
         self._writer.join(timeout)
+        if self._writer.is_alive():
+            log.warning("issued-card writer did not drain its queue in %s s; pending records dropped", timeout)
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            batches = [self._queue.get()]
-            # Sleep rather than wait on the queue, so that hook calls meanwhile wake nobody.
-            if batches[0] is not STOP:
-                time.sleep(self._linger)
-            while len(batches) < BATCH and batches[-1] is not STOP:
-                try:
-                    batches.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            stopping = batches[-1] is STOP
-            self._write([call for batch in batches for call in batch])
-            for _ in batches:
-                self._queue.task_done()
+        while True:
+            if not self._pending and not self._closing:
+                self._wait_for_work()
+            self._linger_for_more()
+            while self._pending:
+                self._write_batch()
+            if self._closing:
+                return
+
+    def _wait_for_work(self) -> None:
+        self._idle = True
+        if not self._pending and not self._closing:  # looked at again after saying so: no record is missed
+            self._wake.wait()
+        self._idle = False
+
+    def _linger_for_more(self) -> None:
+        """Let a batch gather: calls meanwhile wake nobody; flush() and close() cut it short."""
+        self._wake.clear()
+        if not (self._hurry or self._closing):
+            self._wake.wait(self._linger)
+        self._hurry = False
+
+    def _write_batch(self) -> None:
+        calls: list[HookCall] = []
+        flushed: list[Flushed] = []
+        while self._pending and len(calls) < BATCH:
+            item = self._pending.popleft()
+            if isinstance(item, Flushed):
+                flushed.append(item)
+                continue
+            try:
+                calls.append(item())
+            except Exception:  # bookkeeping: never the clinician's problem
+                log.exception("hook call not recorded (analytics record could not be made)")
+        self._write(calls)
+        for done in flushed:
+            done.set()
 
     def _write(self, calls: list[HookCall]) -> None:
         if not calls:

@@ -47,7 +47,9 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
     from flask import Flask
 
+    from cds_service.content.loader import Content
     from cds_service.settings import Settings
+    from cds_service.storage.database import HookCall
     from cds_service.web.auth import Caller
     from cds_service.wiring import AppServices
     from hooks.service import ServiceDefinition
@@ -188,6 +190,9 @@ def require_json(mimetype: str) -> None:
 def read_body(environ: WSGIEnvironment, limit: int) -> bytes:
     """The body, 413 beyond `limit` bytes whatever the transfer encoding (a chunked body is read up to one
     byte over the limit, so that one that reaches it is seen to be too large)."""
+    length = environ.get("CONTENT_LENGTH")
+    if length and length.isdigit() and int(length) <= limit:  # the usual case, read as it is (no wrapper stream)
+        return environ["wsgi.input"].read(int(length))  # type: ignore[no-any-return]
     try:
         raw = get_input_stream(environ, max_content_length=limit + 1).read()
     except RequestEntityTooLarge:
@@ -231,22 +236,28 @@ def log_call(
 def record_issued(
     services: AppServices, service_id: str, hook: str, result: CallResult, caller: Caller | None, user_id: object
 ) -> None:
-    """Record the call and its cards for the feedback report and analytics; in the background, never in the way."""
+    """Record the call and its cards for the feedback report and analytics: handed to the writer thread, which
+    makes the record (issued_call) and stores it, off the call's path."""
+    content = services.current_content()
+    at = datetime.now(UTC)
+    services.issued_cards.record(
+        lambda: issued_call(services.settings, service_id, hook, result, caller, user_id, content, at)
+    )
+
+
+def issued_call(
+    settings: Settings,
+    service_id: str,
+    hook: str,
+    result: CallResult,
+    caller: Caller | None,
+    user_id: object,
+    content: Content,
+    at: datetime,
+) -> HookCall:
+    """The call's analytics record: the EHR (JWT issuer and tenant) and the clinician's keyed pseudonym."""
     issuer, tenant = (caller.issuer, caller.tenant) if caller else (None, None)
-    key, key_id = services.settings.clinician_key, services.settings.clinician_key_id
+    key, key_id = settings.clinician_key, settings.clinician_key_id
     user = user_id if isinstance(user_id, str) and user_id else (caller.subject if caller else None)
     pseudonym = clinician_pseudonym(key.get_secret_value(), issuer, tenant, user) if key else None
-    try:
-        call = hook_call_record(
-            result,
-            service_id,
-            hook,
-            datetime.now(UTC),
-            services.current_content(),
-            (issuer, tenant),
-            (pseudonym, key_id),
-        )
-    except Exception:  # bookkeeping: never the clinician's problem
-        log.exception("hook call not recorded (analytics record could not be made)")
-        return
-    services.issued_cards.record(call)
+    return hook_call_record(result, service_id, hook, at, content, (issuer, tenant), (pseudonym, key_id))
