@@ -626,7 +626,7 @@ class ServerSettings(EnvironmentSettings):
         None,
         ge=1,
         validation_alias="WEB_CONCURRENCY",
-        description="worker processes; default: 2 × CPU count",
+        description="worker processes; default: the CPU count",
     )
     threads: int = Field(4, ge=1, description="threads per worker (a call may wait on the EHR's FHIR server)")
     graceful_timeout: int = Field(20, ge=0, description="seconds a worker gets to finish its calls on shutdown")

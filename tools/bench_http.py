@@ -8,8 +8,8 @@ port (CDS_REQUIRE_JWT=false, a temporary SQLite database, a fixed CDS_PUBLIC_BAS
 the baseline order-select with full prefetch (guideline_data/examples/baseline-lbp-referral.json), then starts
 tools/ceiling_app.py, a bare Flask app that parses the same request and answers those same bytes, twice:
 
-- on gunicorn (gthread, the same workers and threads, keep-alive 5 s): the fixed reference of issue 22, the
-  ceiling that lbp-cds was measured against when it was served by gunicorn;
+- on gunicorn (gthread, 2 x CPU workers of 4 threads, keep-alive 5 s): the fixed reference of issue 22, the
+  ceiling that lbp-cds was measured against when it was served by gunicorn with those settings;
 - on lbp-cds's own server settings (tools/ceiling_granian.py): what the framework costs on granian.
 
 wrk POSTs the request:
@@ -55,6 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cds_service.settings import ServerSettings  # noqa: E402
+from cds_service.web.server import default_workers  # noqa: E402
 from tests.builders import CPT, NUCC, ortho_referral, patient, service_request  # noqa: E402
 from tests.clinical_date import TODAY  # noqa: E402
 
@@ -213,8 +214,13 @@ def post(url: str, body: bytes, timeout: float = 30.0) -> tuple[int, bytes]:
         return error.code, error.read()
 
 
-# The fixed reference of issue 22: gunicorn as lbp-cds ran it before (gthread, 2 x CPU workers, keep-alive 5 s).
-def gunicorn_command(app: str, workers: int, threads: int) -> list[str]:
+# The fixed reference of issue 22: gunicorn as lbp-cds ran it before (gthread, 2 x CPU workers of 4 threads,
+# keep-alive 5 s), whatever lbp-cds's own server settings are now.
+REFERENCE_WORKERS = 2 * (os.cpu_count() or 1)
+REFERENCE_THREADS = 4
+
+
+def gunicorn_command(app: str, workers: int = REFERENCE_WORKERS, threads: int = REFERENCE_THREADS) -> list[str]:
     binary = Path(sys.executable).parent / "gunicorn"
     options = ["--worker-class", "gthread", "--workers", str(workers), "--threads", str(threads), "--keep-alive", "5"]
     return [str(binary), *options, "--pythonpath", "tools", "--no-control-socket", app]
@@ -368,7 +374,7 @@ def machine() -> dict[str, Any]:
         "unknown",
     )
     server = ServerSettings.from_env()
-    workers = server.workers or (os.cpu_count() or 1) * 2  # as cds_service/web/server.py computes it
+    workers = server.workers or default_workers()  # as cds_service/web/server.py computes it
     wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.splitlines()
     return {
         "cpus": os.cpu_count(),
@@ -376,7 +382,10 @@ def machine() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "workers": workers,
         "threads": server.threads,
-        "servers": f"{workers} workers x {server.threads} threads each (granian WSGI; gunicorn gthread)",
+        "servers": (
+            f"lbp-cds and the granian ceiling: {workers} workers x {server.threads} threads (granian WSGI); "
+            f"gunicorn ceiling: {REFERENCE_WORKERS} x {REFERENCE_THREADS} (gthread)"
+        ),
         "wrk": wrk[0] if wrk else "wrk",
     }
 
@@ -502,7 +511,7 @@ def main() -> int:
             response_file = work / "response.json"
             response_file.write_bytes(captured)
             ceiling_env = {**env, "CEILING_RESPONSE_FILE": str(response_file)}
-            reference = gunicorn_command("ceiling_app:app", info["workers"], info["threads"])
+            reference = gunicorn_command("ceiling_app:app")
             print(f"ceiling: {' '.join(reference[1:])} ({len(captured):,} bytes)")
             ceiling = stack.enter_context(launched("ceiling", reference, ceiling_env, work / "ceiling.log"))
             print(f"ceiling on granian: {' '.join(CEILING_ON_GRANIAN[1:])}")

@@ -62,7 +62,7 @@ def build_server(server: ServerSettings, log_format: str) -> MPServer:
         interface=Interfaces.WSGI,
         http=HTTPModes.http1,  # nginx in front speaks HTTP/1.1 to the replicas
         websockets=False,
-        workers=server.workers or (os.cpu_count() or 1) * 2,
+        workers=server.workers or default_workers(),
         # Threads, because a hook call may wait on the EHR's FHIR server; workers for the CPU work.
         blocking_threads=server.threads,
         http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS),
@@ -73,6 +73,13 @@ def build_server(server: ServerSettings, log_format: str) -> MPServer:
         log_dictconfig=logging_config(log_format),
         log_access=False,  # the service logs one structured line per hook call itself
     )
+
+
+def default_workers() -> int:
+    """One worker process per CPU: granian reads and writes HTTP on its own (Rust) threads, so a worker's
+    Python thread does only the calls' CPU work. Two per CPU, gunicorn's habit, cost about 100 µs more CPU per
+    hook call on 2 CPUs, in switching between processes (BENCHMARKS.md, "The serving stack", round 3)."""
+    return os.cpu_count() or 1
 
 
 def split_bind(bind: str) -> tuple[str, int]:
