@@ -156,9 +156,19 @@ def render(value: Any) -> str:
     return str(value)
 
 
+def skip_unused_record_fields() -> None:
+    """The logging HOWTO's "Optimization" switches: no line of ours shows the caller's file and line, the
+    process or its multiprocessing name, so a record does not look them up (about 2 µs of the hook call's
+    line). The thread stays: it tells apart the lines of concurrent calls."""
+    logging._srcfile = None  # documented in the HOWTO
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+
+
 def configure_logging(log_format: str, level: int) -> None:
     """Log to stderr in the chosen format, unless the host (a test runner) configured logging."""
     mask_request_lines()
+    skip_unused_record_fields()
     root = logging.getLogger()
     if root.handlers:
         return
