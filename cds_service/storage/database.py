@@ -335,6 +335,9 @@ def use_wal(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.execute("PRAGMA journal_mode=WAL")
 
 
+ROWS_PER_STATEMENT = 50  # issued cards per INSERT in record_hook_calls (one transaction for the batch)
+
+
 class Storage:
     def __init__(self, database_url: str) -> None:
         self.engine = make_engine(database_url)
@@ -402,8 +405,11 @@ class Storage:
             if call.clinician_key and call.cards:
                 per_clinician[(day, call.clinician_key, *ehr)] += len(call.cards)
         with unavailable("Hook calls could not be recorded."), self.engine.begin() as connection:
-            if cards:
-                connection.execute(self.insert_ignoring_duplicates(issued_cards), [card.row() for card in cards])
+            insert = self.insert_ignoring_duplicates(issued_cards)
+            # In parts: the driver lets go of the GIL while it writes each, so a hook call waiting for it (in
+            # the issued-card writer's worker) is not held up by the whole batch's parameter processing.
+            for start in range(0, len(cards), ROWS_PER_STATEMENT):
+                connection.execute(insert, [card.row() for card in cards[start : start + ROWS_PER_STATEMENT]])
             self.add_counts(connection, call_days, "calls", per_call)
             self.add_counts(connection, card_days, "cards", per_card)
             self.add_counts(connection, clinician_days, "cards", per_clinician)
