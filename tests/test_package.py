@@ -15,7 +15,7 @@ import tomllib
 import uuid
 import zipfile
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from email.parser import Parser
 from pathlib import Path
 from typing import Any
@@ -257,6 +257,7 @@ def test_the_production_recipe_from_the_wheel_answers_a_signed_call_through_ngin
         jwks_server,
         self_signed_certificate,
         start_nginx,
+        stop_group,
         stop_nginx,
         wait_until_ready,
     )
@@ -342,14 +343,3 @@ def test_the_production_recipe_from_the_wheel_answers_a_signed_call_through_ngin
         assert answer.status_code == 200, answer.text
         assert [card["source"]["topic"]["code"] for card in answer.json()["cards"]] == ["msc-evaluation-first"]
         assert requests.get(url + "/metrics", verify=str(cert), timeout=10).status_code == 404  # not through nginx
-
-
-def stop_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the recipe's shell and the lbp-cds it started (their own session), SIGKILL if they linger."""
-    with suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=5)

@@ -15,14 +15,13 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
 import tomllib
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,7 @@ from tests.clinical_date import EXAMPLES, EXAMPLES_AS_OF
 from tests.databases import POSTGRES_URL, migrated, unreachable
 from tests.docs_snippets import ROOT, all_snippets, snippet
 from tests.tokens import make_key
-from tests.topology import free_port, wait_until_ready
+from tests.topology import free_port, stop_group, wait_until_ready
 
 SANDBOX = ROOT / "tests" / "fixtures" / "sandbox"
 SANDBOX_ISSUER = "https://sandbox.cds-hooks.org"
@@ -195,13 +194,7 @@ def following(recipe: str, checkout: Path, port: int) -> Iterator[str]:
         wait_until_ready(url + "/readyz", process, log_path, "the recipe's service")
         yield url
     finally:
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
+        stop_group(process)
 
 
 @pytest.mark.processes

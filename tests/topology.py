@@ -477,3 +477,15 @@ def topology(
         stack.callback(stop_nginx, process)
         examples = {service: json.loads((EXAMPLES / name).read_text()) for service, name in EXAMPLE_FOR_SERVICE.items()}
         yield Topology(url, started, key, database_url, workdir, str(cert), examples)
+
+
+def stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to a process started in its own session and what it started (a recipe's shell and its lbp-cds),
+    SIGKILL if they linger."""
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
