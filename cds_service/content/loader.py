@@ -104,9 +104,13 @@ class Content:
         return MappingProxyType({name: orjson.dumps(order, default=dict) for name, order in self.orders.items()})
 
     @cached_property
-    def order_codes(self) -> Mapping[str, str]:
-        """Each order's code as `sorted_json`, once per content version: analytics tells a suggestion's order by it."""
-        return MappingProxyType({name: sorted_json(order.get("code")) for name, order in self.orders.items()})
+    def order_names(self) -> Mapping[str, str]:
+        """The orders.yaml order of each code (as `sorted_json`; the first order when two share one), once per
+        content version: analytics tells a suggestion's order by its code."""
+        names: dict[str, str] = {}
+        for name, order in self.orders.items():
+            names.setdefault(sorted_json(order.get("code")), name)
+        return MappingProxyType(names)
 
 
 def load_content(root: Path = DEFAULT_CONTENT_DIR, families: Families | None = None) -> Content:

@@ -67,23 +67,19 @@ def judgement_of(decision: Decision, decisions: tuple[Decision, ...]) -> str:
     return OTHER_TOPICS.get(decision.topic, decision.topic)
 
 
-def suggestion_kind(suggestion: Mapping[str, Any], codes: Mapping[str, str]) -> str:
-    """`pt-referral`, `cbt-referral`…: the orders.yaml order it creates (`codes`: Content.order_codes); one that also
-    deletes the draft referral is a swap (`msc-swap`)."""
+def suggestion_kind(suggestion: Mapping[str, Any], order_names: Mapping[str, str]) -> str:
+    """`pt-referral`, `cbt-referral`…: the orders.yaml order it creates (`order_names`: Content.order_names); one
+    that also deletes the draft referral is a swap (`msc-swap`)."""
+    actions = suggestion.get("actions", ())
     created = [
-        order_name(sorted_json(action["resource"].get("code")), codes)
-        for action in suggestion.get("actions", ())
+        order_names.get(sorted_json(action["resource"].get("code")), "other")
+        for action in actions
         if action.get("type") == "create"
     ]
     kind = "+".join(created) or "other"
-    if any(action.get("type") == "delete" for action in suggestion.get("actions", ())):
+    if any(action.get("type") == "delete" for action in actions):
         return kind.removesuffix("-referral") + "-swap"
     return kind
-
-
-def order_name(code: str, codes: Mapping[str, str]) -> str:
-    """The first orders.yaml order with this code (`sorted_json`), or "other"."""
-    return next((name for name, order_code in codes.items() if order_code == code), "other")
 
 
 def clinician_pseudonym(key: str, issuer: str | None, tenant: str | None, user: str | None) -> str | None:
@@ -106,7 +102,7 @@ def hook_call_record(
     """The call and its cards as analytics stores them; `clinician` is (pseudonym or None, key id)."""
     pseudonym, key_id = clinician
     issuer, tenant = ehr
-    codes = content.order_codes
+    order_names = content.order_names
     cards = tuple(
         IssuedCard(
             card_uuid=card["uuid"],
@@ -120,7 +116,7 @@ def hook_call_record(
             judgement=judgement_of(decision, result.decisions),
             clinician_key=pseudonym,
             clinician_key_id=key_id if pseudonym else None,
-            suggestion_kinds={s["uuid"]: suggestion_kind(s, codes) for s in card.get("suggestions", ())},
+            suggestion_kinds={s["uuid"]: suggestion_kind(s, order_names) for s in card.get("suggestions", ())},
         )
         for card, decision in zip(result.cards, result.decisions, strict=True)
     )
