@@ -106,7 +106,11 @@ def logging_config(log_format: str) -> dict[str, Any]:
         if log_format == "text"
         else {"()": "cds_service.observability.logs.json_formatter"}
     )
-    handler = {"class": "logging.StreamHandler", "formatter": "service", "stream": "ext://sys.stderr"}
+    handler = {
+        "class": "cds_service.observability.logs.LineHandler",
+        "formatter": "service",
+        "stream": "ext://sys.stderr",
+    }
     return {
         "version": 1,
         "disable_existing_loggers": False,
