@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from types import MappingProxyType
 from urllib.parse import urlencode
 
@@ -39,25 +41,47 @@ UUID_VERSION_FIELDS = (0xF000 << 64) | (0xC000 << 48)
 UUID_VERSION_7 = (0x7000 << 64) | (0x8000 << 48)
 
 
+RANDOM_POOL_BYTES = 4000  # random bits for 400 UUIDs per os.urandom call
+
+
+class RandomPool(threading.local):
+    """A thread's unused bytes from os.urandom: each call of it lets go of the GIL, and under load getting it
+    back cost more than the UUIDs themselves. Per thread, so that two threads never take the same bytes."""
+
+    def __init__(self) -> None:
+        self.pool = b""
+        self.used = 0
+
+    def take(self, count: int) -> bytes:
+        if self.used + count > len(self.pool):
+            self.pool, self.used = os.urandom(RANDOM_POOL_BYTES), 0
+        self.used += count
+        return self.pool[self.used - count : self.used]
+
+
+random_pool = RandomPool()
+
+
+def forget_random_pool() -> None:
+    """In a forked child (a server's worker): the parent's unused bytes are the parent's, never drawn again."""
+    global random_pool  # replaced whole: the child's thread-local data is a copy of the parent's
+    random_pool = RandomPool()
+
+
+os.register_at_fork(after_in_child=forget_random_pool)
+
+
 class Uuids:
-    """Time-ordered UUIDs (version 7, RFC 9562 section 5.7) for one answer: the Unix time in milliseconds, then
-    74 random bits, drawn from one os.urandom call instead of one per UUID.
+    """Time-ordered UUIDs (version 7, RFC 9562 section 5.7): the Unix time in milliseconds, then 74 random bits
+    from os.urandom (by way of the thread's RandomPool).
 
     Time-ordered because issued_cards is keyed by the card's uuid: random keys land all over the key's index,
     so each stored card dirtied a page of its own (SQLite wrote 8.5 ms per 400 cards at commit, 3.2 ms with
-    these; BENCHMARKS.md, "The serving stack", round 3). Each os.urandom call lets go of the GIL; under load,
-    getting it back for every card and suggestion cost more than the UUIDs themselves.
+    these; BENCHMARKS.md, "The serving stack", round 3).
     """
 
-    def __init__(self, batch: int = 8) -> None:
-        self._batch = batch
-        self._pool = b""
-
     def new(self) -> str:
-        if not self._pool:
-            self._pool = os.urandom(10 * self._batch)
-        raw, self._pool = self._pool[:10], self._pool[10:]
-        random_bits = int.from_bytes(raw) & ~UUID_VERSION_FIELDS | UUID_VERSION_7
+        random_bits = int.from_bytes(random_pool.take(10)) & ~UUID_VERSION_FIELDS | UUID_VERSION_7
         # What str(uuid.UUID(int=…)) gives, at half the cost.
         digits = f"{time.time_ns() // 1_000_000 << 80 | random_bits:032x}"
         return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
@@ -213,9 +237,15 @@ def render_link(name: str, values: Mapping[str, str], ctx: RenderContext, decisi
         # The signed reference to the form's stored context; without one, the blank printable form.
         url = f"{ctx.base_url}{link['path']}" + (f"/{decision.form_token}" if decision.form_token else "")
     else:
-        query = f"?{urlencode({'region': ctx.region.id})}" if link.get("region_filter") and ctx.region else ""
+        query = region_query(ctx.region.id) if link.get("region_filter") and ctx.region else ""
         url = f"{ctx.base_url}{link['path']}{query}"
     return {"label": link["label"].format_map(values), "url": url, "type": "absolute"}
+
+
+@lru_cache(maxsize=256)
+def region_query(region_id: str) -> str:
+    """A page's query naming a region (the directory has a handful of them)."""
+    return f"?{urlencode({'region': region_id})}"
 
 
 def thaw(value: JsonValue) -> JsonValue:

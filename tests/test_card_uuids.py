@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from cards.render import Uuids
 
@@ -34,3 +37,31 @@ def test_the_random_bits_differ_between_uuids_drawn_in_the_same_millisecond() ->
     drawn = [uuid.UUID(uuids.new()) for _ in range(200)]
     random_parts = {u.int & ((1 << 62) - 1) for u in drawn}
     assert len(random_parts) == len(drawn)
+
+
+def test_threads_drawing_at_once_never_draw_the_same_uuid() -> None:
+    def draw() -> list[str]:
+        return [Uuids().new() for _ in range(2000)]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        drawn = [text for batch in pool.map(lambda _: draw(), range(8)) for text in batch]
+    assert len(set(drawn)) == len(drawn) == 16_000
+
+
+def test_a_forked_worker_does_not_draw_the_uuids_its_parent_will() -> None:
+    """A server's workers are forked from one process: each must draw its own random bits."""
+    uuids = Uuids()
+    uuids.new()  # the parent now holds unused random bytes
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # the worker
+        os.close(read_end)
+        os.write(write_end, json.dumps([uuids.new() for _ in range(50)]).encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        in_child = json.loads(pipe.read())
+    os.waitpid(child, 0)
+    in_parent = [uuids.new() for _ in range(50)]
+    random_bits = {uuid.UUID(text).int & ((1 << 62) - 1) for text in in_child + in_parent}
+    assert len(random_bits) == 100
