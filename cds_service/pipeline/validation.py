@@ -219,6 +219,25 @@ def is_unicode(text: str) -> bool:
 
 def refuse_deep_nesting(value: Any, prefix: str, limit: int = MAX_DEPTH) -> None:
     """BadRequest naming where `value` goes deeper than `limit` levels (walked without recursion)."""
+    if nested_deeper_than(value, limit - 1):
+        name_too_deep(value, prefix, limit)
+
+
+def nested_deeper_than(value: Any, levels: int) -> bool:
+    """Whether `value` has objects or arrays more than `levels` deep below it: the usual request's check,
+    without the paths that only a refusal needs."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, level = stack.pop()
+        if level > levels:
+            return True
+        children = node.values() if type(node) is dict else node if type(node) is list else ()
+        stack.extend((child, level + 1) for child in children if type(child) in (dict, list))
+    return False
+
+
+def name_too_deep(value: Any, prefix: str, limit: int) -> None:
+    """BadRequest naming the first path deeper than `limit` levels."""
     stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, ())]
     while stack:
         node, path = stack.pop()
