@@ -15,7 +15,7 @@ data it did not declare.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from enum import Enum
 from typing import ParamSpec, TypeVar
@@ -157,13 +157,14 @@ def build_facts(record: PatientRecord, knowledge: Knowledge, today: date) -> Pat
     )
     # Whether a visit was "for LBP", and whether an active drug is an opioid analgesic, need the facts above.
     surgeons = spine_surgeons_seen(found, facts, knowledge)
-    return replace(
-        facts,
-        msc_done=msc_done(found, facts, knowledge),
-        established_spine_care=bool(surgeons),
-        spine_surgeons_seen=frozenset(k for k in surgeons if k),
-        long_term_opioid=long_term_opioid(facts, knowledge),
-    )
+    later = {
+        "msc_done": msc_done(found, facts, knowledge),
+        "established_spine_care": bool(surgeons),
+        "spine_surgeons_seen": frozenset(k for k in surgeons if k),
+        "long_term_opioid": long_term_opioid(facts, knowledge),
+    }
+    # Copied by its fields' dict: dataclasses.replace() walks fields() and getattr()s each (5 µs of a call).
+    return PatientFacts(**{**vars(facts), **later})
 
 
 # Facts computed from the conditions alone (in build_facts, from the active conditions and their sets).

@@ -175,22 +175,21 @@ def referral_decision(referral: ServiceRequest, facts: PatientFacts, knowledge: 
             if r.reference is not None and "/" in r.reference
         ),
     )
-    proceed = replace(about, topic=PRIOR_NOTIFICATION_REQUIRED)
     if not facts.is_initial_spine_visit:
         if to_a_surgeon_already_seen(referral, facts):
             return []  # a follow-up visit with the same surgeon: neither the MSC step nor Prior Notification
         basis = "established-spine-care" if facts.established_spine_care else "after-lumbar-surgery"
-        return [replace(proceed, basis=basis)]
+        return [replace(about, topic=PRIOR_NOTIFICATION_REQUIRED, basis=basis)]
     exemption = msc_exemption(facts, knowledge)
     if exemption is None:
         return [about]
     if exemption != MSC_SUSPENDED:
-        return [replace(proceed, basis=exemption)]
+        return [replace(about, topic=PRIOR_NOTIFICATION_REQUIRED, basis=exemption)]
     # Suspended: the MSC card still says what the program expects, beside the PN card that lets it proceed.
     suspension = knowledge.policy.suspension_on(facts.today)
     return [
         replace(about, suspension=suspension, variant=SUSPENDED),
-        replace(proceed, suspension=suspension, basis=exemption),
+        replace(about, topic=PRIOR_NOTIFICATION_REQUIRED, suspension=suspension, basis=exemption),
     ]
 
 
