@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import re
 import shlex
 from datetime import UTC, datetime, timedelta
@@ -15,9 +16,11 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from cds_service.app import create_app
+from cds_service.observability.logs import json_formatter
 from cds_service.pipeline.analytics import judgement_of
 from cds_service.pipeline.clock import FixedClock
 from cds_service.storage.database import call_days, card_days, clinician_days, feedback, issued_cards
+from cds_service.web import hook_path
 from cds_service.wiring import services_of
 from hooks.decisions import (
     AT_BOOKING,
@@ -67,6 +70,24 @@ def issue(client, body: dict) -> list[dict]:
 def rows(app, table) -> list[dict]:
     with services_of(app).storage.engine.connect() as connection:
         return [dict(row._mapping) for row in connection.execute(select(table))]
+
+
+def test_a_record_that_cannot_be_made_costs_a_line_not_the_answer(recording_app, monkeypatch, caplog):
+    value = "-".join(("patient", "4711"))  # not in the source line a traceback shows
+
+    def broken(*_args: object) -> None:
+        raise KeyError(value)
+
+    monkeypatch.setattr(hook_path, "issued_call", broken)
+    client = recording_app.test_client()
+    with caplog.at_level(logging.ERROR, logger="lbp_cds"):
+        response = client.post(PATIENT_VIEW, json=patient(45).with_lbp().patient_view())
+    services_of(recording_app).issued_cards.flush()
+    assert response.status_code == 200 and response.get_json()["cards"]
+    assert "hook call not recorded (analytics record could not be made)" in caplog.text
+    lines = [json_formatter().format(record) for record in caplog.records]  # as production writes them
+    assert lines and not any(value in line for line in lines)  # the exception's message is never logged
+    assert rows(recording_app, issued_cards) == []
 
 
 def test_each_card_records_hook_judgement_suggestion_kinds_and_a_pseudonym_without_phi(recording_app):

@@ -1,38 +1,30 @@
-"""Recording each hook call and the cards it issued (topic, judgement, EHR: what the feedback report and the
+"""Storing each hook call and the cards it issued (topic, judgement, EHR: what the feedback report and the
 analytics dashboard read), off the hook call's path.
 
-The clinician does not need it: a hook call appends what its record is made from to a deque (a lock-free
-append under the GIL: no lock, no condition variable, no thread woken while the writer is busy) and returns at
-once; one writer thread per process makes the records (analytics' judgements, suggestion kinds, the
-clinician's pseudonym) and stores them in batches, gathering what arrives within LINGER_SECONDS of the first
+The clinician does not need it: a hook call appends its record to a deque (a lock-free append under the GIL:
+no lock, no condition variable, no thread woken while the writer is busy) and returns at once; one writer
+thread per process stores the records in batches, gathering what arrives within LINGER_SECONDS of the first
 into one transaction (a transaction per hook call cost more CPU than the hook call itself). The writer sleeps
 on an Event only when nothing is pending, so a call sets it at most once per idle spell. When the database is
 down the batch is logged and dropped, never retried at the cost of memory.
 
-A queue.Queue did this before, with the records made on the call's path; the change and a longer linger
-(50 → 250 ms, so larger transactions) are measured in BENCHMARKS.md ("The serving stack", round 3).
+The call makes its record itself (hook_path.record_issued), while what it is made of is still in the CPU's
+caches: made by the writer a quarter of a second later, the same record cost about three times the CPU under
+load (BENCHMARKS.md, "The serving stack", round 4).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import deque
-from collections.abc import Callable
 
 from cds_service.storage.database import HookCall, Storage
 
 log = logging.getLogger("lbp_cds")
 BATCH = 500  # hook calls per transaction, at most
-# Records made (pure Python, about 10 µs each) between two moments the writer lets go of the GIL: a call waiting
-# for it would otherwise wait for the interpreter's switch interval (5 ms), which showed in the sequential p99.
-YIELD_EVERY = 25
 LINGER_SECONDS = 0.25  # how long the writer waits for more after the first (a batch of ~400 calls at full load)
 CLOSE_TIMEOUT_SECONDS = 5.0  # how long close() waits for the writer to store what it holds
-
-# A hook call's record, made when the writer comes to it (its inputs are immutable once the call is answered).
-PendingCall = Callable[[], HookCall]
 
 
 class Flushed(threading.Event):
@@ -44,7 +36,7 @@ class IssuedCardRecorder:
         self._storage = storage
         self._linger = linger_seconds
         self._max_pending = max_pending
-        self._pending: deque[PendingCall | Flushed] = deque()
+        self._pending: deque[HookCall | Flushed] = deque()
         self._wake = threading.Event()
         self._idle = False  # the writer waits on _wake (set by the next record)
         self._hurry = False  # a flush() waits: write without lingering
@@ -52,10 +44,10 @@ class IssuedCardRecorder:
         self._writer = threading.Thread(target=self._run, name="issued-cards", daemon=True)
         self._writer.start()
 
-    def record(self, call: PendingCall) -> None:
+    def record(self, call: HookCall) -> None:
         """Never blocks: when the writer is far behind (or closed), the record is dropped and logged."""
         if self._closing or len(self._pending) >= self._max_pending:
-            log.warning("hook call not recorded (writer queue full)")
+            log.warning("hook call not recorded (writer queue full): cards %s", [c.card_uuid for c in call.cards])
             return
         self._pending.append(call)
         if self._idle:
@@ -112,13 +104,8 @@ class IssuedCardRecorder:
             item = self._pending.popleft()
             if isinstance(item, Flushed):
                 flushed.append(item)
-                continue
-            try:
-                calls.append(item())
-            except Exception:  # bookkeeping: never the clinician's problem
-                log.exception("hook call not recorded (analytics record could not be made)")
-            if len(calls) % YIELD_EVERY == 0:
-                time.sleep(0)  # let a waiting call have the GIL now, not after the 5 ms switch interval
+            else:
+                calls.append(item)
         self._write(calls)
         for done in flushed:
             done.set()

@@ -236,13 +236,17 @@ def log_call(
 def record_issued(
     services: AppServices, service_id: str, hook: str, result: CallResult, caller: Caller | None, user_id: object
 ) -> None:
-    """Record the call and its cards for the feedback report and analytics: handed to the writer thread, which
-    makes the record (issued_call) and stores it, off the call's path."""
-    content = services.current_content()
-    at = datetime.now(UTC)
-    services.issued_cards.record(
-        lambda: issued_call(services.settings, service_id, hook, result, caller, user_id, content, at)
-    )
+    """Record the call and its cards for the feedback report and analytics: the record is made here, and
+    stored by the writer thread, off the call's path. Bookkeeping: a record that cannot be made is logged,
+    never the clinician's problem."""
+    try:
+        call = issued_call(
+            services.settings, service_id, hook, result, caller, user_id, services.current_content(), datetime.now(UTC)
+        )
+    except Exception:
+        log.exception("hook call not recorded (analytics record could not be made)")
+        return
+    services.issued_cards.record(call)
 
 
 def issued_call(
