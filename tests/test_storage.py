@@ -111,3 +111,22 @@ def test_db_upgrade_command(tmp_path):
     assert result.returncode == 0, result.stderr
     assert f"Database schema is at revision {head_revision()}" in result.stdout
     assert database.is_file()
+
+
+def test_json_columns_keep_what_orjson_cannot_write(store):
+    """JSON columns are written by orjson; an integer beyond 64 bits (a submitted form may hold one) is
+    written by the standard library instead, and read back the same."""
+    table = storage_module.pn_form_contexts
+    prefill = {"count": 2**70, "note": "é", "items": [1, 2.5, None]}
+    now = datetime.now(UTC)
+    row = {
+        "id": "ctx-1",
+        "patient_id": "p1",
+        "prefill": prefill,
+        "created_at": now,
+        "expires_at": now + timedelta(days=1),
+    }
+    with store.engine.begin() as connection:
+        connection.execute(table.insert(), [row])
+    with store.engine.connect() as connection:
+        assert connection.execute(select(table.c.prefill)).scalar_one() == prefill

@@ -7,6 +7,7 @@ managed by Alembic (cds_service/migrations) and brought to head at start-up.
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import time
 from collections import Counter
@@ -335,8 +336,12 @@ def make_engine(raw_url: str) -> Engine:
 def json_text(value: Any) -> str:
     """JSON columns' text, by orjson: the standard library's encoder was a sixth of storing an issued card.
     Reading stays the standard library's: orjson.loads copies a str to UTF-8 first, and the records search over
-    forms with their attachments then peaked at 77 MiB of memory instead of 19 (tests/test_security_round2.py)."""
-    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    forms with their attachments then peaked at 77 MiB of memory instead of 19 (tests/test_security_round2.py).
+    What orjson declines (an integer beyond 64 bits in a submitted form) is written by the standard library."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value)
 
 
 def use_wal(dbapi_connection: Any, _record: Any) -> None:
