@@ -258,7 +258,9 @@ def test_invalid_content_without_a_last_good_copy_stops_the_instance_with_json_l
     content = tmp_path / "content"
     content.mkdir()
     (content / "policy.yaml").write_text("not: [valid\n")
-    env = service_env(tmp_path, free_port(), CDS_CONTENT_DIR=str(content), CDS_LOG_FORMAT="json")
+    # One worker: granian's crash-loop check forgets a worker's last start whenever it restarts another, so
+    # with two workers dying in turn it took 2-63 s to stop (docs/operators/serving.md), beyond run()'s 60 s.
+    env = service_env(tmp_path, free_port(), CDS_CONTENT_DIR=str(content), CDS_LOG_FORMAT="json", WEB_CONCURRENCY="1")
     result = run(SERVER, env)
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
