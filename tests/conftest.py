@@ -25,6 +25,7 @@ from cds_service import wiring
 from cds_service.app import create_app
 from cds_service.content.loader import load_content
 from cds_service.settings import Settings
+from cds_service.storage.database import Storage
 from cds_service.wiring import AppServices, services_of
 from tests import crd_profile
 from tests.clinical_date import CLOCK
@@ -152,6 +153,15 @@ def app(settings, content):
 @pytest.fixture
 def client(app) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def store(database_url) -> Iterator[Storage]:
+    """A migrated Storage on a database of each kind (database_url)."""
+    store = Storage(database_url)
+    store.migrate()
+    yield store
+    store.close()
 
 
 @pytest.fixture

@@ -78,7 +78,7 @@ def test_a_record_that_cannot_be_made_costs_a_line_not_the_answer(recording_app,
     def broken(*_args: object) -> None:
         raise KeyError(value)
 
-    monkeypatch.setattr(hook_path, "issued_call", broken)
+    monkeypatch.setattr(hook_path, "hook_call_record", broken)
     client = recording_app.test_client()
     with caplog.at_level(logging.ERROR, logger="lbp_cds"):
         response = client.post(PATIENT_VIEW, json=patient(45).with_lbp().patient_view())

@@ -7,10 +7,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
-import pytest
 from sqlalchemy import select
 
 from cds_service.storage.database import HookCall, IssuedCard, Storage, issued_cards
@@ -29,49 +28,41 @@ def stored_uuids(storage: Storage) -> set[str]:
         return set(connection.execute(select(issued_cards.c.card_uuid)).scalars())
 
 
-@pytest.fixture
-def storage(database_url) -> Iterator[Storage]:
-    store = Storage(database_url)
-    store.migrate()
-    yield store
-    store.close()
-
-
-def test_what_is_handed_over_is_stored_by_flush_without_waiting_out_the_linger(storage):
-    recorder = IssuedCardRecorder(storage, linger_seconds=60)
+def test_what_is_handed_over_is_stored_by_flush_without_waiting_out_the_linger(store):
+    recorder = IssuedCardRecorder(store, linger_seconds=60)
     for n in range(30):
         recorder.record(hook_call(f"card-{n}"))
     time.sleep(0.2)  # the writer is lingering for more now
     started = time.monotonic()
     recorder.flush(timeout=10)
     assert time.monotonic() - started < 5
-    assert stored_uuids(storage) == {f"card-{n}" for n in range(30)}
+    assert stored_uuids(store) == {f"card-{n}" for n in range(30)}
     recorder.close()
 
 
-def test_close_stores_what_is_still_pending_and_later_records_are_dropped(storage, caplog):
-    recorder = IssuedCardRecorder(storage, linger_seconds=60)  # the writer would wait a minute for more
+def test_close_stores_what_is_still_pending_and_later_records_are_dropped(store, caplog):
+    recorder = IssuedCardRecorder(store, linger_seconds=60)  # the writer would wait a minute for more
     recorder.record(hook_call("pending"))
     time.sleep(0.2)  # the writer is lingering for more now
     started = time.monotonic()
     recorder.close(timeout=10)
     assert time.monotonic() - started < 5  # close cut the wait short
-    assert stored_uuids(storage) == {"pending"}
+    assert stored_uuids(store) == {"pending"}
     with caplog.at_level(logging.WARNING, logger="lbp_cds"):
         recorder.record(hook_call("too-late"))
     assert "hook call not recorded" in caplog.text
-    assert stored_uuids(storage) == {"pending"}
+    assert stored_uuids(store) == {"pending"}
 
 
-def test_a_full_queue_drops_the_record_with_a_line_and_never_blocks(storage, caplog):
-    recorder = IssuedCardRecorder(storage, max_pending=2, linger_seconds=60)
+def test_a_full_queue_drops_the_record_with_a_line_and_never_blocks(store, caplog):
+    recorder = IssuedCardRecorder(store, max_pending=2, linger_seconds=60)
     with caplog.at_level(logging.WARNING, logger="lbp_cds"):
         for n in range(5):
             recorder.record(hook_call(f"card-{n}"))
     assert caplog.text.count("hook call not recorded (writer queue full)") >= 2
     assert "card-4" in caplog.text  # which cards were not recorded (card uuids, no patient data)
     recorder.close(timeout=10)
-    assert len(stored_uuids(storage)) <= 3  # the writer may have taken one before the queue filled
+    assert len(stored_uuids(store)) <= 3  # the writer may have taken one before the queue filled
 
 
 class DownStorage:
@@ -88,20 +79,20 @@ class DownStorage:
         self.storage.record_hook_calls(calls)
 
 
-def test_a_database_outage_drops_that_batch_with_a_line_and_the_writer_goes_on(storage, caplog):
-    recorder = IssuedCardRecorder(DownStorage(storage), linger_seconds=0.01)  # type: ignore[arg-type]
+def test_a_database_outage_drops_that_batch_with_a_line_and_the_writer_goes_on(store, caplog):
+    recorder = IssuedCardRecorder(DownStorage(store), linger_seconds=0.01)  # type: ignore[arg-type]
     with caplog.at_level(logging.WARNING, logger="lbp_cds"):
         recorder.record(hook_call("lost"))
         recorder.flush(timeout=10)
         recorder.record(hook_call("kept"))
         recorder.flush(timeout=10)
     assert "1 hook call(s) not recorded (database unavailable): cards ['lost']" in caplog.text
-    assert stored_uuids(storage) == {"kept"}
+    assert stored_uuids(store) == {"kept"}
     recorder.close()
 
 
-def test_calls_from_many_threads_are_each_stored_once(storage):
-    recorder = IssuedCardRecorder(storage, linger_seconds=0.005)
+def test_calls_from_many_threads_are_each_stored_once(store):
+    recorder = IssuedCardRecorder(store, linger_seconds=0.005)
 
     def calls(thread: int) -> None:
         for n in range(200):
@@ -113,4 +104,4 @@ def test_calls_from_many_threads_are_each_stored_once(storage):
     for thread in threads:
         thread.join()
     recorder.close(timeout=10)
-    assert stored_uuids(storage) == {f"t{t}-{n}" for t in range(4) for n in range(200)}
+    assert stored_uuids(store) == {f"t{t}-{n}" for t in range(4) for n in range(200)}

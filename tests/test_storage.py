@@ -21,14 +21,6 @@ from cds_service.storage.database import Storage, head_revision, jwt_replay, met
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def store(database_url):
-    store = Storage(database_url)
-    store.migrate()
-    yield store
-    store.close()
-
-
 def test_migrations_create_exactly_the_tables_the_code_uses(store):
     with store.engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) == []

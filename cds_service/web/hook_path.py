@@ -47,9 +47,7 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
     from flask import Flask
 
-    from cds_service.content.loader import Content
     from cds_service.settings import Settings
-    from cds_service.storage.database import HookCall
     from cds_service.web.auth import Caller
     from cds_service.wiring import AppServices
     from hooks.service import ServiceDefinition
@@ -236,32 +234,23 @@ def log_call(
 def record_issued(
     services: AppServices, service_id: str, hook: str, result: CallResult, caller: Caller | None, user_id: object
 ) -> None:
-    """Record the call and its cards for the feedback report and analytics: the record is made here, and
-    stored by the writer thread, off the call's path. Bookkeeping: a record that cannot be made is logged,
-    never the clinician's problem."""
+    """Record the call and its cards for the feedback report and analytics: the record is made here, while what
+    it is made of is in the CPU's caches, and stored by the writer thread, off the call's path."""
+    issuer, tenant = (caller.issuer, caller.tenant) if caller else (None, None)
+    key, key_id = services.settings.clinician_key, services.settings.clinician_key_id
+    user = user_id if isinstance(user_id, str) and user_id else (caller.subject if caller else None)
+    pseudonym = clinician_pseudonym(key.get_secret_value(), issuer, tenant, user) if key else None
     try:
-        call = issued_call(
-            services.settings, service_id, hook, result, caller, user_id, services.current_content(), datetime.now(UTC)
+        call = hook_call_record(
+            result,
+            service_id,
+            hook,
+            datetime.now(UTC),
+            services.current_content(),
+            (issuer, tenant),
+            (pseudonym, key_id),
         )
-    except Exception:
+    except Exception:  # bookkeeping: never the clinician's problem
         log.exception("hook call not recorded (analytics record could not be made)")
         return
     services.issued_cards.record(call)
-
-
-def issued_call(
-    settings: Settings,
-    service_id: str,
-    hook: str,
-    result: CallResult,
-    caller: Caller | None,
-    user_id: object,
-    content: Content,
-    at: datetime,
-) -> HookCall:
-    """The call's analytics record: the EHR (JWT issuer and tenant) and the clinician's keyed pseudonym."""
-    issuer, tenant = (caller.issuer, caller.tenant) if caller else (None, None)
-    key, key_id = settings.clinician_key, settings.clinician_key_id
-    user = user_id if isinstance(user_id, str) and user_id else (caller.subject if caller else None)
-    pseudonym = clinician_pseudonym(key.get_secret_value(), issuer, tenant, user) if key else None
-    return hook_call_record(result, service_id, hook, at, content, (issuer, tenant), (pseudonym, key_id))
