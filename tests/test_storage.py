@@ -6,7 +6,8 @@ import os
 import subprocess
 import sys
 import threading
-from datetime import UTC, datetime, timedelta
+from dataclasses import asdict, replace
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from sqlalchemy import func, inspect, select
 
 from cds_service.settings import SettingsError
 from cds_service.storage import database as storage_module
-from cds_service.storage.database import Storage, head_revision, jwt_replay, metadata
+from cds_service.storage.database import IssuedCard, Storage, head_revision, jwt_replay, metadata
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -122,3 +123,32 @@ def test_json_columns_keep_what_orjson_cannot_write(store):
         connection.execute(table.insert(), [row])
     with store.engine.connect() as connection:
         assert connection.execute(select(table.c.prefill)).scalar_one() == prefill
+
+
+def test_issued_cards_are_stored_as_written_and_a_known_uuid_is_left_alone(store):
+    """One statement inserts a batch's cards from a JSON array: every column reads back as the card had it (the
+    time in UTC from another zone, absent values as None, the suggestion kinds), and a uuid already stored
+    keeps its first row."""
+    eastern = timezone(timedelta(hours=-5))
+    first = IssuedCard(
+        card_uuid="01a245ff-bc77-7c0a-8685-6a77b8aa96ff",
+        service_id="lbp-referral-select",
+        topic="msc-evaluation-first",
+        content_version="v1",
+        issued_at=datetime(2026, 11, 26, 8, 30, 15, 123456, tzinfo=eastern),
+        hook="order-select",
+        issuer="https://ehr.example/issuer",
+        tenant='tenant "é"',
+        judgement="msc-needed",
+        clinician_key="a" * 32,
+        clinician_key_id="k1",
+        suggestion_kinds={"01a245ff-bc77-78b3-be2f-b8c1724bbd55": "msc-swap"},
+    )
+    bare = IssuedCard("01a245ff-bc77-7134-adb4-141c90c48c58", "lbp-patient-view", "pt-first", "v1", datetime.now(UTC))
+    store.record_issued_cards([first, bare])
+    store.record_issued_cards([replace(first, topic="changed")])
+    table = storage_module.issued_cards
+    with store.engine.connect() as connection:
+        rows = {row.card_uuid: row._asdict() for row in connection.execute(select(table))}
+    assert rows == {card.card_uuid: asdict(card) for card in (first, bare)}
+    assert rows[first.card_uuid]["issued_at"] == datetime(2026, 11, 26, 13, 30, 15, 123456, tzinfo=UTC)

@@ -265,11 +265,23 @@ class IssuedCard:
     clinician_key_id: str | None = None
     suggestion_kinds: Mapping[str, str] | None = None
 
-    def row(self) -> dict[str, Any]:
-        """Its columns; the values are immutable but for the kinds, copied into a plain dict."""
-        row = dict(vars(self))  # the fields, as `fields(self)` would list them, without walking them
-        row["suggestion_kinds"] = dict(self.suggestion_kinds) if self.suggestion_kinds is not None else None
-        return row
+    def values(self) -> tuple[Any, ...]:
+        """Its columns' values in ISSUED_CARD_COLUMNS' order, the time as UtcDateTime stores it (naive UTC)."""
+        at = self.issued_at.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+        return (
+            self.card_uuid,
+            self.service_id,
+            self.topic,
+            self.content_version,
+            at,
+            self.hook,
+            self.issuer,
+            self.tenant,
+            self.judgement,
+            self.clinician_key,
+            self.clinician_key_id,
+            dict(self.suggestion_kinds) if self.suggestion_kinds is not None else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -344,12 +356,47 @@ def json_text(value: Any) -> str:
         return json.dumps(value)
 
 
+@cache
+def adding_counts(dialect: str, table: Table, column: str) -> Insert:
+    """INSERT a day's count, or add it to the one stored: built once (each batch built it again, a sixth of the
+    writer's CPU)."""
+    insert = sqlite.insert(table) if dialect == "sqlite" else postgresql.insert(table)
+    keys = [c.name for c in table.primary_key.columns]
+    return insert.on_conflict_do_update(index_elements=keys, set_={column: table.c[column] + insert.excluded[column]})
+
+
+def issued_cards_json(cards: Sequence[IssuedCard]) -> str:
+    """The cards as ISSUED_CARDS_FROM_JSON reads them: each a JSON array of its columns, the time as naive UTC
+    (what UtcDateTime stores), the suggestion kinds as JSON (null when there are none, as the JSON column
+    stores None)."""
+    return orjson.dumps([card.values() for card in cards], option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 def use_wal(dbapi_connection: Any, _record: Any) -> None:
     # Several workers share the file: WAL lets them read while one writes.
     dbapi_connection.execute("PRAGMA journal_mode=WAL")
 
 
-ROWS_PER_STATEMENT = 50  # issued cards per INSERT in record_hook_calls (one transaction for the batch)
+# The issued cards of a batch, inserted by one statement from one JSON array (a row per card, the columns in
+# ISSUED_CARD_COLUMNS' order), which the database unpacks: a row at a time through the driver, each row's
+# parameters were processed by SQLAlchemy and each let go of the GIL, which under load cost the writer about
+# twice its CPU and the hook calls a thread switch each (BENCHMARKS.md, "The serving stack", round 5). SQLite
+# needs the WHERE to read ON CONFLICT as the upsert clause (its documentation, "Parsing Ambiguity").
+ISSUED_CARD_COLUMNS = tuple(column.name for column in issued_cards.columns)
+ISSUED_CARDS_FROM_JSON = {
+    "sqlite": text(
+        f"INSERT INTO issued_cards ({', '.join(ISSUED_CARD_COLUMNS)}) "
+        f"SELECT {', '.join(f'value ->> {i}' for i in range(len(ISSUED_CARD_COLUMNS) - 1))}, value -> "
+        f"{len(ISSUED_CARD_COLUMNS) - 1} FROM json_each(:rows) WHERE true ON CONFLICT DO NOTHING"
+    ),
+    "postgresql": text(
+        f"INSERT INTO issued_cards ({', '.join(ISSUED_CARD_COLUMNS)}) "
+        "SELECT row ->> 0, row ->> 1, row ->> 2, row ->> 3, (row ->> 4)::timestamp, "
+        f"{', '.join(f'row ->> {i}' for i in range(5, len(ISSUED_CARD_COLUMNS) - 1))}, "
+        f"row -> {len(ISSUED_CARD_COLUMNS) - 1} FROM json_array_elements(CAST(:rows AS json)) AS row "
+        "ON CONFLICT DO NOTHING"
+    ),
+}
 
 
 class Storage:
@@ -398,7 +445,7 @@ class Storage:
         if not cards:
             return
         with unavailable("Issued cards could not be recorded."), self.engine.begin() as connection:
-            connection.execute(self.insert_ignoring_duplicates(issued_cards), [card.row() for card in cards])
+            self.insert_issued_cards(connection, cards)
 
     def record_hook_calls(self, calls: Sequence[HookCall]) -> None:
         """The cards of these calls, and the daily counts of calls, cards and cards per clinician, in one
@@ -419,25 +466,22 @@ class Storage:
             if call.clinician_key and call.cards:
                 per_clinician[(day, call.clinician_key, *ehr)] += len(call.cards)
         with unavailable("Hook calls could not be recorded."), self.engine.begin() as connection:
-            insert = self.insert_ignoring_duplicates(issued_cards)
-            # In parts: the driver lets go of the GIL while it writes each, so a hook call waiting for it (in
-            # the issued-card writer's worker) is not held up by the whole batch's parameter processing.
-            for start in range(0, len(cards), ROWS_PER_STATEMENT):
-                connection.execute(insert, [card.row() for card in cards[start : start + ROWS_PER_STATEMENT]])
+            if cards:
+                self.insert_issued_cards(connection, cards)
             self.add_counts(connection, call_days, "calls", per_call)
             self.add_counts(connection, card_days, "cards", per_card)
             self.add_counts(connection, clinician_days, "cards", per_clinician)
+
+    def insert_issued_cards(self, connection: Connection, cards: Sequence[IssuedCard]) -> None:
+        """One statement for all of them; a card already stored (a uuid seen before) is left as it is."""
+        connection.execute(ISSUED_CARDS_FROM_JSON[self.dialect], {"rows": issued_cards_json(cards)})
 
     def add_counts(self, connection: Connection, table: Table, column: str, counts: Counter[tuple[Any, ...]]) -> None:
         if not counts:
             return
         keys = [c.name for c in table.primary_key.columns]
         rows = [{**dict(zip(keys, key, strict=True)), column: count} for key, count in counts.items()]
-        insert = sqlite.insert(table) if self.dialect == "sqlite" else postgresql.insert(table)
-        statement = insert.on_conflict_do_update(
-            index_elements=keys, set_={column: table.c[column] + insert.excluded[column]}
-        )
-        connection.execute(statement, rows)
+        connection.execute(adding_counts(self.dialect, table, column), rows)
 
     def record_feedback(self, entries: Sequence[FeedbackEntry]) -> list[tuple[str | None, str]]:
         """Store every entry with the topic of its card, in one transaction; duplicates are stored once.
