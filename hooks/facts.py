@@ -15,10 +15,11 @@ data it did not declare.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import date, timedelta
 from enum import Enum
 from typing import ParamSpec, TypeVar
+
+import msgspec
 
 from hooks import fhir
 from hooks.fhir import References
@@ -85,8 +86,10 @@ class Reason(Enum):
     NONE = "no reason given"
 
 
-@dataclass(frozen=True)
-class PatientFacts:
+class PatientFacts(msgspec.Struct, frozen=True):
+    """What the rules know of the patient. A frozen msgspec Struct, not a dataclass: built (and copied with one
+    fact changed) on every call, which a frozen dataclass of this many fields made cost 9 µs, this 2."""
+
     today: date
     is_adult: bool
     postal_code: str | None
@@ -106,7 +109,7 @@ class PatientFacts:
     opioid_use_disorder: bool = False  # an active opioid use disorder diagnosis
     long_term_opioid: bool = False  # an active opioid analgesic prescribed longer ago than the window
     lbp_conditions: tuple[Condition, ...] = ()  # active LBP diagnoses
-    references: References = field(default_factory=References)
+    references: References = msgspec.field(default_factory=References)
     active_medication_requests: tuple[MedicationRequest, ...] = ()
     primary_coverage: Coverage | None = None  # the primary coverage in force, when it can be told
     # A fact the pipeline adds (not from FHIR): the patient's Prior Notifications on file (None: they
@@ -163,8 +166,7 @@ def build_facts(record: PatientRecord, knowledge: Knowledge, today: date) -> Pat
         "spine_surgeons_seen": frozenset(k for k in surgeons if k),
         "long_term_opioid": long_term_opioid(facts, knowledge),
     }
-    # Copied by its fields' dict: dataclasses.replace() walks fields() and getattr()s each (5 µs of a call).
-    return PatientFacts(**{**vars(facts), **later})
+    return msgspec.structs.replace(facts, **later)
 
 
 # Facts computed from the conditions alone (in build_facts, from the active conditions and their sets).

@@ -6,10 +6,10 @@ notes every kind of data touched (hooks/record.py names); reading undeclared dat
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import date
 from typing import Any
 
+import msgspec
 import pytest
 
 from cds_service.pipeline.decode import decode
@@ -132,7 +132,7 @@ RUN: dict[str, Fact] = {
     "recent_pt": lambda ix, _facts, k, t: f.recent_pt(ix, k, t),  # type: ignore[arg-type]
     "opioid_excluded": lambda ix, _facts, k, t: f.opioid_excluded(active(ix, t), ix, k, t),  # type: ignore[arg-type]
     "long_term_opioid": lambda ix, facts, k, _t: f.long_term_opioid(
-        replace(facts, active_medication_requests=ix.medication_requests), k
+        msgspec.structs.replace(facts, active_medication_requests=ix.medication_requests), k
     ),
     "order_reason": lambda _ix, facts, k, _t: f.reason_of(
         typed(service_request(reason=None, reason_reference="Condition/c-ref")), facts, k.valuesets
@@ -151,7 +151,7 @@ def test_a_fact_reads_only_the_data_it_declares(content, name):
     record = rich_record()
     read: set[str] = set()
     spy = SpyIndex(index(record, knowledge.valuesets), read)
-    facts = replace(f.build_facts(record, knowledge, today), references=spy.references)
+    facts = msgspec.structs.replace(f.build_facts(record, knowledge, today), references=spy.references)
     RUN[name](spy, facts, knowledge, today)
     undeclared = read - f.FACT_READS[name]
     assert not undeclared, f"{name} reads {sorted(undeclared)} but declares only {sorted(f.FACT_READS[name])}"

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import msgspec
+
 from cards.coverage import CoverageContext, render_system_actions
 from cards.render import RenderContext, Uuids, render_cards
 from cds_service.content.forms import PN_FORM_ID
@@ -119,7 +121,7 @@ def answer_hook(service: ServiceDefinition, body: Any, deps: CallDependencies) -
     if any(subject.at_booking or coverage_wanted for subject in judgement.pn_subjects):
         since = deps.today - timedelta(days=knowledge.policy.prior_notification_window_days)
         found = notifications_on_file(deps.notifications, deps.scope, patient_id, since)
-        facts = replace(facts, prior_notifications=found)
+        facts = msgspec.structs.replace(facts, prior_notifications=found)
     settled = settle(judgement, facts, knowledge)
     decisions = [d for d in settled.decisions if configuration.allows(d, content.crd)]
     assertions = list(settled.assertions) if coverage_wanted else []
