@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import date, timedelta
+
+import msgspec
 
 from cards.model import Content, JsonObject, JsonValue
 from cards.render import thaw
@@ -25,8 +26,7 @@ DETAIL_CODES = "http://terminology.hl7.org/CodeSystem/crd-coverage-detail"
 VOLATILE = frozenset({"date", "coverage-assertion-id"})
 
 
-@dataclass(frozen=True)
-class CoverageContext:
+class CoverageContext(msgspec.Struct, frozen=True):
     crd: Content  # crd.yaml
     questionnaire: str  # canonical URL (with |version) of the Prior Notification Questionnaire
     today: date

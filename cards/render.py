@@ -6,11 +6,11 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from functools import lru_cache
 from types import MappingProxyType
 from urllib.parse import urlencode
 
+import msgspec
 import orjson
 
 from cards.model import (
@@ -87,13 +87,12 @@ class Uuids:
         return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
-@dataclass(frozen=True)
-class RenderContext:
+class RenderContext(msgspec.Struct, frozen=True):
     content: CardContent
     base_url: str  # absolute, without trailing slash: where this service's pages are served
     patient_id: str
     region: Region | None
-    uuids: Uuids = field(default_factory=Uuids)
+    uuids: Uuids = msgspec.field(default_factory=Uuids)
 
 
 def render_cards(decisions: list[Decision], ctx: RenderContext) -> list[JsonObject]:

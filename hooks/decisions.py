@@ -7,8 +7,9 @@ facts its card rests on, and each fact declares the data it reads (hooks/facts.p
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
+
+import msgspec
 
 from hooks.facts import FACT_READS
 from hooks.fhir import ConceptJson
@@ -37,8 +38,7 @@ AT_BOOKING_UNCHECKED = "at_booking_unchecked"
 VARIANTS = (SUSPENDED, LONG_TERM_OPIOID, AT_BOOKING, AT_BOOKING_UNCHECKED)
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(msgspec.Struct, frozen=True):
     topic: str
     orders: tuple[Resource, ...] = ()  # the draft orders the card is about, if any
     suspension: Suspension | None = None  # the MSC requirement is suspended

@@ -9,10 +9,11 @@ data they read by these names (hooks/facts.py), and the pipeline reports what it
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import date
 from types import MappingProxyType
 from typing import TypeVar
+
+import msgspec
 
 from hooks import fhir
 from hooks.fhir import References
@@ -50,8 +51,7 @@ T = TypeVar("T", bound=Resource)
 DATA = frozenset(FIELD_DATA.values()) | frozenset(REFERENCED_DATA.values())
 
 
-@dataclass(frozen=True)
-class PatientRecord:
+class PatientRecord(msgspec.Struct, frozen=True):
     """The patient's typed FHIR data, as gathered from prefetch (or the FHIR server)."""
 
     patient: Patient | None = None
@@ -61,7 +61,7 @@ class PatientRecord:
     service_requests: tuple[ServiceRequest, ...] = ()
     medication_requests: tuple[MedicationRequest, ...] = ()
     procedures: tuple[Procedure, ...] = ()
-    references: References = field(default_factory=References)
+    references: References = msgspec.field(default_factory=References)
 
     @classmethod
     def of(
@@ -95,8 +95,7 @@ class PatientRecord:
 Sets = frozenset[str]
 
 
-@dataclass(frozen=True)
-class RecordIndex:
+class RecordIndex(msgspec.Struct, frozen=True):
     """The record with each resource's codes resolved once to the value sets they are in and its date
     parsed once, so that a rule asks for "finished visits of the last 90 days" or "procedures coded in
     this set" instead of walking every resource. Built by `index`; what each method reads is in

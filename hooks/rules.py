@@ -9,7 +9,8 @@ information) without judging anything again. Pure functions, no HTTP.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+
+import msgspec
 
 from hooks import fhir
 from hooks.appointments import (
@@ -58,8 +59,7 @@ from hooks.record import REFERENCED_DATA
 MSC_SUSPENDED = "suspended"  # the exemption (and basis) while the plan has suspended the MSC step
 
 
-@dataclass(frozen=True)
-class PnSubject:
+class PnSubject(msgspec.Struct, frozen=True):
     """A referral (order-sign) or a proposed visit (appointment-book) the Prior Notification rule is about."""
 
     about: ServiceRequest | Appointment  # the referral, or the appointment
@@ -69,8 +69,7 @@ class PnSubject:
     form_needs: str | None = None  # what the PN form asks about the MSC step
 
 
-@dataclass(frozen=True)
-class Judgement:
+class Judgement(msgspec.Struct, frozen=True):
     """What one call's targets came to, each judged once."""
 
     decisions: tuple[Decision, ...] = ()  # cards that do not depend on the PN records
@@ -81,8 +80,7 @@ class Judgement:
     own_references: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True)
-class Settled:
+class Settled(msgspec.Struct, frozen=True):
     """The call's answer as decided: cards, and the CRD coverage information."""
 
     decisions: tuple[Decision, ...]
@@ -179,17 +177,17 @@ def referral_decision(referral: ServiceRequest, facts: PatientFacts, knowledge: 
         if to_a_surgeon_already_seen(referral, facts):
             return []  # a follow-up visit with the same surgeon: neither the MSC step nor Prior Notification
         basis = "established-spine-care" if facts.established_spine_care else "after-lumbar-surgery"
-        return [replace(about, topic=PRIOR_NOTIFICATION_REQUIRED, basis=basis)]
+        return [msgspec.structs.replace(about, topic=PRIOR_NOTIFICATION_REQUIRED, basis=basis)]
     exemption = msc_exemption(facts, knowledge)
     if exemption is None:
         return [about]
     if exemption != MSC_SUSPENDED:
-        return [replace(about, topic=PRIOR_NOTIFICATION_REQUIRED, basis=exemption)]
+        return [msgspec.structs.replace(about, topic=PRIOR_NOTIFICATION_REQUIRED, basis=exemption)]
     # Suspended: the MSC card still says what the program expects, beside the PN card that lets it proceed.
     suspension = knowledge.policy.suspension_on(facts.today)
     return [
-        replace(about, suspension=suspension, variant=SUSPENDED),
-        replace(about, topic=PRIOR_NOTIFICATION_REQUIRED, suspension=suspension, basis=exemption),
+        msgspec.structs.replace(about, suspension=suspension, variant=SUSPENDED),
+        msgspec.structs.replace(about, topic=PRIOR_NOTIFICATION_REQUIRED, suspension=suspension, basis=exemption),
     ]
 
 
@@ -247,7 +245,7 @@ def merged(decisions: list[Decision]) -> list[Decision]:
         if known is None:
             groups[key] = decision
             continue
-        groups[key] = replace(
+        groups[key] = msgspec.structs.replace(
             known,
             orders=known.orders + decision.orders,
             reason_codes=known.reason_codes + tuple(c for c in decision.reason_codes if c not in known.reason_codes),

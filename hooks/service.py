@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import msgspec
+
 from hooks.facts import PatientFacts
 from hooks.knowledge import Knowledge
 from hooks.model import Appointment, Resource
@@ -31,8 +33,7 @@ PRACTITIONERS = (
 BY_REFERENCE_KEYS = frozenset({PRACTITIONER_ROLES[0], PRACTITIONERS[0]})
 
 
-@dataclass(frozen=True)
-class HookInput:
+class HookInput(msgspec.Struct, frozen=True):
     """The typed CDS Hooks context of one call: what the services judge."""
 
     draft_orders: tuple[Resource, ...] = ()

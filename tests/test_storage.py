@@ -6,10 +6,10 @@ import os
 import subprocess
 import sys
 import threading
-from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import msgspec
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -146,9 +146,9 @@ def test_issued_cards_are_stored_as_written_and_a_known_uuid_is_left_alone(store
     )
     bare = IssuedCard("01a245ff-bc77-7134-adb4-141c90c48c58", "lbp-patient-view", "pt-first", "v1", datetime.now(UTC))
     store.record_issued_cards([first, bare])
-    store.record_issued_cards([replace(first, topic="changed")])
+    store.record_issued_cards([msgspec.structs.replace(first, topic="changed")])
     table = storage_module.issued_cards
     with store.engine.connect() as connection:
         rows = {row.card_uuid: row._asdict() for row in connection.execute(select(table))}
-    assert rows == {card.card_uuid: asdict(card) for card in (first, bare)}
+    assert rows == {card.card_uuid: msgspec.structs.asdict(card) for card in (first, bare)}
     assert rows[first.card_uuid]["issued_at"] == datetime(2026, 11, 26, 13, 30, 15, 123456, tzinfo=UTC)

@@ -13,7 +13,7 @@ needs; it gets back a typed result it can answer, log, count and record.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -52,8 +52,7 @@ from hooks.service import HookInput, ServiceDefinition
 REFERENCE_ROUNDS = 3
 
 
-@dataclass(frozen=True)
-class CallDependencies:
+class CallDependencies(msgspec.Struct, frozen=True):
     """What a call reads besides its body."""
 
     content: Content
@@ -65,7 +64,7 @@ class CallDependencies:
     # the call comes from (its JWT issuer and tenant): patient ids are compared within it.
     notifications: NotificationStore | None = None
     form_links: FormLinks | None = None
-    scope: Scope = field(default_factory=Scope)
+    scope: Scope = msgspec.field(default_factory=Scope)
 
 
 @dataclass(frozen=True)
@@ -74,15 +73,14 @@ class IssuedCardRef:
     topic: str
 
 
-@dataclass(frozen=True)
-class CallResult:
+class CallResult(msgspec.Struct, frozen=True):
     hook_instance: str
     content_version: str
-    cards: list[dict[str, Any]] = field(default_factory=list)
+    cards: list[dict[str, Any]] = msgspec.field(default_factory=list)
     decisions: tuple[Decision, ...] = ()
-    system_actions: list[dict[str, Any]] = field(default_factory=list)
-    fetched: Mapping[str, float] = field(default_factory=dict)  # key → milliseconds
-    missing: Mapping[str, str] = field(default_factory=dict)  # key → why it could not be had
+    system_actions: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    fetched: Mapping[str, float] = msgspec.field(default_factory=dict)  # key → milliseconds
+    missing: Mapping[str, str] = msgspec.field(default_factory=dict)  # key → why it could not be had
 
     @property
     def topics(self) -> tuple[str, ...]:
@@ -181,8 +179,7 @@ def decode_context(context: Mapping[str, Any], sources: dict[int, dict[str, Any]
     )
 
 
-@dataclass(frozen=True)
-class Judged:
+class Judged(msgspec.Struct, frozen=True):
     """The call judged on all the data that could be had; which references it read and could not have."""
 
     record: PatientRecord
@@ -268,7 +265,7 @@ def with_form_link(
         prefill=prefill(decision.appointment, record, facts, form),
         now=datetime.now(UTC),
     )
-    return replace(decision, form_token=token)
+    return msgspec.structs.replace(decision, form_token=token)
 
 
 def coverage_context(deps: CallDependencies, uuids: Uuids, gathered: Gathered) -> CoverageContext:

@@ -19,6 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 from alembic import command
 from alembic.config import Config
@@ -250,8 +251,7 @@ pn_form_contexts = Table(
 )
 
 
-@dataclass(frozen=True)
-class IssuedCard:
+class IssuedCard(msgspec.Struct, frozen=True):
     card_uuid: str
     service_id: str
     topic: str
@@ -284,8 +284,7 @@ class IssuedCard:
         )
 
 
-@dataclass(frozen=True)
-class HookCall:
+class HookCall(msgspec.Struct, frozen=True):
     """One answered hook call, for analytics: counted per day whether or not it issued cards."""
 
     service_id: str
