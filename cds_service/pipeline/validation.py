@@ -225,14 +225,19 @@ def refuse_deep_nesting(value: Any, prefix: str, limit: int = MAX_DEPTH) -> None
 
 def nested_deeper_than(value: Any, levels: int) -> bool:
     """Whether `value` has objects or arrays more than `levels` deep below it: the usual request's check,
-    without the paths that only a refusal needs."""
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        node, level = stack.pop()
-        if level > levels:
+    without the paths that only a refusal needs. Level by level, each level's containers in one comprehension
+    (a stack of (node, level) pairs cost three times as much on the baseline request's context)."""
+    depth, level = 0, [value]
+    while level:
+        if depth > levels:
             return True
-        children = node.values() if type(node) is dict else node if type(node) is list else ()
-        stack.extend((child, level + 1) for child in children if type(child) in (dict, list))
+        level = [
+            child
+            for node in level
+            for child in (node.values() if type(node) is dict else node if type(node) is list else ())
+            if type(child) is dict or type(child) is list
+        ]
+        depth += 1
     return False
 
 
