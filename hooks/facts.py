@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date, timedelta
 from enum import Enum
+from functools import lru_cache
 from typing import ParamSpec, TypeVar
 
 import msgspec
@@ -489,8 +490,10 @@ def is_visit_in(encounter: Encounter, value_set: str, knowledge: Knowledge, refe
 # --------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=64)
 def window(today: date, days: int) -> tuple[date, date]:
-    """The days `within` accepts: the look-back, and tomorrow (a visit dated in the EHR's later time zone)."""
+    """The days `within` accepts: the look-back, and tomorrow (a visit dated in the EHR's later time zone).
+    Remembered: three facts ask for the same few windows on every call, the same day."""
     return today - timedelta(days=days), today + timedelta(days=1)
 
 
