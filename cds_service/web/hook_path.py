@@ -79,6 +79,8 @@ class HookPath:
         self.headers = headers  # security headers, Cache-Control, HSTS: the same on every hook answer
         self.cors = CorsAnswers(app, cors_options) if cors_options else None
         self.trusted_hosts: list[str] | None = app.config.get("TRUSTED_HOSTS")
+        # The Host header checked and read per (scheme, Host, server), once: an EHR sends the same few.
+        self.host = lru_cache(maxsize=64)(self.checked_host)
         self.known = frozenset(service.id for service in services.registry)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -103,12 +105,15 @@ class HookPath:
         """Where this service's pages are reachable: configured, else as the request was addressed (the Host
         checked against the trusted hosts, as Flask checks it)."""
         scheme = environ.get("wsgi.url_scheme", "http")
-        server = (environ.get("SERVER_NAME", ""), int(environ.get("SERVER_PORT") or 0) or None)
-        host = get_host(scheme, environ.get("HTTP_HOST"), server, self.trusted_hosts)
+        host = self.host(scheme, environ.get("HTTP_HOST"), environ.get("SERVER_NAME", ""), environ.get("SERVER_PORT"))
         if self.settings.public_base_url:
             return self.settings.public_base_url
         script_root = environ.get("SCRIPT_NAME", "").encode("latin-1").decode("utf-8", "replace")
         return f"{scheme}://{host}{script_root}".rstrip("/")
+
+    def checked_host(self, scheme: str, host: str | None, server_name: str, server_port: str | None) -> str:
+        """The request's host as Flask reads it; SecurityError (never remembered) when it is not trusted."""
+        return get_host(scheme, host, (server_name, int(server_port or 0) or None), self.trusted_hosts)
 
     def answer(self, environ: WSGIEnvironment, service_id: str, base: str) -> tuple[int, bytes, HeaderList]:
         """Status, JSON body and the headers that go with this answer."""
