@@ -49,8 +49,12 @@ def performer_specialties(order: ServiceRequest, references: References) -> list
 
 def is_physical_therapy_referral(order: ServiceRequest, knowledge: Knowledge, references: References) -> bool:
     """A referral to physical therapy, by code, performer specialty or words."""
+    return is_physical_therapy(order, performer_specialties(order, references), knowledge)
+
+
+def is_physical_therapy(order: ServiceRequest, performers: list[CodeableConcept], knowledge: Knowledge) -> bool:
+    """is_physical_therapy_referral, the performers' specialties already read."""
     vs = knowledge.valuesets
-    performers = performer_specialties(order, references)
     if vs.matches("pt-referral", order.code) or vs.matches("pt-specialty", performers):
         return True
     text = f"{fhir.concept_text((order.code,))} {fhir.concept_text(performers)}"
@@ -75,10 +79,10 @@ def is_spine_surgical_referral(order: Resource, knowledge: Knowledge, references
     """
     if not isinstance(order, ServiceRequest):
         return False
-    if is_physical_therapy_referral(order, knowledge, references):
+    performers = performer_specialties(order, references)
+    if is_physical_therapy(order, performers, knowledge):
         return False
     vs = knowledge.valuesets
-    performers = performer_specialties(order, references)
     if vs.matches("ortho-nonspine-specialty", performers):
         return False
     if vs.matches("spine-surgery-referral", order.code) or vs.matches("spine-surgeon-specialty", performers):
