@@ -161,13 +161,13 @@ def build_facts(record: PatientRecord, knowledge: Knowledge, today: date) -> Pat
     )
     # Whether a visit was "for LBP", and whether an active drug is an opioid analgesic, need the facts above.
     surgeons = spine_surgeons_seen(found, facts, knowledge)
-    later = {
-        "msc_done": msc_done(found, facts, knowledge),
-        "established_spine_care": bool(surgeons),
-        "spine_surgeons_seen": frozenset(k for k in surgeons if k),
-        "long_term_opioid": long_term_opioid(facts, knowledge),
-    }
-    return msgspec.structs.replace(facts, **later)
+    return msgspec.structs.replace(
+        facts,
+        msc_done=msc_done(found, facts, knowledge),
+        established_spine_care=bool(surgeons),
+        spine_surgeons_seen=frozenset(k for k in surgeons if k),
+        long_term_opioid=long_term_opioid(facts, knowledge),
+    )
 
 
 # Facts computed from the conditions alone (in build_facts, from the active conditions and their sets).

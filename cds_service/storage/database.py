@@ -355,11 +355,16 @@ def json_text(value: Any) -> str:
         return json.dumps(value)
 
 
+def dialect_insert(dialect: str, table: Table) -> sqlite.Insert | postgresql.Insert:
+    """An INSERT that can take ON CONFLICT: SQLite's or PostgreSQL's."""
+    return sqlite.insert(table) if dialect == "sqlite" else postgresql.insert(table)
+
+
 @cache
 def adding_counts(dialect: str, table: Table, column: str) -> Insert:
     """INSERT a day's count, or add it to the one stored: built once (each batch built it again, a sixth of the
     writer's CPU)."""
-    insert = sqlite.insert(table) if dialect == "sqlite" else postgresql.insert(table)
+    insert = dialect_insert(dialect, table)
     keys = [c.name for c in table.primary_key.columns]
     return insert.on_conflict_do_update(index_elements=keys, set_={column: table.c[column] + insert.excluded[column]})
 
@@ -548,9 +553,7 @@ class Storage:
             return connection.execute(statement, row).first() is not None
 
     def insert_ignoring_duplicates(self, table: Table) -> Insert:
-        if self.dialect == "sqlite":
-            return sqlite.insert(table).on_conflict_do_nothing()
-        return postgresql.insert(table).on_conflict_do_nothing()
+        return dialect_insert(self.dialect, table).on_conflict_do_nothing()
 
     def health(self) -> str:
         """ "ok", or what is wrong, for the readiness probe: unreachable, or the schema not migrated."""
