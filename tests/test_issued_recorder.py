@@ -105,3 +105,30 @@ def test_calls_from_many_threads_are_each_stored_once(store):
         thread.join()
     recorder.close(timeout=10)
     assert stored_uuids(store) == {f"t{t}-{n}" for t in range(4) for n in range(200)}
+
+
+class SlowStorage:
+    """A database whose every write takes a few milliseconds, whatever its size (a transaction's own cost)."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def record_hook_calls(self, calls: Sequence[HookCall]) -> None:
+        time.sleep(0.005)
+        self.batches.append(len(calls))
+
+
+def test_under_steady_load_a_batch_holds_what_came_in_during_a_linger():
+    storage = SlowStorage()
+    recorder = IssuedCardRecorder(storage, linger_seconds=0.1)  # type: ignore[arg-type]
+    deadline = time.monotonic() + 1.0
+    sent = 0
+    while time.monotonic() < deadline:  # a call every half millisecond or so, for a second
+        recorder.record(hook_call(f"card-{sent}"))
+        sent += 1
+        time.sleep(0.0005)
+    recorder.close(timeout=10)
+    assert sum(storage.batches) == sent
+    # About one batch per linger (ten in a second), not one per write: a writer that wrote whatever came in
+    # while it wrote fell to batches of a few calls, one every 5 ms.
+    assert len(storage.batches) <= 15, storage.batches

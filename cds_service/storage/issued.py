@@ -79,8 +79,13 @@ class IssuedCardRecorder:
             if not self._pending and not self._closing:
                 self._wait_for_work()
             self._linger_for_more()
+            # What gathered, in batches of BATCH; a batch that empties the queue ends the round. The calls that
+            # come in while it is written wait for the next linger: written at once, under steady load the
+            # batches shrank to the few calls answered during the previous write, each batch a transaction
+            # (BENCHMARKS.md, "The serving stack", round 6). Closing writes everything.
             while self._pending:
-                self._write_batch()
+                if not self._write_batch() and not self._closing:
+                    break
             if self._closing:
                 return
 
@@ -97,7 +102,8 @@ class IssuedCardRecorder:
             self._wake.wait(self._linger)
         self._hurry = False
 
-    def _write_batch(self) -> None:
+    def _write_batch(self) -> bool:
+        """Write up to BATCH calls; whether it took that many (a backlog, to be written without lingering)."""
         calls: list[HookCall] = []
         flushed: list[Flushed] = []
         while self._pending and len(calls) < BATCH:
@@ -109,6 +115,7 @@ class IssuedCardRecorder:
         self._write(calls)
         for done in flushed:
             done.set()
+        return len(calls) == BATCH
 
     def _write(self, calls: list[HookCall]) -> None:
         if not calls:
