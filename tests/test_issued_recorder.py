@@ -132,3 +132,28 @@ def test_under_steady_load_a_batch_holds_what_came_in_during_a_linger():
     # About one batch per linger (ten in a second), not one per write: a writer that wrote whatever came in
     # while it wrote fell to batches of a few calls, one every 5 ms.
     assert len(storage.batches) <= 15, storage.batches
+
+
+def call_line(message: str) -> logging.LogRecord:
+    return logging.makeLogRecord({"name": "lbp_cds", "levelno": logging.INFO, "levelname": "INFO", "msg": message})
+
+
+def test_a_calls_log_line_is_written_by_the_writer_with_its_record(store, caplog):
+    recorder = IssuedCardRecorder(store, linger_seconds=60)
+    with caplog.at_level(logging.INFO, logger="lbp_cds"):
+        recorder.record(hook_call("logged"), call_line("hook call"))
+        time.sleep(0.2)  # the writer is lingering for more: the line waits with the record
+        assert "hook call" not in caplog.text
+        recorder.flush(timeout=10)
+        assert [record.getMessage() for record in caplog.records] == ["hook call"]
+    assert stored_uuids(store) == {"logged"}
+    recorder.close()
+
+
+def test_a_dropped_record_still_gets_its_log_line_at_once(store, caplog):
+    recorder = IssuedCardRecorder(store, linger_seconds=60)
+    recorder.close(timeout=10)
+    with caplog.at_level(logging.INFO, logger="lbp_cds"):
+        recorder.record(hook_call("too-late"), call_line("hook call"))
+    assert [record.getMessage() for record in caplog.records][:1] == ["hook call"]
+    assert "hook call not recorded" in caplog.text

@@ -22,6 +22,7 @@ import jwt
 import pytest
 import requests
 import responses
+from flask import Flask
 from sqlalchemy import text
 
 from cds_service.app import create_app
@@ -45,8 +46,9 @@ VIEW = "/cds-services/lbp-patient-view"
 
 
 @contextmanager
-def production_log_lines() -> Iterator[io.StringIO]:
-    """Every log line, written by the service's text and JSON formatters, at DEBUG."""
+def production_log_lines(app: Flask | None = None) -> Iterator[io.StringIO]:
+    """Every log line, written by the service's text and JSON formatters, at DEBUG; with `app`, the lines of its
+    answered hook calls too (its writer thread writes them with the calls' records: flushed at the end)."""
     out = io.StringIO()
     handlers = []
     for formatter in (TextFormatter(), JsonFormatter()):
@@ -61,6 +63,8 @@ def production_log_lines() -> Iterator[io.StringIO]:
         root.addHandler(handler)
     try:
         yield out
+        if app is not None:
+            services_of(app).issued_cards.flush(timeout=10)
     finally:
         for handler in handlers:
             root.removeHandler(handler)
@@ -155,7 +159,7 @@ def app(settings, content):
 
 def test_hook_calls_and_feedback_log_no_token_patient_data_or_comment(app):
     client = app.test_client()
-    with production_log_lines() as lines, responses.RequestsMock(assert_all_requests_are_fired=False) as fhir:
+    with production_log_lines(app) as lines, responses.RequestsMock(assert_all_requests_are_fired=False) as fhir:
         fhir.get(f"{FHIR}/Condition", status=503, body=f"upstream says {TOKEN} {NAME}")
         answers = [client.post(path, json=body) for path, body in hook_requests()]
         card = answers[0].get_json()["cards"][0]
@@ -217,7 +221,7 @@ def test_jwt_failures_log_their_reason_but_no_token_or_claim(jwt_app, key):
         forged_alg(TOKEN),
     ]
     replayed = token_for(key, VIEW, jti=TOKEN)
-    with production_log_lines() as lines:
+    with production_log_lines(client.application) as lines:
         refused = [client.post(VIEW, json=body, headers=bearer(token)) for token in tokens]
         first = client.post(VIEW, json=body, headers=bearer(replayed))
         again = client.post(VIEW, json=body, headers=bearer(replayed))
@@ -345,8 +349,9 @@ def test_the_server_at_debug_logs_no_form_link_token(tmp_path):
     assert_no_sentinel(written)
 
 
-def test_the_text_log_format_shows_each_calls_fields(client):
+def test_the_text_log_format_shows_each_calls_fields(app):
     """`make run` logs as text: a call's line says its service, status, ms, topics, fetched and missing."""
+    client = app.test_client()
     out = io.StringIO()
     handler = logging.StreamHandler(out)
     handler.setFormatter(TextFormatter())
@@ -356,6 +361,7 @@ def test_the_text_log_format_shows_each_calls_fields(client):
     logger.addHandler(handler)
     try:
         client.post(SELECT, json=patient(45).with_lbp().order_select(ortho_referral()))
+        services_of(app).issued_cards.flush(timeout=10)  # the writer thread writes a call's line with its record
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)

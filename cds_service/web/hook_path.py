@@ -137,10 +137,10 @@ class HookPath:
         except Exception:
             log_unexpected("POST", route)
             return 500, self.encode(operation_outcome(500, UNEXPECTED)), []
-        log_call(service.id, 200, started, result=result)
+        line = call_line(service.id, 200, started, result=result)
         for topic in result.topics:
             metrics.cards_issued(service.id, topic).inc()
-        record_issued(services, service.id, service.hook, result, caller, user_id)
+        record_issued(services, service.id, service.hook, result, caller, user_id, line)
         return 200, self.encode(result.response()), []
 
     def call(
@@ -215,9 +215,25 @@ def log_call(
     result: CallResult | None = None,
     refused: ClientError | None = None,
 ) -> None:
-    """One line per hook call: what was answered, how long it took, which data was fetched or missing."""
+    """The call's line (call_line), written now."""
+    line = call_line(service_id, status, started, result, refused)
+    if line is not None:
+        log.handle(line)
+
+
+def call_line(
+    service_id: str,
+    status: int,
+    started: float,
+    result: CallResult | None = None,
+    refused: ClientError | None = None,
+) -> logging.LogRecord | None:
+    """One line per hook call: what was answered, how long it took, which data was fetched or missing; made
+    now (its time and duration), written by whoever takes it (None when the service does not log at INFO)."""
     seconds = time.perf_counter() - started
     metrics.hook_seconds(service_id, status).observe(seconds)
+    if not log.isEnabledFor(logging.INFO):
+        return None
     fields: dict[str, Any] = {
         "event": "hook_call",
         "service": service_id,
@@ -233,14 +249,24 @@ def log_call(
     if isinstance(refused, PrefetchUnavailable):
         fields["hookInstance"] = refused.hook_instance
         fields["fetched"], fields["missing"] = refused.fetched, sorted(refused.missing)
-    log.info("hook call", extra=fields)
+    # What log.info would make (no caller's file or line: logs.skip_unused_record_fields).
+    return log.makeRecord(
+        log.name, logging.INFO, "(unknown file)", 0, "hook call", (), None, "(unknown function)", extra=fields
+    )
 
 
 def record_issued(
-    services: AppServices, service_id: str, hook: str, result: CallResult, caller: Caller | None, user_id: object
+    services: AppServices,
+    service_id: str,
+    hook: str,
+    result: CallResult,
+    caller: Caller | None,
+    user_id: object,
+    line: logging.LogRecord | None,
 ) -> None:
     """Record the call and its cards for the feedback report and analytics: the record is made here, while what
-    it is made of is in the CPU's caches, and stored by the writer thread, off the call's path."""
+    it is made of is in the CPU's caches, and stored by the writer thread, off the call's path. The writer
+    writes the call's log line too."""
     issuer, tenant = (caller.issuer, caller.tenant) if caller else (None, None)
     key, key_id = services.settings.clinician_key, services.settings.clinician_key_id
     user = user_id if isinstance(user_id, str) and user_id else (caller.subject if caller else None)
@@ -257,5 +283,7 @@ def record_issued(
         )
     except Exception:  # bookkeeping: never the clinician's problem
         log.exception("hook call not recorded (analytics record could not be made)")
+        if line is not None:
+            log.handle(line)
         return
-    services.issued_cards.record(call)
+    services.issued_cards.record(call, line)
