@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 
 from cds_service.storage.database import HookCall, Storage
@@ -27,6 +28,9 @@ log = logging.getLogger("lbp_cds")
 BATCH = 500  # hook calls per transaction, at most
 LINGER_SECONDS = 0.25  # how long the writer waits for more after the first (a batch of ~400 calls at full load)
 CLOSE_TIMEOUT_SECONDS = 5.0  # how long close() waits for the writer to store what it holds
+# The writer lets go of the GIL after this many log lines: a batch's lines, written in one go, held it for about
+# 2 ms, and a hook call arriving then waited (sequential p99 1.7-1.9 -> 2.3-2.7 ms; with this 1.7 ms).
+LINES_PER_YIELD = 16
 
 
 class Flushed(threading.Event):
@@ -129,8 +133,12 @@ class IssuedCardRecorder:
 
     def _write_lines(self) -> None:
         lines = self._lines
+        written = 0
         while lines:
             log.handle(lines.popleft())
+            written += 1
+            if written % LINES_PER_YIELD == 0:
+                time.sleep(0)  # lets a waiting hook call have the GIL
 
     def _write(self, calls: list[HookCall]) -> None:
         if not calls:
