@@ -29,7 +29,7 @@ BATCH = 500  # hook calls per transaction, at most
 LINGER_SECONDS = 0.25  # how long the writer waits for more after the first (a batch of ~400 calls at full load)
 CLOSE_TIMEOUT_SECONDS = 5.0  # how long close() waits for the writer to store what it holds
 # The writer lets go of the GIL after this many log lines: a batch's lines, written in one go, held it for about
-# 2 ms, and a hook call arriving then waited (sequential p99 1.7-1.9 -> 2.3-2.7 ms; with this 1.7 ms).
+# 2 ms, and a hook call arriving then waited (sequential p99 1.8-1.9 -> 2.3-2.7 ms; with this 1.7-1.9 ms).
 LINES_PER_YIELD = 16
 
 
