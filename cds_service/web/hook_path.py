@@ -208,15 +208,10 @@ def read_body(environ: WSGIEnvironment, limit: int) -> bytes:
     return raw
 
 
-def log_call(
-    service_id: str,
-    status: int,
-    started: float,
-    result: CallResult | None = None,
-    refused: ClientError | None = None,
-) -> None:
-    """The call's line (call_line), written now."""
-    line = call_line(service_id, status, started, result, refused)
+def log_call(service_id: str, status: int, started: float, refused: ClientError | None = None) -> None:
+    """The line of a call that was not answered (call_line), written now; an answered call's line goes to the
+    issued-card writer with its record (record_issued)."""
+    line = call_line(service_id, status, started, refused=refused)
     if line is not None:
         log.handle(line)
 
