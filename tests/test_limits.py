@@ -1,4 +1,4 @@
-"""The production shape under abuse: lbp-cds (2 workers × 4 threads) behind the shipped nginx
+"""The production shape under abuse: lbp-cds (2 workers of the default threads) behind the shipped nginx
 configuration (cds_service/web/nginx/lbp-cds.conf). Slow clients wait on nginx, not on the server's threads; a
 body over the limit is 413 whatever its transfer encoding; probes and metrics stay off the internet."""
 
@@ -14,12 +14,15 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from cds_service.settings import ServerSettings
 from tests.topology import Topology, find_nginx, topology
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.processes
 
-SLOW_CLIENTS = 8
+WORKERS = 2
+THREADS = ServerSettings.model_fields["threads"].default  # the production default (CDS_THREADS)
+SLOW_CLIENTS = WORKERS * THREADS  # as many as the server has threads: each would hold one without nginx
 SECONDS_PER_BYTE = 2.0
 NORMAL_CALLS = 12
 # The issue's bound for a normal call while slow clients hold connections; measured per call. Alone on
@@ -34,7 +37,7 @@ def instance(tmp_path_factory) -> Iterator[Topology]:
 
         unreachable("nginx", FileNotFoundError("not installed (apt-get install nginx)"))
     database = tmp_path_factory.mktemp("limits") / "cds.sqlite3"
-    with topology(f"sqlite:///{database}", replicas=1, workers=2, threads=4) as running:
+    with topology(f"sqlite:///{database}", replicas=1, workers=WORKERS, threads=THREADS) as running:
         yield running
 
 
@@ -78,7 +81,7 @@ class SlowClient(threading.Thread):
                 self.stop.wait(SECONDS_PER_BYTE)
 
 
-def test_eight_slow_clients_through_the_shipped_proxy_leave_normal_calls_fast(instance):
+def test_as_many_slow_clients_as_threads_through_the_shipped_proxy_leave_normal_calls_fast(instance):
     slow = [SlowClient(instance, "headers" if n % 2 else "body") for n in range(SLOW_CLIENTS)]
     for client in slow:
         client.start()
