@@ -628,10 +628,10 @@ class ServerSettings(EnvironmentSettings):
         validation_alias="WEB_CONCURRENCY",
         description="worker processes; default: the CPU count",
     )
-    # 8, not 4: on 2 CPUs at saturation 4 threads cost 381-396 µs of server CPU per baseline call, 8 threads
-    # 365-375 and 16 430-477 (BENCHMARKS.md, "The serving stack", round 7). A call may also wait on the EHR's
-    # FHIR server: more threads hold more such calls.
-    threads: int = Field(8, ge=1, description="threads per worker (a call may wait on the EHR's FHIR server)")
+    # 6, not 4: on 2 CPUs at saturation 6 threads cost the least server CPU per baseline call at 16, 32 and 64
+    # connections (at 32: 4 threads 381-396 µs, 6 352-357, 8 362-382, 12 388-408, 16 430-477; BENCHMARKS.md,
+    # "The serving stack", round 7). A call may also wait on the EHR's FHIR server: threads hold such calls.
+    threads: int = Field(6, ge=1, description="threads per worker (a call may wait on the EHR's FHIR server)")
     graceful_timeout: int = Field(20, ge=0, description="seconds a worker gets to finish its calls on shutdown")
     log_level: Literal["debug", "info", "warning", "error", "critical"] = Field(
         "info", description="the HTTP server's own log level"
