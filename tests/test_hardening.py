@@ -4,9 +4,11 @@ a 500; a malformed prefetched resource is set aside and counted, never read; the
 from __future__ import annotations
 
 import copy
+import gc
 import io
 import json
 import uuid
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -300,3 +302,33 @@ def test_a_number_with_more_digits_than_python_reads_is_400(client):
     raw = json.dumps(baseline())[:-1] + ', "extension": {"x": ' + "9" * 5000 + "}}"
     response = post_raw(client, SELECT, raw.encode())
     assert response.status_code == 400
+
+
+def test_the_request_as_read_is_freed_once_the_server_lets_go_of_the_answer_not_before(app, monkeypatch):
+    """A large record's typed data takes milliseconds to free: the answer holds it until the server has taken
+    the body (granian hands the body to its HTTP side, then drops the answer), so the answer is not kept
+    waiting for it."""
+    from werkzeug.test import EnvironBuilder
+
+    from cds_service.web import hook_path
+
+    read: list[weakref.ref[Any]] = []
+    parse = hook_path.parse_hook_request
+
+    def noting(raw: bytes) -> Any:
+        request = parse(raw)
+        read.append(weakref.ref(request))
+        return request
+
+    monkeypatch.setattr(hook_path, "parse_hook_request", noting)
+    environ = EnvironBuilder(path="/cds-services/lbp-referral-select", method="POST", json=baseline()).get_environ()
+    started: list[str] = []
+    answer = app(environ, lambda status, headers, exc_info=None: started.append(status))
+    assert started == ["200 OK"]
+    assert isinstance(answer, list)  # a WSGI server that joins a list of bytes takes it so
+    assert json.loads(b"".join(answer))["cards"][0]["source"]["topic"]["code"] == "msc-evaluation-first"
+    gc.collect()
+    assert read[0]() is not None, "the request should live as long as its answer"
+    del answer
+    gc.collect()
+    assert read[0]() is None, "the request should be freed with its answer"

@@ -92,14 +92,14 @@ class HookPath:
         except SecurityError:
             return self.flask(environ, start_response)  # an untrusted Host: refused as on every URL
         service_id = match[1].encode("latin-1").decode("utf-8", "replace")
-        status, body, extra = self.answer(environ, service_id, base)
+        status, body, extra, request = self.answer(environ, service_id, base)
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *self.headers, *extra]
         if self.cors is not None:
             headers += self.cors.headers(
                 environ.get("HTTP_ORIGIN"), environ.get("HTTP_ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK")
             )
         start_response(STATUS_LINES.get(status) or status_line(status), headers)
-        return [body]
+        return Answer(body, request)
 
     def base_url(self, environ: WSGIEnvironment) -> str:
         """Where this service's pages are reachable: configured, else as the request was addressed (the Host
@@ -115,8 +115,9 @@ class HookPath:
         """The request's host as Flask reads it; SecurityError (never remembered) when it is not trusted."""
         return get_host(scheme, host, (server_name, int(server_port or 0) or None), self.trusted_hosts)
 
-    def answer(self, environ: WSGIEnvironment, service_id: str, base: str) -> tuple[int, bytes, HeaderList]:
-        """Status, JSON body and the headers that go with this answer."""
+    def answer(self, environ: WSGIEnvironment, service_id: str, base: str) -> tuple[int, bytes, HeaderList, object]:
+        """Status, JSON body and the headers that go with this answer, and the request as read (freed after the
+        answer is handed to the server: Answer)."""
         services = self.services
         route = RULE.replace("<service_id>", service_id) if service_id in self.known else RULE
         started = time.perf_counter()
@@ -124,7 +125,7 @@ class HookPath:
             services.content.check()  # edited content files are looked for on a request
             service = services.registry.get(service_id)
             try:
-                result, caller, user_id = self.call(environ, services, service, base, route)
+                result, caller, user_id, request = self.call(environ, services, service, base, route)
             except ClientError as error:
                 log_call(service.id, error.status, started, refused=error)
                 raise
@@ -133,20 +134,26 @@ class HookPath:
                 raise
         except ClientError as error:
             log_refusal(error, route)
-            return error.status, self.encode(operation_outcome(error.status, error.message)), [*error.headers.items()]
+            return (
+                error.status,
+                self.encode(operation_outcome(error.status, error.message)),
+                [*error.headers.items()],
+                None,
+            )
         except Exception:
             log_unexpected("POST", route)
-            return 500, self.encode(operation_outcome(500, UNEXPECTED)), []
+            return 500, self.encode(operation_outcome(500, UNEXPECTED)), [], None
         line = call_line(service.id, 200, started, result=result)
         for topic in result.topics:
             metrics.cards_issued(service.id, topic).inc()
         record_issued(services, service.id, service.hook, result, caller, user_id, line)
-        return 200, self.encode(result.response()), []
+        return 200, self.encode(result.response()), [], (request, result)
 
     def call(
         self, environ: WSGIEnvironment, services: AppServices, service: ServiceDefinition, base: str, route: str
-    ) -> tuple[CallResult, Caller | None, object]:
-        """The call's result, who called (the JWT's issuer, tenant and subject) and the context's userId."""
+    ) -> tuple[CallResult, Caller | None, object, object]:
+        """The call's result, who called (the JWT's issuer, tenant and subject), the context's userId and the
+        request as read."""
         caller = None
         if services.jwt_verifier is not None:
             caller = services.jwt_verifier.verify(
@@ -155,7 +162,19 @@ class HookPath:
         require_json(parse_options_header(environ.get("CONTENT_TYPE", ""))[0].lower())
         body = parse_hook_request(read_body(environ, services.settings.max_body_bytes))
         result = answer_hook(service, body, services.call_dependencies(base, caller))
-        return result, caller, body["context"].get("userId")
+        return result, caller, body["context"].get("userId"), body
+
+
+class Answer(list[bytes]):
+    """A hook call's WSGI answer (its one body), holding the request as read and the call's result until the
+    server lets go of the answer, after it has taken the body: a large record is freed while the answer is sent,
+    not before (freeing a 10,000-resource record's typed data took about 2.5 ms)."""
+
+    __slots__ = ("keep",)
+
+    def __init__(self, body: bytes, keep: object) -> None:
+        super().__init__((body,))
+        self.keep = keep
 
 
 def status_line(status: int) -> str:
